@@ -1,0 +1,33 @@
+/*
+ * atomicfile: durable, atomic, checksummed small files (journal, state).
+ * write: temp file in the same directory, write, fsync, rename, fsync the
+ * directory.  The file carries a header (magic, length, SHA-256) so a
+ * reader rejects a torn or corrupted file instead of trusting it.
+ * Crash points j-* sit between the steps.
+ */
+#ifndef BATON_ATOMICFILE_H
+#define BATON_ATOMICFILE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define ATOMICFILE_MAX (64u << 20)
+
+/* Returns 0 or -errno.  mode e.g. 0600. */
+int atomicfile_write(const char *path, const void *data, size_t len,
+    mode_t mode);
+
+/*
+ * Read and verify.  Returns 0 with an owned buffer (free()), -ENOENT,
+ * -EBADMSG for a bad magic/length/checksum, -EFBIG over max, or -errno.
+ */
+int atomicfile_read(const char *path, size_t max, void **ret_data,
+    size_t *ret_len);
+
+/* Unlink and fsync the directory; a missing file is not an error. */
+int atomicfile_remove(const char *path);
+
+/* Remove leftover temp files of path (after a crash mid-write). */
+int atomicfile_cleanup(const char *path);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * conn: a frame connection on a libuv loop.  uv_poll watches the fd and
+ * the module does its own recvmsg/sendmsg (uv_write2 cannot carry an
+ * arbitrary set of fds).  Partial reads and writes are kept across
+ * wake-ups; outgoing frames wait in a bounded per-connection queue.
+ *
+ * Every received frame is decoded and validated before the owner sees
+ * it.  Bad input from the peer (bad header, bad body, fd count mismatch,
+ * a frame over the limit) is answered with an ERROR frame (or NS_ERROR
+ * on a namespace connection), then the connection is closed and close_cb
+ * reports the reason.  Nothing the peer sends can end the process.
+ */
+#ifndef BATON_CONN_H
+#define BATON_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "proto/frame.h"
+
+struct conn;
+
+enum conn_errstyle {
+	CONN_ERR_CONTROL,	/* reject with ERROR{code, message} */
+	CONN_ERR_NS,		/* reject with NS_ERROR{nil, kind, message} */
+};
+
+struct conn_opts {
+	size_t max_body;	/* 0 = FRAME_MAX_BODY */
+	size_t max_queued;	/* bytes waiting to be sent; 0 = 4 MiB */
+	unsigned max_fds;	/* fds accepted per frame; 0 = none allowed */
+	enum conn_errstyle errstyle;
+};
+
+/*
+ * frame_cb takes ownership of *f (frame_release() it).  It may call
+ * conn_close() on this connection.
+ */
+typedef void (*conn_frame_cb)(struct conn *c, struct frame *f, void *data);
+/*
+ * close_cb runs once, after the fd is closed and before the conn is
+ * freed: err 0 for a clean EOF or conn_close(), -errno or -PROTO_E*.
+ */
+typedef void (*conn_close_cb)(struct conn *c, int err, void *data);
+
+/* Takes fd (made non-blocking).  Returns 0 or -errno (fd closed). */
+int conn_open(uv_loop_t *loop, int fd, const struct conn_opts *opts,
+    conn_frame_cb frame_cb, conn_close_cb close_cb, void *data,
+    struct conn **ret);
+
+/*
+ * Queue one frame.  fds are borrowed: the conn keeps CLOEXEC duplicates
+ * until they are sent.  Returns 0, -ENOBUFS when the queue limit would be
+ * passed (the frame is not queued), -EPIPE once closing, or -errno.
+ */
+int conn_send(struct conn *c, const struct msg *m, const int *fds,
+    unsigned nfds);
+
+/* Stop / restart reading (writes go on). */
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
+
+/* Close now; queued frames are dropped.  close_cb(c, 0) follows. */
+void conn_close(struct conn *c);
+/* Close once the send queue is empty (reading stops now). */
+void conn_close_after_flush(struct conn *c);
+
+/* Reject the peer: queue ERROR/NS_ERROR for err, then close after flush. */
+void conn_reject(struct conn *c, int err, const char *message);
+
+size_t conn_queued(const struct conn *c);
+int conn_fd(const struct conn *c);
+void conn_set_data(struct conn *c, void *data);
+void *conn_data(const struct conn *c);
+/* SO_PEERCRED of the peer, read at conn_open. */
+void conn_peer(const struct conn *c, pid_t *pid, uid_t *uid, gid_t *gid);
+
+#endif

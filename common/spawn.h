@@ -1,0 +1,31 @@
+/*
+ * spawn: fork+exec a program with listeners placed at fd 3.. and an
+ * optional extra fd after them, LISTEN_PID set to the child's own pid
+ * (which uv_spawn cannot do), and every other fd closed.
+ */
+#ifndef BATON_SPAWN_H
+#define BATON_SPAWN_H
+
+#include <sys/types.h>
+
+struct spawn_opts {
+	const char *path;		/* absolute binary */
+	const char *const *argv;	/* argv[0] included, NULL-terminated */
+	const char *const *env_extra;	/* "K=V", NULL-terminated, may be NULL */
+	const char *const *env_drop;	/* names removed from environ, may be NULL */
+	const int *listen_fds;		/* borrowed */
+	const char *const *listen_names;
+	unsigned n_listen;
+	int extra_fd;			/* -1 or placed at 3+n_listen */
+	const char *extra_fd_env;	/* e.g. "HANDOFF_SOCK_FD", or NULL */
+	int pdeathsig;			/* 0 or a signal sent if we die */
+};
+
+/*
+ * Returns the child's pid, or -errno.  Exec failure in the child is
+ * reported as -errno too (through a CLOEXEC pipe), never as a child that
+ * runs on.
+ */
+pid_t spawn_agent(const struct spawn_opts *o);
+
+#endif

@@ -1,0 +1,105 @@
+/*
+ * nsserver: the namespace socket (SPEC §5) and the allocation table
+ * behind it.  Accepts consumers on the inherited "ns" listener, answers
+ * NS_REQUEST / ALLOCATION_ENDED / STATUS / SUBSCRIBE, creates namespaces
+ * through a short-lived helper process (the loop never blocks on it),
+ * pins them under run/pact/ns/<id>/, keeps the table durable, and
+ * releases allocations whose cgroup empties.
+ *
+ * The agent (successor/agent.c) owns the lock and the handoff; it drives
+ * this module through start/stop_accepting/drain/seal/unseal.  Allocations
+ * (pins, reaper processes, uenv mounts) outlive the nsserver object: free
+ * does not release them, so they survive handoffs.
+ */
+#ifndef BATON_NSSERVER_H
+#define BATON_NSSERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#define NSSERVER_DIGEST_LEN 32
+
+struct nsserver;
+
+struct nsserver_config {
+	const char *root;		/* "/" or a test root; paths below under it */
+	const char *pin_dir;		/* <root>/run/pact/ns */
+	const char *uenv_dir;		/* <root>/var/lib/pact/uenv */
+	const char *uenv_mount_base;	/* <root>/run/pact/uenv */
+	const char *state_path;		/* <root>/var/lib/baton/allocations */
+	const char *cgroup_root;	/* e.g. /sys/fs/cgroup; NULL = no watch */
+	const char *build_id;
+	const uid_t *allow_uids;	/* besides root and our euid */
+	unsigned n_allow_uids;
+	const gid_t *allow_gids;
+	unsigned n_allow_gids;
+	unsigned max_conns;		/* 0 = default 1024 */
+	unsigned max_pending;		/* creations in flight; 0 = 64 */
+	unsigned max_allocations;	/* 0 = 4096 */
+	unsigned max_subscribers;	/* 0 = 64 */
+};
+
+/*
+ * Load the allocation table (the caller holds the data-dir lock), find
+ * each allocation's pins and reaper again, and get ready to serve.  A
+ * missing state file is an empty table.  Returns 0 or -errno (-EBADMSG for
+ * a torn or inconsistent table).
+ */
+int nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
+    struct nsserver **ret);
+
+/* Start accepting on listen_fd (borrowed; never closed by this module). */
+int nsserver_start(struct nsserver *s, int listen_fd);
+
+/* Stop accepting new connections (they wait in the kernel backlog). */
+void nsserver_stop_accepting(struct nsserver *s);
+
+/*
+ * Drain: stop accepting, answer every request already read or in
+ * creation, close idle consumer connections, then call done_cb with the
+ * number of connections that could not be finished by deadline_ms
+ * (monotonic ms, clock_mono_ms()).  The table is fsynced before done_cb.
+ */
+typedef void (*nsserver_drain_cb)(void *data, unsigned open_remaining);
+void nsserver_drain(struct nsserver *s, uint64_t deadline_ms,
+    nsserver_drain_cb done_cb, void *data);
+
+/*
+ * Seal: no further mutation; the table on disk is final.  Returns its
+ * sequence number and SHA-256 digest (of the bytes on disk).  0 or -errno.
+ */
+int nsserver_seal(struct nsserver *s, uint64_t *ret_seq,
+    uint8_t ret_digest[NSSERVER_DIGEST_LEN]);
+
+/* Undo drain/seal after an aborted handoff: mutate and accept again. */
+void nsserver_resume(struct nsserver *s, int listen_fd);
+
+/* seq/digest of the table as loaded or last written. */
+void nsserver_state(const struct nsserver *s, uint64_t *ret_seq,
+    uint8_t ret_digest[NSSERVER_DIGEST_LEN]);
+
+/*
+ * After a successor has verified the loaded state against BEGIN: count
+ * one more handoff in the table's generation and persist it.
+ */
+int nsserver_bump_generation(struct nsserver *s);
+
+/* Number of allocations; whether accepting now. */
+unsigned nsserver_count(const struct nsserver *s);
+bool nsserver_accepting(const struct nsserver *s);
+
+/* Mark ready (STATUS_REPLY.ready) and set the pid reported. */
+void nsserver_set_ready(struct nsserver *s, bool ready);
+
+/*
+ * Close every consumer connection and free.  Allocations stay: pins,
+ * reapers and the state file are left for the next agent.
+ */
+void nsserver_free(struct nsserver *s);
+
+/* Reap a child pid if it belongs to the provider (helpers, reapers). */
+bool nsserver_reap(struct nsserver *s, pid_t pid, int status);
+
+#endif

@@ -13,13 +13,14 @@
 
 #define ATOMICFILE_MAX (64u << 20)
 
-/* Returns 0 or -errno.  mode e.g. 0600. */
+/* Returns 0 or -errno (-EFBIG over ATOMICFILE_MAX).  mode e.g. 0600. */
 int atomicfile_write(const char *path, const void *data, size_t len,
     mode_t mode);
 
 /*
  * Read and verify.  Returns 0 with an owned buffer (free()), -ENOENT,
  * -EBADMSG for a bad magic/length/checksum, -EFBIG over max, or -errno.
+ * max is capped at ATOMICFILE_MAX.  An empty payload still gets a buffer.
  */
 int atomicfile_read(const char *path, size_t max, void **ret_data,
     size_t *ret_len);
@@ -27,7 +28,11 @@ int atomicfile_read(const char *path, size_t max, void **ret_data,
 /* Unlink and fsync the directory; a missing file is not an error. */
 int atomicfile_remove(const char *path);
 
-/* Remove leftover temp files of path (after a crash mid-write). */
+/*
+ * Remove leftover temp files of path (after a crash mid-write): every
+ * <path>.tmp.<pid> whose pid is not a running process other than us.
+ * Returns how many were removed (>= 0) or -errno.
+ */
 int atomicfile_cleanup(const char *path);
 
 #endif

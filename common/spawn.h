@@ -25,6 +25,11 @@ struct spawn_opts {
  * Returns the child's pid, or -errno.  Exec failure in the child is
  * reported as -errno too (through a CLOEXEC pipe), never as a child that
  * runs on.
+ * (Also: LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID are set only when
+ * n_listen > 0; inherited LISTEN_* and extra_fd_env are always dropped,
+ * so a stale value never reaches the child; env_extra overrides environ.
+ * Every signal disposition is default and the mask is empty at exec.
+ * The caller reaps the child.  All allocation happens before fork.)
  */
 pid_t spawn_agent(const struct spawn_opts *o);
 

@@ -1,0 +1,375 @@
+/*
+ * atomicfile: small files that are either entirely old or entirely new.
+ *
+ * On disk: "BTNF", u32 version, u64 payload length, SHA-256 of the
+ * payload (all big-endian), then the payload.
+ *
+ * Invariants:
+ *  - The target path only ever names a complete, fsynced file: bytes go to
+ *    <path>.tmp.<pid> (same directory, so rename is atomic), are fsynced,
+ *    and only then renamed over the target; the directory is fsynced so
+ *    the rename itself survives a power cut.
+ *  - A reader trusts nothing it cannot verify: magic, version, the length
+ *    against the file size and the checksum against the payload.  A torn
+ *    or flipped file is -EBADMSG, never a wrong payload.
+ *  - Temp files are O_EXCL|O_CLOEXEC; one left by a crash is removed by
+ *    atomicfile_cleanup, never read.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <nettle/sha2.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/atomicfile.h"
+#include "crashpoints/crashpoint.h"
+
+#define AF_MAGIC	"BTNF"
+#define AF_VERSION	1u
+#define AF_HDR		(4 + 4 + 8 + SHA256_DIGEST_SIZE)
+
+static void
+put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t
+get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static void
+put_be64(uint8_t *p, uint64_t v)
+{
+	put_be32(p, (uint32_t)(v >> 32));
+	put_be32(p + 4, (uint32_t)v);
+}
+
+static uint64_t
+get_be64(const uint8_t *p)
+{
+	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+static void
+digest(const void *data, size_t len, uint8_t out[SHA256_DIGEST_SIZE])
+{
+	struct sha256_ctx ctx;
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, len, data);
+	sha256_digest(&ctx, SHA256_DIGEST_SIZE, out);
+}
+
+static int
+write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads exactly len bytes; a short file is -EBADMSG (it was torn). */
+static int
+read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = read(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EBADMSG;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Split path into its directory (owned copy) and base name (borrowed). */
+static int
+split_path(const char *path, char **ret_dir, const char **ret_base)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+
+	if (!slash)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (!dir)
+		return -ENOMEM;
+	*ret_dir = dir;
+	*ret_base = slash ? slash + 1 : path;
+	return 0;
+}
+
+static int
+fsync_dir_of(const char *path)
+{
+	const char *base;
+	char *dir = NULL;
+	int fd = -1, r;
+
+	r = split_path(path, &dir, &base);
+	if (r < 0)
+		goto out;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = fsync(fd) < 0 ? -errno : 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return r;
+}
+
+int
+atomicfile_write(const char *path, const void *data, size_t len,
+    mode_t mode)
+{
+	uint8_t hdr[AF_HDR];
+	char tmp[PATH_MAX];
+	bool created = false;
+	int fd = -1, r, n;
+
+	if (!path || (len > 0 && !data))
+		return -EINVAL;
+	if (len > ATOMICFILE_MAX)
+		return -EFBIG;
+	n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return -ENAMETOOLONG;
+
+	memcpy(hdr, AF_MAGIC, 4);
+	put_be32(hdr + 4, AF_VERSION);
+	put_be64(hdr + 8, len);
+	digest(len ? data : "", len, hdr + 16);
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd < 0 && errno == EEXIST) {
+		/* Our pid's leftover from an earlier life: never a writer. */
+		if (unlink(tmp) < 0 && errno != ENOENT) {
+			r = -errno;
+			goto out;
+		}
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	}
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	created = true;
+	r = write_all(fd, hdr, sizeof(hdr));
+	if (r < 0)
+		goto out;
+	r = write_all(fd, data, len);
+	if (r < 0)
+		goto out;
+	CRASHPOINT(j_after_tmp_write);
+	if (fsync(fd) < 0) {
+		r = -errno;
+		goto out;
+	}
+	CRASHPOINT(j_after_tmp_fsync);
+	r = close(fd) < 0 ? -errno : 0;
+	fd = -1;
+	if (r < 0)
+		goto out;
+	if (rename(tmp, path) < 0) {
+		r = -errno;
+		goto out;
+	}
+	created = false;
+	CRASHPOINT(j_after_rename);
+	r = fsync_dir_of(path);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (created)
+		unlink(tmp);
+	return r;
+}
+
+int
+atomicfile_read(const char *path, size_t max, void **ret_data,
+    size_t *ret_len)
+{
+	uint8_t hdr[AF_HDR], sum[SHA256_DIGEST_SIZE];
+	struct stat st;
+	uint64_t len;
+	void *buf = NULL;
+	int fd = -1, r;
+
+	if (!path || !ret_data || !ret_len)
+		return -EINVAL;
+	if (max > ATOMICFILE_MAX)
+		max = ATOMICFILE_MAX;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -EBADMSG;
+		goto out;
+	}
+	r = read_all(fd, hdr, sizeof(hdr));
+	if (r < 0)
+		goto out;
+	if (memcmp(hdr, AF_MAGIC, 4) != 0 || get_be32(hdr + 4) != AF_VERSION) {
+		r = -EBADMSG;
+		goto out;
+	}
+	len = get_be64(hdr + 8);
+	/* Size first: a corrupted length is damage, not a big file. */
+	if (len > UINT64_MAX - AF_HDR || (uint64_t)st.st_size != AF_HDR + len) {
+		r = -EBADMSG;
+		goto out;
+	}
+	if (len > max) {
+		r = -EFBIG;
+		goto out;
+	}
+	/* malloc(0) may return NULL; always hand back a real buffer. */
+	buf = malloc(len ? (size_t)len : 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = read_all(fd, buf, (size_t)len);
+	if (r < 0)
+		goto out;
+	digest(buf, (size_t)len, sum);
+	if (memcmp(sum, hdr + 16, sizeof(sum)) != 0) {
+		r = -EBADMSG;
+		goto out;
+	}
+	*ret_data = buf;
+	*ret_len = (size_t)len;
+	buf = NULL;
+	r = 0;
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+int
+atomicfile_remove(const char *path)
+{
+	if (!path)
+		return -EINVAL;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return fsync_dir_of(path);
+}
+
+/* "<digits>" that names a process still running (other than us)? */
+static bool
+owner_alive(const char *digits)
+{
+	char *end;
+	long pid;
+
+	errno = 0;
+	pid = strtol(digits, &end, 10);
+	if (errno || *end || end == digits || pid <= 0 || pid > INT_MAX)
+		return false;
+	if ((pid_t)pid == getpid())
+		return false;
+	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+int
+atomicfile_cleanup(const char *path)
+{
+	const char *base, *suffix;
+	char *dir = NULL;
+	struct dirent *e;
+	DIR *d = NULL;
+	size_t blen;
+	int r, removed = 0;
+
+	if (!path)
+		return -EINVAL;
+	r = split_path(path, &dir, &base);
+	if (r < 0)
+		goto out;
+	blen = strlen(base);
+	d = opendir(dir);
+	if (!d) {
+		r = -errno;
+		goto out;
+	}
+	for (;;) {
+		errno = 0;
+		e = readdir(d);
+		if (!e) {
+			r = errno ? -errno : 0;
+			break;
+		}
+		if (strncmp(e->d_name, base, blen) != 0 ||
+		    strncmp(e->d_name + blen, ".tmp.", 5) != 0)
+			continue;
+		suffix = e->d_name + blen + 5;
+		if (!*suffix || strspn(suffix, "0123456789") != strlen(suffix))
+			continue;
+		/*
+		 * A live writer's temp file is not stale.  The data-dir lock
+		 * makes that rare; this keeps it harmless.
+		 */
+		if (owner_alive(suffix))
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT) {
+			r = -errno;
+			goto out;
+		}
+		removed++;
+	}
+	if (r == 0 && removed > 0 && fsync(dirfd(d)) < 0)
+		r = -errno;
+out:
+	if (d)
+		closedir(d);
+	free(dir);
+	return r < 0 ? r : removed;
+}

@@ -1,0 +1,250 @@
+/*
+ * lock: one process owns a data dir at a time.
+ *
+ * Invariants:
+ *  - Ownership is the flock on <dir>/baton.lock and nothing else; the
+ *    pidfile only names the owner for humans and for error messages.  The
+ *    kernel drops a dead owner's flock, so a stale pidfile never blocks
+ *    anyone: the next owner overwrites it.
+ *  - The lock file is never unlinked: unlinking would let two processes
+ *    each hold a flock on a different inode under the same name.
+ *  - The pidfile is replaced with tmp+fsync+rename, so a reader sees the
+ *    old pid or the new one, never a torn number.
+ *  - The lock fd is CLOEXEC: an exec'd child never inherits ownership.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/lock.h"
+
+#define LOCK_NAME	"baton.lock"
+#define PID_NAME	"baton.pid"
+#define RETRY_MS	25
+
+struct dirlock {
+	int fd;
+	char pidpath[PATH_MAX];
+};
+
+static int
+join(char *buf, size_t size, const char *dir, const char *name)
+{
+	int n = snprintf(buf, size, "%s/%s", dir, name);
+
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* The pid named by the pidfile, or 0 when it is missing or garbage. */
+static pid_t
+read_pidfile(const char *dir)
+{
+	char path[PATH_MAX], buf[32], *end;
+	ssize_t n;
+	long v;
+	int fd;
+
+	if (join(path, sizeof(path), dir, PID_NAME) < 0)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	do
+		n = read(fd, buf, sizeof(buf) - 1);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	errno = 0;
+	v = strtol(buf, &end, 10);
+	if (errno || end == buf || (*end && *end != '\n') || v <= 0 ||
+	    v > INT_MAX)
+		return 0;
+	return (pid_t)v;
+}
+
+static int
+write_pidfile(const char *dir, const char *path)
+{
+	char tmp[PATH_MAX], buf[32];
+	int fd = -1, dfd = -1, r, n;
+	bool created = false;
+
+	n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	/* We hold the lock, so any file by this name is ours to replace. */
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	created = true;
+	errno = 0;
+	if (write(fd, buf, (size_t)n) != n) {
+		r = errno ? -errno : -EIO;
+		goto out;
+	}
+	if (fsync(fd) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = close(fd) < 0 ? -errno : 0;
+	fd = -1;
+	if (r < 0)
+		goto out;
+	if (rename(tmp, path) < 0) {
+		r = -errno;
+		goto out;
+	}
+	created = false;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = 0;
+out:
+	if (dfd >= 0)
+		close(dfd);
+	if (fd >= 0)
+		close(fd);
+	if (created)
+		unlink(tmp);
+	return r;
+}
+
+int
+lock_acquire(const char *dir, struct dirlock **ret, pid_t *ret_holder)
+{
+	struct dirlock *l = NULL;
+	char path[PATH_MAX];
+	int fd = -1, r;
+
+	if (!dir || !ret)
+		return -EINVAL;
+	if (ret_holder)
+		*ret_holder = 0;
+	r = join(path, sizeof(path), dir, LOCK_NAME);
+	if (r < 0)
+		goto out;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		if (r == -EWOULDBLOCK && ret_holder)
+			*ret_holder = read_pidfile(dir);
+		goto out;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = join(l->pidpath, sizeof(l->pidpath), dir, PID_NAME);
+	if (r < 0)
+		goto out;
+	r = write_pidfile(dir, l->pidpath);
+	if (r < 0)
+		goto out;
+	l->fd = fd;
+	fd = -1;
+	*ret = l;
+	l = NULL;
+out:
+	free(l);
+	if (fd >= 0)
+		close(fd);	/* drops the flock if we took it */
+	return r;
+}
+
+static long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+int
+lock_acquire_wait(const char *dir, int timeout_ms, struct dirlock **ret,
+    pid_t *ret_holder)
+{
+	long deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	struct timespec nap = { 0, RETRY_MS * 1000000L };
+	int r;
+
+	for (;;) {
+		r = lock_acquire(dir, ret, ret_holder);
+		if (r != -EWOULDBLOCK || mono_ms() >= deadline)
+			return r;
+		nanosleep(&nap, NULL);
+	}
+}
+
+void
+lock_release(struct dirlock *l)
+{
+	if (!l)
+		return;
+	/* Pidfile first: once the flock drops, it may be someone else's. */
+	unlink(l->pidpath);
+	close(l->fd);
+	free(l);
+}
+
+int
+lock_probe(const char *dir, pid_t *ret_pid)
+{
+	char path[PATH_MAX];
+	int fd = -1, r;
+
+	if (!dir)
+		return -EINVAL;
+	r = join(path, sizeof(path), dir, LOCK_NAME);
+	if (r < 0)
+		goto out;
+	/* No lock file: nobody ever locked this dir.  Do not create one. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		r = errno == ENOENT ? 0 : -errno;
+		goto out;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		r = 0;
+		goto out;	/* close() drops it at once */
+	}
+	if (errno != EWOULDBLOCK) {
+		r = -errno;
+		goto out;
+	}
+	if (ret_pid)
+		*ret_pid = read_pidfile(dir);
+	r = 1;
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+int
+lock_fd(const struct dirlock *l)
+{
+	return l ? l->fd : -1;
+}

@@ -35,16 +35,26 @@ struct conn_opts {
 
 /*
  * frame_cb takes ownership of *f (frame_release() it).  It may call
- * conn_close() on this connection.
+ * conn_close() on this connection.  The struct itself is the conn's and
+ * lives only for the call: copy it (`struct frame keep = *f;`) to keep
+ * the message and fds longer.  At most 16 frames are delivered per
+ * wake-up of the loop.
  */
 typedef void (*conn_frame_cb)(struct conn *c, struct frame *f, void *data);
 /*
  * close_cb runs once, after the fd is closed and before the conn is
  * freed: err 0 for a clean EOF or conn_close(), -errno or -PROTO_E*.
+ * It runs from the loop (a libuv close callback), never from inside
+ * conn_close() itself.  On a clean EOF frames already queued are still
+ * sent (the peer may have only shut down its write side) before the
+ * close; -ETIMEDOUT when a peer does not read them within a second.
  */
 typedef void (*conn_close_cb)(struct conn *c, int err, void *data);
 
-/* Takes fd (made non-blocking).  Returns 0 or -errno (fd closed). */
+/*
+ * Takes fd, a unix stream socket (made non-blocking).  Returns 0 or
+ * -errno (fd closed); fails when SO_PEERCRED cannot be read.
+ */
 int conn_open(uv_loop_t *loop, int fd, const struct conn_opts *opts,
     conn_frame_cb frame_cb, conn_close_cb close_cb, void *data,
     struct conn **ret);
@@ -52,7 +62,8 @@ int conn_open(uv_loop_t *loop, int fd, const struct conn_opts *opts,
 /*
  * Queue one frame.  fds are borrowed: the conn keeps CLOEXEC duplicates
  * until they are sent.  Returns 0, -ENOBUFS when the queue limit would be
- * passed (the frame is not queued), -EPIPE once closing, or -errno.
+ * passed (the frame is not queued), -EPIPE once closing (also after
+ * conn_close_after_flush(), conn_reject() or the peer's EOF), or -errno.
  */
 int conn_send(struct conn *c, const struct msg *m, const int *fds,
     unsigned nfds);
@@ -63,10 +74,18 @@ void conn_resume(struct conn *c);
 
 /* Close now; queued frames are dropped.  close_cb(c, 0) follows. */
 void conn_close(struct conn *c);
-/* Close once the send queue is empty (reading stops now). */
+/*
+ * Close once the send queue is empty (reading stops now).  A peer that
+ * stops reading gets one second without progress, then -ETIMEDOUT.
+ */
 void conn_close_after_flush(struct conn *c);
 
-/* Reject the peer: queue ERROR/NS_ERROR for err, then close after flush. */
+/*
+ * Reject the peer: queue ERROR/NS_ERROR for err (past the queue limit),
+ * stop reading, close after flush or after one second, whichever comes
+ * first; close_cb gets err.  message (borrowed, may be NULL for
+ * proto_strerror(err)) is cut at 255 bytes.  Only the first call counts.
+ */
 void conn_reject(struct conn *c, int err, const char *message);
 
 size_t conn_queued(const struct conn *c);

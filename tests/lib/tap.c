@@ -21,6 +21,9 @@
 
 #define MAX_CASES 256
 
+/* Present only in sanitizer builds. */
+extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
 struct tcase {
 	const char *name;
 	tap_fn fn;
@@ -134,8 +137,15 @@ run_case(int idx, const struct tcase *c, char *why, size_t whylen)
 	if (pid == 0) {
 		close(p[0]);
 		skip_fd = p[1];
+		failures = 0;	/* the parent's count of failed cases is not ours */
 		setpgid(0, 0);
 		c->fn();
+		/* _exit skips LeakSanitizer's exit hook: check for leaks here. */
+		if (__lsan_do_recoverable_leak_check &&
+		    __lsan_do_recoverable_leak_check() != 0) {
+			printf("#   LeakSanitizer found leaks\n");
+			failures++;
+		}
 		fflush(stdout);
 		_exit(failures ? 1 : 0);
 	}

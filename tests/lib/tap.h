@@ -28,9 +28,10 @@ void tap_register(const char *name, tap_fn fn, int timeout_s);
 bool tap_check(bool cond, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define check(cond, ...) tap_check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-#define check_eq(a, b) \
-	tap_check((long long)(a) == (long long)(b), __FILE__, __LINE__, \
-	    "%s == %s (%lld vs %lld)", #a, #b, (long long)(a), (long long)(b))
+#define check_eq(a, b) __extension__({ \
+	long long ce_a_ = (long long)(a), ce_b_ = (long long)(b); \
+	tap_check(ce_a_ == ce_b_, __FILE__, __LINE__, \
+	    "%s == %s (%lld vs %lld)", #a, #b, ce_a_, ce_b_); })
 /* Fail the case right away. */
 #define require(cond, ...) do { if (!check(cond, __VA_ARGS__)) tap_bail(); } while (0)
 

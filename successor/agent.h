@@ -1,0 +1,28 @@
+/*
+ * agent: baton-agent's roles around the namespace-provider core.
+ * Cold start and successor both end up as the incumbent: the process
+ * that holds the data-dir lock, serves the namespace socket and answers
+ * the supervisor on the control socket.
+ */
+#ifndef BATON_AGENT_H
+#define BATON_AGENT_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "common/paths.h"
+
+struct agent_config {
+	struct baton_paths paths;
+	const char *cgroup_root;	/* NULL: no cgroup watch */
+	bool no_seccomp;
+	const uid_t *allow_uids;
+	unsigned n_allow_uids;
+	const gid_t *allow_gids;
+	unsigned n_allow_gids;
+};
+
+/* Run the agent until it exits; returns the process exit code. */
+int agent_run(const struct agent_config *cfg);
+
+#endif

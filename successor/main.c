@@ -1,0 +1,141 @@
+/*
+ * baton-agent: the supervised node agent.  Parses the command line and
+ * runs the agent (successor/agent.c) in the role its environment gives.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "successor/agent.h"
+
+#define MAX_ALLOW 32
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: baton-agent [--root DIR] [--uenv-dir DIR] [--cgroup-root DIR]\n"
+"                   [--state-dir DIR] [--control-socket PATH]\n"
+"                   [--ns-socket PATH] [--allow-uid UID]... [--allow-gid GID]...\n"
+"                   [--no-seccomp]\n"
+"\n"
+"The baton node agent: serves the namespace socket (run/pact/handoff.sock)\n"
+"and hands its state over to a successor when baton-supervisor upgrades it.\n"
+"Normally started by baton-supervisor; run alone it binds its own sockets.\n"
+"\n"
+"  --root DIR            prefix for every default path (default /)\n"
+"  --uenv-dir DIR        where uenv images are taken from (var/lib/pact/uenv)\n"
+"  --cgroup-root DIR     cgroup v2 mount to watch for empty allocation scopes\n"
+"                        (default: no watch)\n"
+"  --state-dir DIR       data-dir lock and allocation table (var/lib/baton)\n"
+"  --control-socket PATH supervisor control socket (run/baton/agent.sock)\n"
+"  --ns-socket PATH      namespace socket when not inherited\n"
+"  --allow-uid UID       also accept this uid (root and our uid always are)\n"
+"  --allow-gid GID       namespace socket: also accept this gid\n"
+"  --no-seccomp          do not install the seccomp filter (debugging)\n"
+"  --help, --version\n"
+"\n"
+"Exit status: 0 ok, 64 usage, 69 unavailable (lock held), 75 successor\n"
+"abandoned, 78 configuration, 99 injected crash (test builds).\n");
+}
+
+static int
+parse_id(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || !*s || v > 0xfffffffeUL)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "root", required_argument, NULL, 'r' },
+		{ "uenv-dir", required_argument, NULL, 'u' },
+		{ "cgroup-root", required_argument, NULL, 'c' },
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "control-socket", required_argument, NULL, 'C' },
+		{ "ns-socket", required_argument, NULL, 'n' },
+		{ "allow-uid", required_argument, NULL, 'U' },
+		{ "allow-gid", required_argument, NULL, 'G' },
+		{ "no-seccomp", no_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *root = "/", *uenv = NULL, *state = NULL, *ctl = NULL,
+	    *nss = NULL;
+	struct agent_config cfg = { 0 };
+	uid_t uids[MAX_ALLOW];
+	gid_t gids[MAX_ALLOW];
+	unsigned id;
+	int c;
+
+	log_init("agent");
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': root = optarg; break;
+		case 'u': uenv = optarg; break;
+		case 'c': cfg.cgroup_root = optarg; break;
+		case 's': state = optarg; break;
+		case 'C': ctl = optarg; break;
+		case 'n': nss = optarg; break;
+		case 'S': cfg.no_seccomp = true; break;
+		case 'U':
+		case 'G':
+			if (parse_id(optarg, &id) < 0 ||
+			    (c == 'U' ? cfg.n_allow_uids : cfg.n_allow_gids) ==
+			    MAX_ALLOW) {
+				fprintf(stderr, "baton-agent: bad or too many "
+				    "--allow-%s '%s'\n", c == 'U' ? "uid" : "gid",
+				    optarg);
+				return 64;
+			}
+			if (c == 'U')
+				uids[cfg.n_allow_uids++] = id;
+			else
+				gids[cfg.n_allow_gids++] = id;
+			break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("baton-agent %s\n", BATON_VERSION); return 0;
+		default: usage(stderr); return 64;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "baton-agent: unexpected argument '%s'\n",
+		    argv[optind]);
+		return 64;
+	}
+	if (paths_init(&cfg.paths, root) < 0) {
+		fprintf(stderr, "baton-agent: --root too long\n");
+		return 64;
+	}
+#define OVERRIDE(field, val) \
+	if ((val) && snprintf(cfg.paths.field, sizeof(cfg.paths.field), "%s", \
+	    (val)) >= (int)sizeof(cfg.paths.field)) { \
+		fprintf(stderr, "baton-agent: path too long\n"); \
+		return 64; \
+	}
+	OVERRIDE(uenv_dir, uenv);
+	OVERRIDE(agent_socket, ctl);
+	OVERRIDE(ns_socket, nss);
+	if (state) {
+		OVERRIDE(state_dir, state);
+		snprintf(cfg.paths.allocations, sizeof(cfg.paths.allocations),
+		    "%s/allocations", state);
+	}
+#undef OVERRIDE
+	cfg.allow_uids = uids;
+	cfg.allow_gids = gids;
+	return agent_run(&cfg);
+}

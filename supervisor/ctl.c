@@ -1,0 +1,254 @@
+/*
+ * ctl: the supervisor's control socket (run/baton/supervisor.sock) for
+ * batonctl.  Messages CTL_* (docs/PROTOCOL.md).  Peers are checked with
+ * SO_PEERCRED; a bad peer or a bad frame closes only that connection.
+ * One upgrade at a time: a second CTL_UPGRADE gets ERROR in_progress.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/conn.h"
+#include "common/log.h"
+#include "common/usock.h"
+#include "supervisor/handoff.h"
+#include "supervisor/journal.h"
+#include "supervisor/sup.h"
+
+#define CTL_MAX_CLIENTS 64
+
+static unsigned nclients;
+static ino_t ctl_ino;
+
+static const char *const state_names[] = {
+	"starting", "running", "handoff", "backoff", "stopping",
+};
+
+static void
+send_error(struct conn *c, const char *code, const char *message)
+{
+	struct msg m = { .type = MSG_ERROR };
+
+	m.u.ERROR.code = code;
+	m.u.ERROR.message = message;
+	(void)conn_send(c, &m, NULL, 0);
+}
+
+static void
+reply_status(struct sup *s, struct conn *c)
+{
+	struct msg m = { .type = MSG_CTL_STATUS_REPLY };
+
+	m.u.CTL_STATUS_REPLY.supervisor_pid = (uint32_t)getpid();
+	m.u.CTL_STATUS_REPLY.agent_pid = s->agent_pid > 0 ?
+	    (uint32_t)s->agent_pid : 0;
+	m.u.CTL_STATUS_REPLY.agent_binary = s->agent_binary;
+	m.u.CTL_STATUS_REPLY.state = state_names[s->state];
+	m.u.CTL_STATUS_REPLY.handoff_id = s->handoff ? handoff_id(s->handoff) :
+	    NULL;
+	m.u.CTL_STATUS_REPLY.handoffs_committed = s->handoffs_committed;
+	m.u.CTL_STATUS_REPLY.handoffs_rolled_back = s->handoffs_rolled_back;
+	m.u.CTL_STATUS_REPLY.agent_restarts = s->agent_restarts;
+	m.u.CTL_STATUS_REPLY.uptime_ms = clock_mono_ms() - s->started_ms;
+	m.u.CTL_STATUS_REPLY.build_id = "baton-supervisor " BATON_VERSION;
+	(void)conn_send(c, &m, NULL, 0);
+}
+
+static void
+reply_journal(struct sup *s, struct conn *c)
+{
+	struct msg m = { .type = MSG_CTL_JOURNAL_REPLY };
+	struct journal_rec cur, last;
+	char outcome[128];
+	bool have_cur, have_last;
+
+	have_cur = journal_read(s->cfg->paths.journal, &cur) == 0;
+	have_last = journal_read(s->cfg->paths.last_handoff, &last) == 0;
+	m.u.CTL_JOURNAL_REPLY.active = have_cur;
+	if (have_cur) {
+		m.u.CTL_JOURNAL_REPLY.handoff_id = cur.handoff_id;
+		m.u.CTL_JOURNAL_REPLY.phase = cur.phase;
+		m.u.CTL_JOURNAL_REPLY.incumbent_pid = (uint32_t)cur.incumbent_pid;
+		m.u.CTL_JOURNAL_REPLY.successor_pid = (uint32_t)cur.successor_pid;
+		m.u.CTL_JOURNAL_REPLY.binary = cur.successor_binary;
+		m.u.CTL_JOURNAL_REPLY.started_at_ms = cur.started_at_ms;
+	}
+	if (have_last) {
+		snprintf(outcome, sizeof(outcome), "%s %s", last.handoff_id,
+		    last.phase);
+		m.u.CTL_JOURNAL_REPLY.last_outcome = outcome;
+	}
+	(void)conn_send(c, &m, NULL, 0);
+}
+
+static void
+start_upgrade(struct sup *s, struct conn *c, const struct msg *m)
+{
+	const struct msg_body_66 *u = &m->u.CTL_UPGRADE;
+	const char *code = "failed";
+	unsigned i;
+	int r;
+
+	for (i = 0; i < u->env.n; i++) {
+		const char *eq = strchr(u->env.v[i], '=');
+
+		if (!eq || eq == u->env.v[i]) {
+			send_error(c, "invalid", "--env takes K=V");
+			return;
+		}
+	}
+	r = sup_upgrade(s, u->binary, u->args.v, u->args.n, u->env.v, u->env.n,
+	    u->deadline_ms, u->drain_grace_ms);
+	if (r == 0) {
+		s->upgrade_client = c;
+		return;
+	}
+	switch (r) {
+	case -EINPROGRESS: code = "in_progress"; break;
+	case -EAGAIN: code = "unavailable"; break;
+	case -EINVAL:
+	case -ENOENT:
+	case -EACCES:
+	case -EPERM: code = "bad_binary"; break;
+	default: break;
+	}
+	send_error(c, code, r == -EINPROGRESS ? "an upgrade is in progress" :
+	    r == -EAGAIN ? "no agent is serving right now" :
+	    r == -EINVAL ? "binary must be an absolute path" :
+	    r == -EPERM ? "binary is writable by others" : strerror(-r));
+}
+
+static void
+frame_cb(struct conn *c, struct frame *f, void *data)
+{
+	struct sup *s = data;
+
+	switch (f->m.type) {
+	case MSG_CTL_STATUS:
+		reply_status(s, c);
+		break;
+	case MSG_CTL_JOURNAL:
+		reply_journal(s, c);
+		break;
+	case MSG_CTL_UPGRADE:
+		if (s->state == SUP_STOPPING)
+			send_error(c, "unavailable", "supervisor is stopping");
+		else
+			start_upgrade(s, c, &f->m);
+		break;
+	default:
+		conn_reject(c, -PROTO_ETYPE, "not a control request");
+		break;
+	}
+	frame_release(f);
+}
+
+static void
+close_cb(struct conn *c, int err, void *data)
+{
+	struct sup *s = data;
+
+	(void)err;
+	nclients--;
+	if (s && s->upgrade_client == c)
+		s->upgrade_client = NULL;
+}
+
+static void
+poll_cb(uv_poll_t *p, int status, int events)
+{
+	struct sup *s = p->data;
+	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
+	struct conn *c;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	int fd;
+
+	(void)events;
+	if (status < 0)
+		return;
+	while ((fd = usock_accept(s->ctl_fd)) >= 0) {
+		bool ok = usock_peer(fd, &pid, &uid, &gid) == 0 &&
+		    usock_peer_allowed(uid, gid, s->cfg->allow_uids,
+		    s->cfg->n_allow_uids, NULL, 0);
+
+		if (!ok || nclients >= CTL_MAX_CLIENTS) {
+			log_warn("control.denied", ok ? "too many clients" :
+			    "peer not allowed", "peer_pid=%d peer_uid=%d",
+			    (int)pid, (int)uid);
+			if (conn_open(s->loop, fd, &opts, NULL, NULL, NULL, &c) == 0)
+				conn_reject(c, ok ? -ENOBUFS : -EPERM, ok ?
+				    "too many control clients" :
+				    "permission denied");
+			continue;
+		}
+		if (conn_open(s->loop, fd, &opts, frame_cb, close_cb, s, &c) == 0)
+			nclients++;
+	}
+}
+
+int
+ctl_start(struct sup *s)
+{
+	struct stat st;
+	int r;
+
+	s->ctl_fd = usock_listen(s->cfg->paths.supervisor_socket, 0600, 64);
+	if (s->ctl_fd < 0)
+		return s->ctl_fd;
+	if (stat(s->cfg->paths.supervisor_socket, &st) == 0)
+		ctl_ino = st.st_ino;
+	r = uv_poll_init(s->loop, &s->ctl_poll, s->ctl_fd);
+	if (r < 0)
+		return r;
+	s->ctl_poll.data = s;
+	return uv_poll_start(&s->ctl_poll, UV_READABLE, poll_cb);
+}
+
+void
+ctl_stop(struct sup *s)
+{
+	struct stat st;
+
+	if (s->ctl_fd < 0)
+		return;
+	if (!uv_is_closing((uv_handle_t *)&s->ctl_poll))
+		uv_close((uv_handle_t *)&s->ctl_poll, NULL);
+	close(s->ctl_fd);
+	s->ctl_fd = -1;
+	if (stat(s->cfg->paths.supervisor_socket, &st) == 0 &&
+	    st.st_ino == ctl_ino)
+		(void)unlink(s->cfg->paths.supervisor_socket);
+}
+
+void
+ctl_upgrade_done(struct sup *s, const struct handoff_result *r)
+{
+	struct msg m = { .type = MSG_CTL_UPGRADE_RESULT };
+	struct conn *c = s->upgrade_client;
+
+	if (!c)
+		return;
+	s->upgrade_client = NULL;
+	m.u.CTL_UPGRADE_RESULT.handoff_id = r->id;
+	m.u.CTL_UPGRADE_RESULT.committed = r->committed;
+	m.u.CTL_UPGRADE_RESULT.abort_reason = r->committed ? NULL :
+	    r->abort_reason;
+	m.u.CTL_UPGRADE_RESULT.old_pid = (uint32_t)r->old_pid;
+	m.u.CTL_UPGRADE_RESULT.new_pid = (uint32_t)r->new_pid;
+	m.u.CTL_UPGRADE_RESULT.hello_ms = r->hello_ms;
+	m.u.CTL_UPGRADE_RESULT.spawn_ms = r->spawn_ms;
+	m.u.CTL_UPGRADE_RESULT.drain_ms = r->drain_ms;
+	m.u.CTL_UPGRADE_RESULT.seal_ms = r->seal_ms;
+	m.u.CTL_UPGRADE_RESULT.begin_ms = r->begin_ms;
+	m.u.CTL_UPGRADE_RESULT.commit_ms = r->commit_ms;
+	m.u.CTL_UPGRADE_RESULT.total_ms = r->total_ms;
+	if (conn_send(c, &m, NULL, 0) < 0)
+		log_warn("control.result", "could not send the upgrade result",
+		    "handoff_id=%s", r->id);
+}

@@ -1,0 +1,934 @@
+/*
+ * handoff: one handoff, driven by events on the supervisor's loop.
+ *
+ * The behaviour is the table `cells` below: for every state and every
+ * event one action, written out, so a reader (and a test) can see every
+ * case.  Actions return the next state.
+ *
+ * Invariants kept here:
+ * - the successor is spawned with PDEATHSIG until it gets BEGIN, and is
+ *   killed (SIGTERM, grace, SIGKILL) and reaped before the incumbent is
+ *   told to resume, so the lock is free when the incumbent retakes it;
+ * - once READY with a matching state has arrived there is no rollback:
+ *   the successor serves and becomes the supervisor's agent;
+ * - if the incumbent dies after PREPARE, the successor is promoted
+ *   (BEGIN with an empty digest: adopt what is on disk), never nobody;
+ * - every phase is in the journal before the step it guards, and the
+ *   journal is cleared (last outcome kept) when the handoff ends.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uuid.h>
+
+#include "common/clock.h"
+#include "common/conn.h"
+#include "common/log.h"
+#include "common/spawn.h"
+#include "crashpoints/crashpoint.h"
+#include "proto/wire.h"
+#include "supervisor/handoff.h"
+#include "supervisor/journal.h"
+#include "supervisor/procwatch.h"
+#include "supervisor/sup.h"
+
+#define HELLO_READ_MS		5000
+#define LIVENESS_MS		10000
+#define WIRE_SLACK_MS		1000
+#define READ_FLOOR_MS		100
+#define COMMIT_EXIT_MS		10000
+#define KILL_GRACE_MS		2000
+#define RESUME_MS		10000
+#define CONNECT_MS		1000
+
+enum hstate {
+	H_O_HELLO,	/* connected to O, waiting for its HELLO */
+	H_N_HELLO,	/* N spawned, waiting for its HELLO */
+	H_DRAIN,	/* PREPARE sent, waiting for DRAINED */
+	H_SEAL,		/* SEAL_REQUEST sent, waiting for SEAL_COMPLETE */
+	H_BEGIN,	/* BEGIN sent, waiting for READY */
+	H_COMMIT,	/* COMMIT sent, waiting for O to exit */
+	H_KILL_N,	/* aborting: waiting for N to exit */
+	H_RESUME,	/* RESUME_AFTER_ABORT sent, waiting for RESUMED */
+	H_DONE,
+	H_NSTATES
+};
+
+static const char *const state_names[] = {
+	"o-hello", "n-hello", "drain", "seal", "begin", "commit", "kill-n",
+	"resume", "done",
+};
+
+enum hevent {
+	EV_O_HELLO, EV_N_HELLO, EV_DRAINED, EV_SEAL_COMPLETE, EV_SEAL_FAILED,
+	EV_READY, EV_RESUMED,
+	EV_ALIVE,	/* HEARTBEAT, SEAL_PROGRESS: liveness only */
+	EV_O_EOF, EV_O_EXIT, EV_N_EOF, EV_N_EXIT,
+	EV_TIMEOUT,
+	EV_BAD,		/* unexpected, wrong id/pid, ERROR from a peer */
+	EV_NEVENTS
+};
+
+static const char *const event_names[] = {
+	"o-hello", "n-hello", "drained", "seal-complete", "seal-failed",
+	"ready", "resumed", "alive", "o-eof", "o-exit", "n-eof", "n-exit",
+	"timeout", "bad",
+};
+
+struct handoff {
+	struct sup *sup;
+	enum hstate st;
+	char id[40];
+	struct handoff_params p;
+	char binary[PATH_MAX];
+	const char *args[SUP_MAX_ARGS];
+	const char *env[SUP_MAX_ENV];
+	char *strs;			/* copies of args/env */
+
+	struct conn *o, *n;
+	pid_t o_pid, n_pid;
+	struct procwatch *n_watch, *o_watch;
+	bool o_alive, n_alive, promoted;
+
+	uint64_t t0, deadline_at, phase_at, live_at, t_phase;
+	uv_timer_t timer;
+	bool timer_init;
+
+	uint64_t seal_seq;
+	uint8_t seal_digest[64];
+	uint32_t seal_len;
+
+	const struct msg *cur;		/* the frame being handled */
+	struct journal_rec jr;
+	struct handoff_result res;
+};
+
+typedef enum hstate (*action_fn)(struct handoff *h);
+
+static enum hstate begin_abort(struct handoff *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static enum hstate finish(struct handoff *h, bool committed);
+
+/* ---- helpers ---- */
+
+static void
+journal(struct handoff *h, const char *phase)
+{
+	int r;
+
+	snprintf(h->jr.phase, sizeof(h->jr.phase), "%s", phase);
+	h->jr.successor_pid = h->n_pid;
+	r = journal_write(h->sup->cfg->paths.journal, &h->jr);
+	if (r < 0)
+		log_error("journal.write", proto_strerror(r), "handoff_id=%s "
+		    "phase=%s path=%s", h->id, phase, h->sup->cfg->paths.journal);
+}
+
+static uint64_t
+remaining(const struct handoff *h)
+{
+	uint64_t now = clock_mono_ms();
+
+	if (now + READ_FLOOR_MS >= h->deadline_at)
+		return READ_FLOOR_MS;
+	return h->deadline_at - now;
+}
+
+static void timer_cb(uv_timer_t *t);
+
+/* Wait at most phase_ms for the phase; liveness resets on every frame. */
+static void
+arm(struct handoff *h, uint64_t phase_ms, bool liveness)
+{
+	uint64_t now = clock_mono_ms(), at;
+
+	h->phase_at = now + phase_ms;
+	h->live_at = liveness ? now + LIVENESS_MS : UINT64_MAX;
+	at = h->phase_at < h->live_at ? h->phase_at : h->live_at;
+	uv_timer_start(&h->timer, timer_cb, at - now, 0);
+}
+
+static void
+touch(struct handoff *h)
+{
+	uint64_t now = clock_mono_ms(), at;
+
+	if (h->live_at == UINT64_MAX)
+		return;
+	h->live_at = now + LIVENESS_MS;
+	at = h->phase_at < h->live_at ? h->phase_at : h->live_at;
+	uv_timer_start(&h->timer, timer_cb, at > now ? at - now : 0, 0);
+}
+
+static uint64_t
+lap(struct handoff *h)
+{
+	uint64_t now = clock_mono_ms(), d = now - h->t_phase;
+
+	h->t_phase = now;
+	return d;
+}
+
+static void
+send_to(struct handoff *h, struct conn *c, const struct msg *m)
+{
+	int r;
+
+	if (!c)
+		return;
+	r = conn_send(c, m, NULL, 0);
+	if (r < 0)
+		log_warn("handoff.send", proto_strerror(r), "handoff_id=%s type=%s",
+		    h->id, msg_type_name(m->type));
+}
+
+static void n_exit_cb(struct procwatch *w, pid_t pid, void *data);
+static void n_frame_cb(struct conn *c, struct frame *f, void *data);
+static void n_close_cb(struct conn *c, int err, void *data);
+static void dispatch(struct handoff *h, enum hevent ev, const struct msg *m);
+
+/* ---- actions ---- */
+
+static enum hstate
+a_ignore(struct handoff *h)
+{
+	return h->st;
+}
+
+static enum hstate
+a_bad(struct handoff *h)
+{
+	const struct msg *m = h->cur;
+
+	if (m && m->type == MSG_ERROR)
+		return begin_abort(h, "peer error in %s: %s: %s",
+		    state_names[h->st], m->u.ERROR.code, m->u.ERROR.message);
+	return begin_abort(h, "unexpected %s in %s",
+	    m ? msg_type_name(m->type) : "event", state_names[h->st]);
+}
+
+static enum hstate
+a_timeout(struct handoff *h)
+{
+	return begin_abort(h, "timeout in %s", state_names[h->st]);
+}
+
+static int
+spawn_successor(struct handoff *h)
+{
+	struct sup *s = h->sup;
+	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
+	const char *argv[SUP_MAX_ARGS + 4];
+	const char *envx[SUP_MAX_ENV + 3];
+	const char *names[LISTENFDS_MAX];
+	char dl[48];
+	int sp[2] = { -1, -1 }, r;
+	unsigned i, k = 0;
+	pid_t pid;
+
+	argv[k++] = h->binary;
+	argv[k++] = "--root";
+	argv[k++] = s->cfg->paths.root;
+	for (i = 0; i < h->p.nargs; i++)
+		argv[k++] = h->p.args[i];
+	argv[k] = NULL;
+	k = 0;
+	envx[k++] = "HANDOFF_ROLE=successor";
+	snprintf(dl, sizeof(dl), "HANDOFF_DEADLINE_MS=%" PRIu64, h->p.deadline_ms);
+	envx[k++] = dl;
+	for (i = 0; i < h->p.nenv; i++)
+		envx[k++] = h->p.env[i];
+	envx[k] = NULL;
+	for (i = 0; i < s->nl; i++)
+		names[i] = s->lnames[i];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		return -errno;
+	pid = spawn_agent(&(struct spawn_opts){
+		.path = h->binary,
+		.argv = argv,
+		.env_extra = envx,
+		.env_drop = sup_env_drop,
+		.listen_fds = s->lfds,
+		.listen_names = names,
+		.n_listen = s->nl,
+		.extra_fd = sp[1],
+		.extra_fd_env = "HANDOFF_SOCK_FD",
+		.pdeathsig = SIGKILL,
+	});
+	close(sp[1]);
+	if (pid < 0) {
+		close(sp[0]);
+		return (int)pid;
+	}
+	h->n_pid = pid;
+	h->n_alive = true;
+	r = procwatch_start(s->loop, pid, n_exit_cb, h, &h->n_watch);
+	if (r < 0)
+		log_warn("handoff.watch", proto_strerror(r), "pid=%d", (int)pid);
+	return conn_open(s->loop, sp[0], &opts, n_frame_cb, n_close_cb, h,
+	    &h->n);
+}
+
+static enum hstate
+a_o_hello(struct handoff *h)
+{
+	const struct msg *m = h->cur;
+	struct msg ack = { .type = MSG_HELLO_ACK };
+	uint16_t v;
+	int r;
+
+	if (strcmp(m->u.HELLO.role, "incumbent") != 0)
+		return begin_abort(h, "incumbent hello with role %s",
+		    m->u.HELLO.role);
+	if ((pid_t)m->u.HELLO.pid != h->o_pid)
+		return begin_abort(h, "incumbent hello from pid %u, expected %d",
+		    m->u.HELLO.pid, (int)h->o_pid);
+	if (proto_negotiate(PROTO_VERSION_MIN, PROTO_VERSION_MAX,
+	    m->u.HELLO.proto_min, m->u.HELLO.proto_max, &v) < 0)
+		return begin_abort(h, "no common protocol version with the "
+		    "incumbent");
+	ack.u.HELLO_ACK.proto_version = v;
+	ack.u.HELLO_ACK.handoff_id = h->id;
+	send_to(h, h->o, &ack);
+	h->res.hello_ms = lap(h);
+	CRASHPOINT(s_after_o_hello);
+	journal(h, "spawning");
+	r = spawn_successor(h);
+	if (r < 0)
+		return begin_abort(h, "spawn %s: %s", h->binary, proto_strerror(r));
+	CRASHPOINT(s_after_spawn_successor);
+	journal(h, "negotiating");
+	arm(h, HELLO_READ_MS, false);
+	return H_N_HELLO;
+}
+
+static enum hstate
+a_n_hello(struct handoff *h)
+{
+	const struct msg *m = h->cur;
+	struct msg ack = { .type = MSG_HELLO_ACK };
+	struct msg prep = { .type = MSG_PREPARE_HANDOFF };
+	uint16_t v;
+
+	if (strcmp(m->u.HELLO.role, "successor") != 0)
+		return begin_abort(h, "successor hello with role %s",
+		    m->u.HELLO.role);
+	if ((pid_t)m->u.HELLO.pid != h->n_pid)
+		return begin_abort(h, "successor hello from pid %u, spawned %d",
+		    m->u.HELLO.pid, (int)h->n_pid);
+	if (proto_negotiate(PROTO_VERSION_MIN, PROTO_VERSION_MAX,
+	    m->u.HELLO.proto_min, m->u.HELLO.proto_max, &v) < 0)
+		return begin_abort(h, "no common protocol version with the "
+		    "successor");
+	ack.u.HELLO_ACK.proto_version = v;
+	ack.u.HELLO_ACK.handoff_id = h->id;
+	send_to(h, h->n, &ack);
+	h->res.spawn_ms = lap(h);
+	CRASHPOINT(s_after_n_hello);
+	journal(h, "draining");
+	prep.u.PREPARE_HANDOFF.handoff_id = h->id;
+	prep.u.PREPARE_HANDOFF.successor_pid = (uint32_t)h->n_pid;
+	prep.u.PREPARE_HANDOFF.deadline_ms = remaining(h);
+	prep.u.PREPARE_HANDOFF.drain_grace_ms = h->p.drain_grace_ms;
+	send_to(h, h->o, &prep);
+	CRASHPOINT(s_after_prepare_sent);
+	arm(h, (h->p.drain_grace_ms < remaining(h) ? h->p.drain_grace_ms :
+	    remaining(h)) + WIRE_SLACK_MS, true);
+	return H_DRAIN;
+}
+
+static enum hstate
+a_drained(struct handoff *h)
+{
+	struct msg m = { .type = MSG_SEAL_REQUEST };
+
+	if (strcmp(h->cur->u.DRAINED.handoff_id, h->id) != 0)
+		return a_bad(h);
+	h->res.drain_ms = lap(h);
+	CRASHPOINT(s_after_drained_recv);
+	journal(h, "sealing");
+	m.u.SEAL_REQUEST.handoff_id = h->id;
+	send_to(h, h->o, &m);
+	CRASHPOINT(s_after_seal_request_sent);
+	arm(h, remaining(h) + WIRE_SLACK_MS, true);
+	return H_SEAL;
+}
+
+static enum hstate
+send_begin(struct handoff *h)
+{
+	struct msg m = { .type = MSG_BEGIN };
+
+	journal(h, "beginning");
+	m.u.BEGIN.handoff_id = h->id;
+	m.u.BEGIN.state_seq = h->promoted ? 0 : h->seal_seq;
+	m.u.BEGIN.state_digest.p = h->seal_digest;
+	m.u.BEGIN.state_digest.len = h->promoted ? 0 : h->seal_len;
+	send_to(h, h->n, &m);
+	CRASHPOINT(s_after_begin_sent);
+	arm(h, remaining(h) + WIRE_SLACK_MS, true);
+	return H_BEGIN;
+}
+
+static enum hstate
+a_seal_complete(struct handoff *h)
+{
+	const struct msg *m = h->cur;
+
+	if (strcmp(m->u.SEAL_COMPLETE.handoff_id, h->id) != 0)
+		return a_bad(h);
+	h->seal_seq = m->u.SEAL_COMPLETE.state_seq;
+	h->seal_len = m->u.SEAL_COMPLETE.state_digest.len;
+	if (h->seal_len > sizeof(h->seal_digest))
+		return a_bad(h);
+	memcpy(h->seal_digest, m->u.SEAL_COMPLETE.state_digest.p, h->seal_len);
+	h->res.seal_ms = lap(h);
+	CRASHPOINT(s_after_seal_complete_recv);
+	return send_begin(h);
+}
+
+static enum hstate
+a_seal_failed(struct handoff *h)
+{
+	return begin_abort(h, "seal failed: %s", h->cur->u.SEAL_FAILED.error);
+}
+
+/* The incumbent is gone after PREPARE: the successor takes what is on disk. */
+static enum hstate
+a_promote(struct handoff *h)
+{
+	h->o_alive = false;
+	h->promoted = true;
+	log_warn("handoff.promote", "incumbent died mid-handoff; promoting the "
+	    "successor", "handoff_id=%s phase=%s", h->id, state_names[h->st]);
+	if (h->st == H_DRAIN)
+		h->res.drain_ms = lap(h);
+	else
+		h->res.seal_ms = lap(h);
+	return send_begin(h);
+}
+
+static enum hstate
+a_o_gone_waiting(struct handoff *h)
+{
+	/* Sealed: the lock is free and BEGIN is out; READY still decides. */
+	h->o_alive = false;
+	return h->st;
+}
+
+static enum hstate
+a_o_gone_early(struct handoff *h)
+{
+	h->o_alive = false;
+	return begin_abort(h, "incumbent went away in %s", state_names[h->st]);
+}
+
+static enum hstate
+a_ready(struct handoff *h)
+{
+	const struct msg *m = h->cur;
+	struct msg c = { .type = MSG_COMMIT };
+	bool match;
+
+	if (strcmp(m->u.READY.handoff_id, h->id) != 0)
+		return a_bad(h);
+	h->res.begin_ms = lap(h);
+	CRASHPOINT(s_after_ready_recv);
+	match = h->promoted || (m->u.READY.state_seq == h->seal_seq &&
+	    m->u.READY.state_digest.len == h->seal_len &&
+	    memcmp(m->u.READY.state_digest.p, h->seal_digest, h->seal_len) == 0);
+	if (!m->u.READY.healthz_ok || !match)
+		return begin_abort(h, "successor state does not match the sealed "
+		    "state (seq %" PRIu64 " vs %" PRIu64 ")",
+		    m->u.READY.state_seq, h->seal_seq);
+	journal(h, "committing");
+	/* No way back from here: the successor serves. */
+	procwatch_stop(h->n_watch);
+	h->n_watch = NULL;
+	sup_set_agent(h->sup, h->n_pid, h->binary);
+	h->res.new_pid = h->n_pid;
+	if (!h->o_alive)
+		return finish(h, true);
+	c.u.COMMIT.handoff_id = h->id;
+	send_to(h, h->o, &c);
+	CRASHPOINT(s_after_commit_sent);
+	arm(h, COMMIT_EXIT_MS, false);
+	return H_COMMIT;
+}
+
+static enum hstate
+a_commit_o_exit(struct handoff *h)
+{
+	h->o_alive = false;
+	h->res.commit_ms = lap(h);
+	return finish(h, true);
+}
+
+static enum hstate
+a_commit_timeout(struct handoff *h)
+{
+	log_warn("handoff.commit_slow", "incumbent did not exit after COMMIT; "
+	    "killing it", "handoff_id=%s pid=%d", h->id, (int)h->o_pid);
+	kill(h->o_pid, SIGKILL);
+	h->res.commit_ms = lap(h);
+	return finish(h, true);
+}
+
+static enum hstate
+resume_incumbent(struct handoff *h)
+{
+	struct msg m = { .type = MSG_RESUME_AFTER_ABORT };
+
+	if (!h->o_alive || !h->o)
+		return finish(h, false);
+	journal(h, "resuming");
+	m.u.RESUME_AFTER_ABORT.handoff_id = h->id;
+	send_to(h, h->o, &m);
+	arm(h, RESUME_MS, false);
+	return H_RESUME;
+}
+
+static enum hstate
+a_n_exited(struct handoff *h)
+{
+	h->n_alive = false;
+	return resume_incumbent(h);
+}
+
+static enum hstate
+a_kill_timeout(struct handoff *h)
+{
+	log_warn("handoff.kill", "successor ignored SIGTERM; SIGKILL",
+	    "handoff_id=%s pid=%d", h->id, (int)h->n_pid);
+	kill(h->n_pid, SIGKILL);
+	arm(h, HELLO_READ_MS, false);
+	return H_KILL_N;
+}
+
+static enum hstate
+a_n_lost(struct handoff *h)
+{
+	return begin_abort(h, "successor went away in %s", state_names[h->st]);
+}
+
+static enum hstate
+a_resumed(struct handoff *h)
+{
+	return finish(h, false);
+}
+
+static enum hstate
+a_resume_o_lost(struct handoff *h)
+{
+	h->o_alive = false;
+	return finish(h, false);
+}
+
+static enum hstate
+a_resume_timeout(struct handoff *h)
+{
+	log_error("handoff.resume_timeout", "incumbent did not confirm resume; "
+	    "killing it so a fresh agent can start", "handoff_id=%s pid=%d",
+	    h->id, (int)h->o_pid);
+	kill(h->o_pid, SIGKILL);
+	return finish(h, false);
+}
+
+/*
+ * The table.  Rows: states; columns: events in enum order
+ *  o-hello n-hello drained seal-cmp seal-fail ready resumed alive
+ *  o-eof o-exit n-eof n-exit timeout bad
+ */
+#define ROW(a, b, c, d, e, f, g, i, j, k, l, m, n, o) \
+	{ a, b, c, d, e, f, g, i, j, k, l, m, n, o }
+static const action_fn cells[H_NSTATES][EV_NEVENTS] = {
+	[H_O_HELLO] = ROW(a_o_hello, a_bad, a_bad, a_bad, a_bad, a_bad, a_bad,
+	    a_ignore, a_o_gone_early, a_o_gone_early, a_ignore, a_ignore,
+	    a_timeout, a_bad),
+	[H_N_HELLO] = ROW(a_bad, a_n_hello, a_bad, a_bad, a_bad, a_bad, a_bad,
+	    a_ignore, a_o_gone_early, a_o_gone_early, a_n_lost, a_n_lost,
+	    a_timeout, a_bad),
+	[H_DRAIN] = ROW(a_bad, a_bad, a_drained, a_bad, a_bad, a_bad, a_bad,
+	    a_ignore, a_promote, a_promote, a_n_lost, a_n_lost, a_timeout,
+	    a_bad),
+	[H_SEAL] = ROW(a_bad, a_bad, a_bad, a_seal_complete, a_seal_failed,
+	    a_bad, a_bad, a_ignore, a_promote, a_promote, a_n_lost, a_n_lost,
+	    a_timeout, a_bad),
+	[H_BEGIN] = ROW(a_bad, a_bad, a_bad, a_bad, a_bad, a_ready, a_bad,
+	    a_ignore, a_o_gone_waiting, a_o_gone_waiting, a_n_lost, a_n_lost,
+	    a_timeout, a_bad),
+	[H_COMMIT] = ROW(a_ignore, a_ignore, a_ignore, a_ignore, a_ignore,
+	    a_ignore, a_ignore, a_ignore, a_ignore, a_commit_o_exit, a_ignore,
+	    a_ignore, a_commit_timeout, a_ignore),
+	[H_KILL_N] = ROW(a_ignore, a_ignore, a_ignore, a_ignore, a_ignore,
+	    a_ignore, a_ignore, a_ignore, a_o_gone_waiting, a_o_gone_waiting,
+	    a_ignore, a_n_exited, a_kill_timeout, a_ignore),
+	[H_RESUME] = ROW(a_ignore, a_ignore, a_ignore, a_ignore, a_ignore,
+	    a_ignore, a_resumed, a_ignore, a_resume_o_lost, a_resume_o_lost,
+	    a_ignore, a_ignore, a_resume_timeout, a_ignore),
+	[H_DONE] = ROW(a_ignore, a_ignore, a_ignore, a_ignore, a_ignore,
+	    a_ignore, a_ignore, a_ignore, a_ignore, a_ignore, a_ignore,
+	    a_ignore, a_ignore, a_ignore),
+};
+#undef ROW
+
+/* ---- abort and finish ---- */
+
+static enum hstate
+begin_abort(struct handoff *h, const char *fmt, ...)
+{
+	struct msg m = { .type = MSG_ABORT };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(h->res.abort_reason, sizeof(h->res.abort_reason), fmt, ap);
+	va_end(ap);
+	log_warn("handoff.abort", h->res.abort_reason, "handoff_id=%s phase=%s",
+	    h->id, state_names[h->st]);
+	journal(h, "aborting");
+	if (!h->n_alive)
+		return resume_incumbent(h);
+	m.u.ABORT.handoff_id = h->id;
+	m.u.ABORT.reason = h->res.abort_reason;
+	send_to(h, h->n, &m);
+	kill(h->n_pid, SIGTERM);
+	arm(h, KILL_GRACE_MS, false);
+	return H_KILL_N;
+}
+
+static void
+detach_conn(struct conn **c)
+{
+	if (!*c)
+		return;
+	conn_set_data(*c, NULL);
+	conn_close_after_flush(*c);
+	*c = NULL;
+}
+
+static enum hstate
+finish(struct handoff *h, bool committed)
+{
+	struct sup *s = h->sup;
+	int r;
+
+	h->res.committed = committed;
+	h->res.promoted = h->promoted;
+	h->res.total_ms = clock_mono_ms() - h->t0;
+	if (!committed)
+		h->res.new_pid = 0;
+	snprintf(h->res.new_binary, sizeof(h->res.new_binary), "%s", h->binary);
+	uv_timer_stop(&h->timer);
+	detach_conn(&h->o);
+	detach_conn(&h->n);
+	procwatch_stop(h->n_watch);
+	h->n_watch = NULL;
+	procwatch_stop(h->o_watch);
+	h->o_watch = NULL;
+	snprintf(h->jr.phase, sizeof(h->jr.phase), "%s",
+	    committed ? "committed" : "rolled-back");
+	r = journal_write(s->cfg->paths.last_handoff, &h->jr);
+	if (r < 0)
+		log_warn("journal.write", proto_strerror(r), "path=%s",
+		    s->cfg->paths.last_handoff);
+	r = journal_clear(s->cfg->paths.journal);
+	if (r < 0)
+		log_error("journal.clear", proto_strerror(r), "path=%s",
+		    s->cfg->paths.journal);
+	CRASHPOINT(s_after_journal_clear);
+	log_info(committed ? "handoff.committed" : "handoff.rolled_back",
+	    committed ? NULL : h->res.abort_reason,
+	    "handoff_id=%s old_pid=%d new_pid=%d total_ms=%" PRIu64
+	    " drain_ms=%" PRIu64 " seal_ms=%" PRIu64 " begin_ms=%" PRIu64,
+	    h->id, (int)h->o_pid, (int)h->res.new_pid, h->res.total_ms,
+	    h->res.drain_ms, h->res.seal_ms, h->res.begin_ms);
+	return H_DONE;
+}
+
+static void
+timer_closed_cb(uv_handle_t *t)
+{
+	struct handoff *h = t->data;
+
+	free(h->strs);
+	free(h);
+}
+
+static void
+dispatch(struct handoff *h, enum hevent ev, const struct msg *m)
+{
+	enum hstate prev = h->st;
+
+	if (h->st == H_DONE)
+		return;
+	h->cur = m;
+	h->st = cells[h->st][ev](h);
+	h->cur = NULL;
+	if (h->st != prev)
+		log_debug("handoff.step", NULL, "handoff_id=%s from=%s event=%s "
+		    "to=%s", h->id, state_names[prev], event_names[ev],
+		    state_names[h->st]);
+	if (h->st == H_DONE) {
+		struct handoff_result res = h->res;
+		struct sup *s = h->sup;
+
+		s->handoff = NULL;
+		uv_close((uv_handle_t *)&h->timer, timer_closed_cb);
+		sup_handoff_done(s, &res);
+	}
+}
+
+/* ---- event sources ---- */
+
+static void
+timer_cb(uv_timer_t *t)
+{
+	dispatch(t->data, EV_TIMEOUT, NULL);
+}
+
+static enum hevent
+classify(const struct msg *m, bool from_o)
+{
+	switch (m->type) {
+	case MSG_HELLO:
+		return from_o ? EV_O_HELLO : EV_N_HELLO;
+	case MSG_DRAINED:
+		return from_o ? EV_DRAINED : EV_BAD;
+	case MSG_SEAL_COMPLETE:
+		return from_o ? EV_SEAL_COMPLETE : EV_BAD;
+	case MSG_SEAL_FAILED:
+		return from_o ? EV_SEAL_FAILED : EV_BAD;
+	case MSG_RESUMED:
+		return from_o ? EV_RESUMED : EV_BAD;
+	case MSG_READY:
+		return from_o ? EV_BAD : EV_READY;
+	case MSG_HEARTBEAT:
+		return EV_ALIVE;
+	case MSG_SEAL_PROGRESS:
+		return from_o ? EV_ALIVE : EV_BAD;
+	default:
+		return EV_BAD;
+	}
+}
+
+static void
+o_frame_cb(struct conn *c, struct frame *f, void *data)
+{
+	struct handoff *h = data;
+
+	(void)c;
+	if (h) {
+		touch(h);
+		dispatch(h, classify(&f->m, true), &f->m);
+	}
+	frame_release(f);
+}
+
+static void
+o_close_cb(struct conn *c, int err, void *data)
+{
+	struct handoff *h = data;
+
+	(void)c;
+	if (!h)
+		return;
+	h->o = NULL;
+	log_debug("handoff.o_eof", err ? proto_strerror(err) : NULL,
+	    "handoff_id=%s", h->id);
+	dispatch(h, EV_O_EOF, NULL);
+}
+
+static void
+n_frame_cb(struct conn *c, struct frame *f, void *data)
+{
+	struct handoff *h = data;
+
+	(void)c;
+	if (h) {
+		touch(h);
+		dispatch(h, classify(&f->m, false), &f->m);
+	}
+	frame_release(f);
+}
+
+static void
+n_close_cb(struct conn *c, int err, void *data)
+{
+	struct handoff *h = data;
+
+	(void)c;
+	if (!h)
+		return;
+	h->n = NULL;
+	log_debug("handoff.n_eof", err ? proto_strerror(err) : NULL,
+	    "handoff_id=%s", h->id);
+	dispatch(h, EV_N_EOF, NULL);
+}
+
+static void
+n_exit_cb(struct procwatch *w, pid_t pid, void *data)
+{
+	struct handoff *h = data;
+
+	(void)pid;
+	procwatch_stop(w);
+	h->n_watch = NULL;
+	h->n_alive = false;
+	dispatch(h, EV_N_EXIT, NULL);
+}
+
+static void
+o_exit_cb(struct procwatch *w, pid_t pid, void *data)
+{
+	struct handoff *h = data;
+
+	(void)pid;
+	procwatch_stop(w);
+	h->o_watch = NULL;
+	h->o_alive = false;
+	dispatch(h, EV_O_EXIT, NULL);
+}
+
+/* ---- start ---- */
+
+static int
+copy_params(struct handoff *h, const struct handoff_params *p)
+{
+	size_t need = 0, off = 0;
+	unsigned i;
+
+	if (p->nargs > SUP_MAX_ARGS - 4 || p->nenv > SUP_MAX_ENV)
+		return -E2BIG;
+	if (snprintf(h->binary, sizeof(h->binary), "%s", p->binary) >=
+	    (int)sizeof(h->binary))
+		return -ENAMETOOLONG;
+	for (i = 0; i < p->nargs; i++)
+		need += strlen(p->args[i]) + 1;
+	for (i = 0; i < p->nenv; i++)
+		need += strlen(p->env[i]) + 1;
+	h->strs = malloc(need + 1);
+	if (!h->strs)
+		return -ENOMEM;
+	h->p = *p;
+	for (i = 0; i < p->nargs; i++) {
+		h->args[i] = strcpy(h->strs + off, p->args[i]);
+		off += strlen(p->args[i]) + 1;
+	}
+	for (i = 0; i < p->nenv; i++) {
+		h->env[i] = strcpy(h->strs + off, p->env[i]);
+		off += strlen(p->env[i]) + 1;
+	}
+	h->p.binary = h->binary;
+	h->p.args = h->args;
+	h->p.env = h->env;
+	return 0;
+}
+
+int
+handoff_start(struct sup *s, const struct handoff_params *p,
+    struct handoff **ret)
+{
+	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
+	struct handoff *h;
+	uuid_t u;
+	int fd, r;
+
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	r = copy_params(h, p);
+	if (r < 0) {
+		free(h->strs);
+		free(h);
+		return r;
+	}
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, h->id);
+	h->sup = s;
+	h->o_pid = s->agent_pid;
+	h->o_alive = true;
+	h->t0 = h->t_phase = clock_mono_ms();
+	h->deadline_at = h->t0 + p->deadline_ms;
+	fd = wire_connect(s->cfg->paths.agent_socket, CONNECT_MS);
+	if (fd < 0) {
+		free(h->strs);
+		free(h);
+		return fd;
+	}
+	r = conn_open(s->loop, fd, &opts, o_frame_cb, o_close_cb, h, &h->o);
+	if (r < 0) {
+		free(h->strs);
+		free(h);
+		return r;
+	}
+	uv_timer_init(s->loop, &h->timer);
+	h->timer.data = h;
+	r = procwatch_start(s->loop, h->o_pid, o_exit_cb, h, &h->o_watch);
+	if (r < 0)
+		log_warn("handoff.watch", proto_strerror(r), "pid=%d",
+		    (int)h->o_pid);
+	snprintf(h->jr.handoff_id, sizeof(h->jr.handoff_id), "%s", h->id);
+	h->jr.incumbent_pid = h->o_pid;
+	snprintf(h->jr.incumbent_binary, sizeof(h->jr.incumbent_binary), "%s",
+	    s->agent_binary);
+	snprintf(h->jr.successor_binary, sizeof(h->jr.successor_binary), "%s",
+	    h->binary);
+	h->jr.started_at_ms = clock_wall_ms();
+	snprintf(h->res.id, sizeof(h->res.id), "%s", h->id);
+	h->res.old_pid = h->o_pid;
+	h->st = H_O_HELLO;
+	arm(h, HELLO_READ_MS, false);
+	log_info("handoff.start", NULL, "handoff_id=%s incumbent_pid=%d "
+	    "binary=%s deadline_ms=%" PRIu64, h->id, (int)h->o_pid, h->binary,
+	    p->deadline_ms);
+	*ret = h;
+	return 0;
+}
+
+const char *
+handoff_phase(const struct handoff *h)
+{
+	return state_names[h->st];
+}
+
+const char *
+handoff_id(const struct handoff *h)
+{
+	return h->id;
+}
+
+unsigned
+handoff_nstates(void)
+{
+	return H_NSTATES;
+}
+
+unsigned
+handoff_nevents(void)
+{
+	return EV_NEVENTS;
+}
+
+const char *
+handoff_state_name(unsigned st)
+{
+	return st < H_NSTATES ? state_names[st] : NULL;
+}
+
+const char *
+handoff_event_name(unsigned ev)
+{
+	return ev < EV_NEVENTS ? event_names[ev] : NULL;
+}
+
+bool
+handoff_cell_defined(unsigned st, unsigned ev)
+{
+	return st < H_NSTATES && ev < EV_NEVENTS && cells[st][ev] != NULL;
+}

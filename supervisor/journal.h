@@ -1,0 +1,30 @@
+/*
+ * journal: the supervisor's durable record of the handoff in progress
+ * (var/lib/baton/journal) and of the last one that ended
+ * (var/lib/baton/last-handoff).  Each is one JOURNAL_RECORD message body
+ * written with atomicfile: a reader sees a whole record or none.
+ */
+#ifndef BATON_JOURNAL_H
+#define BATON_JOURNAL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct journal_rec {
+	char handoff_id[40];
+	char phase[32];
+	pid_t incumbent_pid;
+	pid_t successor_pid;
+	char incumbent_binary[4096];
+	char successor_binary[4096];
+	uint64_t started_at_ms;		/* wall clock */
+	uint64_t updated_at_ms;
+};
+
+/* Write durably (updated_at_ms is set here).  0 or -errno. */
+int journal_write(const char *path, struct journal_rec *r);
+/* 0, -ENOENT when there is none, -EBADMSG when torn/invalid, -errno. */
+int journal_read(const char *path, struct journal_rec *ret);
+int journal_clear(const char *path);
+
+#endif

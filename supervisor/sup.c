@@ -1,0 +1,663 @@
+/*
+ * sup: baton-supervisor's core.  Holds the listeners for its whole life,
+ * keeps exactly one incumbent agent running (cold start, restart with
+ * backoff, adoption after its own restart), runs handoffs one at a time
+ * and stops the agent gracefully on SIGTERM.
+ *
+ * Invariants kept here:
+ * - listener fds are never closed while the process runs; after a
+ *   restart they are taken back from the running agent (GET_LISTENERS)
+ *   rather than bound again, so the socket clients know never changes;
+ * - a cold start happens only when no live agent holds the data-dir lock;
+ * - a journal left by a dead supervisor is resolved (adopt the lock
+ *   holder, kill the other agent of that handoff) and cleared at start.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/lock.h"
+#include "common/log.h"
+#include "common/spawn.h"
+#include "common/usock.h"
+#include "proto/wire.h"
+#include "supervisor/handoff.h"
+#include "supervisor/journal.h"
+#include "supervisor/metrics.h"
+#include "supervisor/procwatch.h"
+#include "supervisor/sup.h"
+
+#define READY_POLL_MS		20
+#define READY_TIMEOUT_MS	30000
+#define BACKOFF_MIN_MS		1000
+#define BACKOFF_MAX_MS		30000
+#define HEALTHY_MS		10000
+#define STOP_GRACE_MS		15000
+#define ADOPT_WAIT_MS		5000
+#define RELOCK_WAIT_MS		3000
+
+const char *const sup_env_drop[] = {
+	"HANDOFF_CRASH_AT", "HANDOFF_CRASH_MARKER_DIR", "HANDOFF_ROLE",
+	"HANDOFF_SOCK_FD", "HANDOFF_DEADLINE_MS", "LISTEN_FDS",
+	"LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET", NULL,
+};
+
+static void agent_exit_cb(struct procwatch *w, pid_t pid, void *data);
+static void schedule_restart(struct sup *s);
+static void cold_start(struct sup *s);
+
+/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
+static void
+notify(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len;
+	int fd;
+
+	if (!path || !*path || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	strcpy(sa.sun_path, path);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	    len);
+	close(fd);
+}
+
+void
+sup_set_agent(struct sup *s, pid_t pid, const char *binary)
+{
+	int r;
+
+	procwatch_stop(s->agent_watch);
+	s->agent_watch = NULL;
+	s->agent_pid = pid;
+	s->agent_since_ms = clock_mono_ms();
+	if (binary && binary != s->agent_binary)
+		snprintf(s->agent_binary, sizeof(s->agent_binary), "%s", binary);
+	if (pid <= 0)
+		return;
+	r = procwatch_start(s->loop, pid, agent_exit_cb, s, &s->agent_watch);
+	if (r < 0) {
+		log_warn("agent.watch", proto_strerror(r), "pid=%d", (int)pid);
+		s->agent_pid = 0;
+		if (s->state == SUP_RUNNING)
+			schedule_restart(s);
+	}
+}
+
+static void
+stop_done(struct sup *s)
+{
+	log_info("supervisor.stopped", NULL, NULL);
+	uv_stop(s->loop);
+}
+
+static void
+agent_exit_cb(struct procwatch *w, pid_t pid, void *data)
+{
+	struct sup *s = data;
+
+	procwatch_stop(w);
+	if (w == s->agent_watch)
+		s->agent_watch = NULL;
+	if (pid != s->agent_pid)
+		return;
+	s->agent_pid = 0;
+	if (s->state == SUP_STOPPING) {
+		uv_timer_stop(&s->timer);
+		stop_done(s);
+		return;
+	}
+	if (s->state == SUP_HANDOFF)
+		return;	/* the handoff sees it through its own watch */
+	log_warn("agent.exited", "incumbent agent exited", "pid=%d", (int)pid);
+	schedule_restart(s);
+}
+
+/* ---- cold start ---- */
+
+static pid_t
+ready_file_pid(const struct sup *s)
+{
+	char buf[128];
+	ssize_t n;
+	int fd = open(s->cfg->paths.ready_file, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 4 || strncmp(buf, "pid=", 4) != 0)
+		return 0;
+	buf[n] = '\0';
+	return (pid_t)atoi(buf + 4);
+}
+
+static void
+ready_poll_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+
+	if (s->state != SUP_STARTING)
+		return;
+	if (s->agent_pid > 0 && ready_file_pid(s) == s->agent_pid) {
+		s->state = SUP_RUNNING;
+		log_info("agent.ready", NULL, "pid=%d binary=%s", (int)s->agent_pid,
+		    s->agent_binary);
+		notify("READY=1\nSTATUS=agent serving");
+		return;
+	}
+	if (clock_mono_ms() - s->agent_since_ms > READY_TIMEOUT_MS) {
+		log_error("agent.start_timeout", "agent did not become ready; "
+		    "killing it", "pid=%d", (int)s->agent_pid);
+		if (s->agent_pid > 0)
+			kill(s->agent_pid, SIGKILL);
+		return;	/* the exit watch schedules the restart */
+	}
+	uv_timer_start(&s->timer, ready_poll_cb, READY_POLL_MS, 0);
+}
+
+static void
+cold_start(struct sup *s)
+{
+	const char *argv[SUP_MAX_ARGS + 4];
+	const char *names[LISTENFDS_MAX];
+	unsigned i, k = 0;
+	pid_t pid;
+
+	argv[k++] = s->agent_binary;
+	argv[k++] = "--root";
+	argv[k++] = s->cfg->paths.root;
+	for (i = 0; i < s->cfg->n_agent_args; i++)
+		argv[k++] = s->cfg->agent_args[i];
+	argv[k] = NULL;
+	for (i = 0; i < s->nl; i++)
+		names[i] = s->lnames[i];
+	s->state = SUP_STARTING;
+	pid = spawn_agent(&(struct spawn_opts){
+		.path = s->agent_binary,
+		.argv = argv,
+		.env_drop = sup_env_drop,
+		.listen_fds = s->lfds,
+		.listen_names = names,
+		.n_listen = s->nl,
+		.extra_fd = -1,
+	});
+	if (pid < 0) {
+		log_error("agent.spawn", proto_strerror((int)pid), "binary=%s",
+		    s->agent_binary);
+		s->agent_pid = 0;
+		schedule_restart(s);
+		return;
+	}
+	log_info("agent.start", "cold start", "pid=%d binary=%s", (int)pid,
+	    s->agent_binary);
+	sup_set_agent(s, pid, NULL);
+	uv_timer_start(&s->timer, ready_poll_cb, READY_POLL_MS, 0);
+}
+
+static void
+backoff_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+
+	if (s->state == SUP_BACKOFF)
+		cold_start(s);
+}
+
+static void
+schedule_restart(struct sup *s)
+{
+	uint64_t delay = 0;
+	unsigned k;
+
+	if (s->agent_since_ms && clock_mono_ms() - s->agent_since_ms >= HEALTHY_MS)
+		s->restarts_in_row = 0;
+	k = s->restarts_in_row++;
+	if (k > 0) {
+		delay = BACKOFF_MIN_MS;
+		while (--k > 0 && delay < BACKOFF_MAX_MS)
+			delay *= 2;
+		if (delay > BACKOFF_MAX_MS)
+			delay = BACKOFF_MAX_MS;
+	}
+	s->agent_restarts++;
+	s->state = SUP_BACKOFF;
+	metrics_write(s);
+	log_info("agent.restart", "restarting the agent", "delay_ms=%" PRIu64
+	    " in_row=%u", delay, s->restarts_in_row);
+	notify("STATUS=restarting agent");
+	uv_timer_start(&s->timer, backoff_cb, delay, 0);
+}
+
+/* ---- handoffs ---- */
+
+int
+sup_upgrade(struct sup *s, const char *binary, const char *const *args,
+    unsigned nargs, const char *const *env, unsigned nenv,
+    uint64_t deadline_ms, uint64_t drain_grace_ms)
+{
+	struct handoff_params p = {
+		.binary = binary && *binary ? binary : s->agent_binary,
+		.args = nargs ? args : s->cfg->agent_args,
+		.nargs = nargs ? nargs : s->cfg->n_agent_args,
+		.env = env,
+		.nenv = nenv,
+		.deadline_ms = deadline_ms ? deadline_ms : s->cfg->deadline_ms,
+		.drain_grace_ms = drain_grace_ms ? drain_grace_ms :
+		    s->cfg->drain_grace_ms,
+	};
+	struct stat st;
+	int r;
+
+	if (s->state == SUP_HANDOFF)
+		return -EINPROGRESS;
+	if (s->state != SUP_RUNNING || s->agent_pid <= 0)
+		return -EAGAIN;
+	if (p.binary[0] != '/')
+		return -EINVAL;
+	if (stat(p.binary, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+		return -EACCES;
+	if (st.st_mode & 0002)
+		return -EPERM;	/* writable by others: refuse to exec it */
+	r = handoff_start(s, &p, &s->handoff);
+	if (r < 0)
+		return r;
+	s->state = SUP_HANDOFF;
+	notify("RELOADING=1\nSTATUS=handoff in progress");
+	return 0;
+}
+
+void
+sup_handoff_done(struct sup *s, const struct handoff_result *r)
+{
+	if (r->committed)
+		s->handoffs_committed++;
+	else
+		s->handoffs_rolled_back++;
+	snprintf(s->last_handoff_id, sizeof(s->last_handoff_id), "%s", r->id);
+	metrics_handoff(s, r);
+	ctl_upgrade_done(s, r);
+	if (s->agent_pid > 0 && !procwatch_alive(s->agent_pid))
+		s->agent_pid = 0;
+	if (s->stop_after_handoff) {
+		s->state = SUP_RUNNING;
+		kill(getpid(), SIGTERM);
+		return;
+	}
+	if (s->agent_pid <= 0) {
+		s->state = SUP_RUNNING;
+		s->restarts_in_row = 0;
+		schedule_restart(s);
+		return;
+	}
+	s->state = SUP_RUNNING;
+	notify("READY=1\nSTATUS=agent serving");
+}
+
+/* ---- recovery after our own restart ---- */
+
+/* Read /proc/<pid>/exe. */
+static int
+proc_exe(pid_t pid, char *out, size_t len)
+{
+	char p[64];
+	ssize_t n;
+
+	snprintf(p, sizeof(p), "/proc/%d/exe", (int)pid);
+	n = readlink(p, out, len - 1);
+	if (n < 0)
+		return -errno;
+	out[n] = '\0';
+	return 0;
+}
+
+/*
+ * Talk to the agent at the control socket: HELLO must come from `holder`.
+ * When want_listeners, take its listener fds back.  Returns 0 or -errno.
+ */
+static int
+adopt(struct sup *s, pid_t holder, bool want_listeners)
+{
+	struct msg ack = { .type = MSG_HELLO_ACK };
+	struct msg get = { .type = MSG_GET_LISTENERS };
+	struct frame f;
+	uint64_t until = clock_mono_ms() + ADOPT_WAIT_MS;
+	unsigned i;
+	int fd = -1, r;
+
+	for (;;) {
+		fd = wire_connect(s->cfg->paths.agent_socket, 1000);
+		if (fd >= 0) {
+			r = wire_recv(fd, 2000, &f);
+			if (r == 0 && f.m.type == MSG_HELLO &&
+			    (pid_t)f.m.u.HELLO.pid == holder) {
+				frame_release(&f);
+				break;
+			}
+			if (r == 0)
+				frame_release(&f);
+			close(fd);
+			fd = -1;
+		}
+		if (clock_mono_ms() > until)
+			return -ETIMEDOUT;
+		usleep(50000);
+	}
+	r = 0;
+	if (!want_listeners)
+		goto out;
+	ack.u.HELLO_ACK.proto_version = PROTO_VERSION_MAX;
+	ack.u.HELLO_ACK.handoff_id = "00000000-0000-4000-8000-000000000000";
+	r = wire_send(fd, &ack, NULL, 0, 2000);
+	if (r == 0)
+		r = wire_send(fd, &get, NULL, 0, 2000);
+	if (r == 0)
+		r = wire_recv(fd, 5000, &f);
+	if (r < 0)
+		goto out;
+	if (f.m.type != MSG_LISTENERS || f.m.u.LISTENERS.names.n != f.nfds ||
+	    f.nfds == 0) {
+		frame_release(&f);
+		r = -EPROTO;
+		goto out;
+	}
+	for (i = 0; i < f.nfds && i < LISTENFDS_MAX; i++) {
+		snprintf(s->lnames[i], sizeof(s->lnames[i]), "%s",
+		    f.m.u.LISTENERS.names.v[i]);
+		s->lfds[i] = frame_take_fd(&f, i);
+	}
+	s->nl = i;
+	frame_release(&f);
+out:
+	close(fd);
+	return r;
+}
+
+static void
+kill_stray(pid_t pid, const char *binary, pid_t keep)
+{
+	char exe[PATH_MAX];
+	int i;
+
+	if (pid <= 0 || pid == keep || pid == getpid() || !procwatch_alive(pid))
+		return;
+	/* Only a process still running the journaled binary is ours. */
+	if (proc_exe(pid, exe, sizeof(exe)) < 0 || strcmp(exe, binary) != 0)
+		return;
+	log_warn("recover.kill", "agent left from the interrupted handoff",
+	    "pid=%d", (int)pid);
+	kill(pid, SIGTERM);
+	for (i = 0; i < 40 && procwatch_alive(pid); i++) {
+		(void)waitpid(pid, NULL, WNOHANG);
+		usleep(50000);
+	}
+	if (procwatch_alive(pid))
+		kill(pid, SIGKILL);
+}
+
+/* Returns true when a running agent was adopted. */
+static bool
+recover(struct sup *s)
+{
+	struct journal_rec jr;
+	bool have_j, adopted = false;
+	uint64_t until;
+	pid_t holder = 0;
+	int r, held;
+
+	r = journal_read(s->cfg->paths.journal, &jr);
+	have_j = r == 0;
+	if (r < 0 && r != -ENOENT)
+		log_warn("recover.journal", proto_strerror(r), "path=%s",
+		    s->cfg->paths.journal);
+	if (have_j)
+		log_info("recover.journal", "found an interrupted handoff",
+		    "handoff_id=%s phase=%s incumbent_pid=%d successor_pid=%d",
+		    jr.handoff_id, jr.phase, (int)jr.incumbent_pid,
+		    (int)jr.successor_pid);
+	held = lock_probe(s->cfg->paths.state_dir, &holder);
+	/* A sealed incumbent retakes the lock when it notices we are gone. */
+	until = clock_mono_ms() + RELOCK_WAIT_MS;
+	while (have_j && held == 0 && clock_mono_ms() < until) {
+		usleep(25000);
+		held = lock_probe(s->cfg->paths.state_dir, &holder);
+	}
+	if (held == 1 && holder > 0) {
+		r = adopt(s, holder, !s->from_systemd);
+		if (r == 0) {
+			char exe[PATH_MAX];
+
+			adopted = true;
+			if (proc_exe(holder, exe, sizeof(exe)) == 0)
+				snprintf(s->agent_binary, sizeof(s->agent_binary),
+				    "%s", exe);
+			log_info("recover.adopt", "adopted the running agent",
+			    "pid=%d binary=%s listeners=%u", (int)holder,
+			    s->agent_binary, s->nl);
+		} else {
+			log_error("recover.adopt", proto_strerror(r), "pid=%d "
+			    "msg_detail=\"lock holder does not answer; killing "
+			    "it\"", (int)holder);
+			kill(holder, SIGKILL);
+			usleep(100000);
+		}
+	}
+	if (have_j) {
+		pid_t keep = adopted ? holder : 0;
+
+		kill_stray(jr.incumbent_pid, jr.incumbent_binary, keep);
+		kill_stray(jr.successor_pid, jr.successor_binary, keep);
+		snprintf(jr.phase, sizeof(jr.phase), "%s", !adopted ?
+		    "recovered-none" : holder == jr.successor_pid ?
+		    "recovered-committed" : "recovered-rolled-back");
+		if (journal_write(s->cfg->paths.last_handoff, &jr) < 0)
+			log_warn("recover.journal", "could not record outcome",
+			    NULL);
+		journal_clear(s->cfg->paths.journal);
+		log_info("recover.done", NULL, "handoff_id=%s outcome=%s",
+		    jr.handoff_id, jr.phase);
+		if (adopted && holder == jr.successor_pid)
+			s->handoffs_committed++;
+		else
+			s->handoffs_rolled_back++;
+	}
+	if (adopted) {
+		s->state = SUP_RUNNING;
+		sup_set_agent(s, holder, NULL);
+	}
+	return adopted;
+}
+
+/* ---- listeners ---- */
+
+static int
+bind_listeners(struct sup *s)
+{
+	unsigned i;
+	int fd;
+
+	for (i = 0; i < s->cfg->n_listen; i++) {
+		paths_mkparent(s->cfg->listen_paths[i], 0755);
+		fd = usock_listen(s->cfg->listen_paths[i], 0660, SOMAXCONN);
+		if (fd < 0) {
+			log_error("supervisor.listen", proto_strerror(fd),
+			    "name=%s path=%s", s->cfg->listen_names[i],
+			    s->cfg->listen_paths[i]);
+			return fd;
+		}
+		/* Agents get them blocking-agnostic; they poll before accept. */
+		s->lfds[i] = fd;
+		snprintf(s->lnames[i], sizeof(s->lnames[i]), "%s",
+		    s->cfg->listen_names[i]);
+	}
+	s->nl = s->cfg->n_listen;
+	return 0;
+}
+
+/* ---- signals and stop ---- */
+
+static void
+stop_timeout_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+
+	log_warn("supervisor.stop", "agent did not stop in time; SIGKILL",
+	    "pid=%d", (int)s->agent_pid);
+	if (s->agent_pid > 0)
+		kill(s->agent_pid, SIGKILL);
+	stop_done(s);
+}
+
+static void
+begin_stop(struct sup *s)
+{
+	if (s->state == SUP_HANDOFF) {
+		log_info("supervisor.stop", "waiting for the handoff to end", NULL);
+		s->stop_after_handoff = true;
+		return;
+	}
+	s->state = SUP_STOPPING;
+	notify("STOPPING=1");
+	ctl_stop(s);
+	if (s->agent_pid <= 0 || !procwatch_alive(s->agent_pid)) {
+		stop_done(s);
+		return;
+	}
+	log_info("supervisor.stop", "stopping the agent", "pid=%d",
+	    (int)s->agent_pid);
+	kill(s->agent_pid, SIGTERM);
+	uv_timer_start(&s->timer, stop_timeout_cb, STOP_GRACE_MS, 0);
+}
+
+static void
+sig_cb(uv_signal_t *h, int signum)
+{
+	struct sup *s = h->data;
+	int status, r;
+	pid_t pid;
+
+	switch (signum) {
+	case SIGCHLD:
+		/* We are a subreaper: orphans of agents end here too. */
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			log_debug("supervisor.reap", NULL, "pid=%d status=%d",
+			    (int)pid, status);
+		break;
+	case SIGHUP:
+		r = sup_upgrade(s, NULL, NULL, 0, NULL, 0, 0, 0);
+		if (r < 0)
+			log_warn("supervisor.sighup", proto_strerror(r), NULL);
+		break;
+	default:
+		if (s->state != SUP_STOPPING)
+			begin_stop(s);
+		break;
+	}
+}
+
+static void
+close_walk_cb(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+int
+sup_run(struct sup_config *cfg)
+{
+	struct sup s = { .cfg = cfg, .ctl_fd = -1 };
+	struct listenfd lf[LISTENFDS_MAX];
+	uv_loop_t loop;
+	unsigned i, n = 0;
+	int r;
+
+	s.started_ms = clock_mono_ms();
+	snprintf(s.agent_binary, sizeof(s.agent_binary), "%s", cfg->agent_path);
+	signal(SIGPIPE, SIG_IGN);
+	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+	if (paths_mkdirs(cfg->paths.state_dir, 0700) < 0 ||
+	    paths_mkparent(cfg->paths.supervisor_socket, 0755) < 0) {
+		log_error("supervisor.dirs", strerror(errno), "dir=%s",
+		    cfg->paths.state_dir);
+		return 78;
+	}
+	r = listenfds_parse(lf, LISTENFDS_MAX, &n);
+	if (r < 0) {
+		log_error("supervisor.listeners", proto_strerror(r), NULL);
+		return 78;
+	}
+	for (i = 0; i < n; i++) {
+		s.lfds[i] = lf[i].fd;
+		snprintf(s.lnames[i], sizeof(s.lnames[i]), "%s", lf[i].name);
+	}
+	s.nl = n;
+	s.from_systemd = n > 0;
+	uv_loop_init(&loop);
+	s.loop = &loop;
+	uv_timer_init(&loop, &s.timer);
+	s.timer.data = &s;
+
+	if (!recover(&s) && s.nl == 0 && bind_listeners(&s) < 0) {
+		r = 69;
+		goto out;
+	}
+	if (s.nl == 0 && bind_listeners(&s) < 0) {
+		r = 69;
+		goto out;
+	}
+	r = ctl_start(&s);
+	if (r < 0) {
+		log_error("supervisor.control", proto_strerror(r), "path=%s",
+		    cfg->paths.supervisor_socket);
+		r = 69;
+		goto out;
+	}
+	uv_signal_init(&loop, &s.sig_term);
+	uv_signal_init(&loop, &s.sig_int);
+	uv_signal_init(&loop, &s.sig_hup);
+	uv_signal_init(&loop, &s.sig_chld);
+	s.sig_term.data = s.sig_int.data = s.sig_hup.data = s.sig_chld.data = &s;
+	uv_signal_start(&s.sig_term, sig_cb, SIGTERM);
+	uv_signal_start(&s.sig_int, sig_cb, SIGINT);
+	uv_signal_start(&s.sig_hup, sig_cb, SIGHUP);
+	uv_signal_start(&s.sig_chld, sig_cb, SIGCHLD);
+	if (s.state != SUP_RUNNING)
+		cold_start(&s);
+	else
+		notify("READY=1\nSTATUS=agent adopted");
+	log_info("supervisor.start", NULL, "root=%s agent=%s listeners=%u",
+	    cfg->paths.root, s.agent_binary, s.nl);
+	metrics_write(&s);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	r = 0;
+out:
+	ctl_stop(&s);
+	procwatch_stop(s.agent_watch);
+	uv_walk(&loop, close_walk_cb, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	for (i = 0; i < s.nl; i++)
+		close(s.lfds[i]);
+	return r;
+}

@@ -42,13 +42,15 @@ SUP_SRC   := $(filter-out supervisor/main.c supervisor/batonctl.c,$(wildcard sup
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 IT_SRC    := $(wildcard tests/integration/it_*.c)
+TOOL_SRC  := $(wildcard tools/*.c)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 LIB   := $(B)/libbaton.a
 LIBAG := $(B)/libagent.a
 LIBSV := $(B)/libsupervisor.a
 LIBT  := $(B)/libtest.a
-BINS  := $(B)/baton-supervisor $(B)/baton-agent $(B)/batonctl
+BINS  := $(B)/baton-supervisor $(B)/baton-agent $(B)/batonctl \
+         $(patsubst tools/%.c,$(B)/%,$(TOOL_SRC))
 TESTS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC)) \
          $(patsubst tests/integration/%.c,$(B)/tests/%,$(IT_SRC))
 
@@ -82,6 +84,9 @@ $(B)/baton-agent: $(call obj,successor/main.c) $(LIBAG) $(LIB)
 $(B)/baton-supervisor: $(call obj,supervisor/main.c) $(LIBSV) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/batonctl: $(call obj,supervisor/batonctl.c) $(LIBSV) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/%: $(B)/obj/tools/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIBT) $(LIBSV) $(LIBAG) $(LIB)

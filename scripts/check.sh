@@ -1,0 +1,23 @@
+#!/bin/sh
+# The test run behind `make check`: unit and integration tests from the
+# sanitizer + crash-point build, the release-binary crash-point check and
+# a bounded fuzz run, all through prove, which prints the summary.
+#   scripts/check.sh TEST_BUILD_DIR RELEASE_BUILD_DIR
+set -eu
+tb=$1
+rb=$2
+fuzz_seconds=${FUZZ_SECONDS:-20}
+# Daemons under test run under seccomp later; LeakSanitizer needs ptrace.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export BATON_TEST_BIN="$tb"
+export BATON_RELEASE_BIN="$rb"
+export FUZZ_SECONDS="$fuzz_seconds"
+tests=""
+for t in "$tb"/tests/test_* "$tb"/tests/it_*; do
+	[ -x "$t" ] && tests="$tests $t"
+done
+[ -x tests/release_no_crashpoints.sh ] && tests="$tests tests/release_no_crashpoints.sh"
+[ -x tests/fuzz_smoke.sh ] && tests="$tests tests/fuzz_smoke.sh"
+# shellcheck disable=SC2086
+exec prove --timer -e '' $tests

@@ -1,0 +1,408 @@
+/*
+ * it_handoff: the handoff end to end with the real daemons: happy path,
+ * back-to-back upgrades under load, every successor, incumbent and
+ * supervisor failure the issue names, concurrent requests, and shutdown.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "crashpoints/crashpoint.h"
+#include "tests/lib/itest.h"
+#include "tests/lib/tap.h"
+
+#define SERVE_MS 15000
+
+static void
+start(struct itest *t, const char *const *env)
+{
+	it_setup(t);
+	require(it_start_supervisor(t, env) > 0, "supervisor started");
+	if (!check(it_wait_serving(t, SERVE_MS) > 0, "agent serving")) {
+		it_dump_log(t);
+		tap_bail();
+	}
+}
+
+/* batonctl upgrade --json [extra...]; returns exit code, JSON in out. */
+static int
+upgrade(struct itest *t, char *out, size_t len, const char *const *extra)
+{
+	const char *args[40] = { "upgrade", "--json" };
+	int i, k = 2;
+
+	for (i = 0; extra && extra[i] && k < 39; i++)
+		args[k++] = extra[i];
+	args[k] = NULL;
+	return it_ctl(t, out, len, args);
+}
+
+static long
+json_num(const char *json, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(json, pat);
+	return p ? strtol(p + strlen(pat), NULL, 10) : -1;
+}
+
+static bool
+wait_dead(pid_t pid, int ms)
+{
+	uint64_t until = clock_mono_ms() + (uint64_t)ms;
+
+	while (it_alive(pid)) {
+		if (clock_mono_ms() > until)
+			return false;
+		usleep(10000);
+	}
+	return true;
+}
+
+static void
+finish(struct itest *t)
+{
+	it_teardown(t);
+}
+
+TEST_T(happy_path, 60)
+{
+	struct itest t;
+	char out[2048];
+	pid_t old, now;
+	int rc;
+
+	start(&t, NULL);
+	old = it_ns_status(&t, NULL, NULL);
+	rc = upgrade(&t, out, sizeof(out), NULL);
+	check(rc == 0, "upgrade exits 0 (got %d): %s", rc, out);
+	check(strstr(out, "\"committed\":true") != NULL, "committed: %s", out);
+	check(json_num(out, "old_pid") == old, "old_pid is the incumbent");
+	now = it_ns_status(&t, NULL, NULL);
+	check(now > 0 && now != old, "a new agent serves (%d, was %d)",
+	    (int)now, (int)old);
+	check(json_num(out, "new_pid") == now, "new_pid is the server");
+	check(it_lock_holder(&t) == now, "the new agent holds the lock");
+	check(wait_dead(old, 5000), "the old agent exited");
+	check(strstr(out, "\"drain_ms\":") && strstr(out, "\"total_ms\":"),
+	    "phase durations reported");
+	rc = it_ctl(&t, out, sizeof(out), (const char *[]){ "journal", NULL });
+	check(rc == 0 && strstr(out, "no handoff in progress") &&
+	    strstr(out, "committed"), "journal: %s", out);
+	finish(&t);
+}
+
+TEST_T(back_to_back_100_under_load, 600)
+{
+	struct itest t;
+	struct it_load *load;
+	char out[2048];
+	uint64_t ok, failed, gen0 = 0, gen1 = 0;
+	int i, rc, fds0, fds1, kids0, kids1, committed = 0;
+
+	start(&t, NULL);
+	it_ns_status(&t, &gen0, NULL);
+	fds0 = it_count_fds(t.sup);
+	kids0 = it_count_children(t.sup);
+	load = it_load_start(&t);
+	for (i = 0; i < 100; i++) {
+		rc = upgrade(&t, out, sizeof(out), NULL);
+		if (rc == 0)
+			committed++;
+		else
+			tap_diag("upgrade %d: rc %d %s", i, rc, out);
+	}
+	usleep(200000);
+	it_load_stop(load, &ok, &failed);
+	it_ns_status(&t, &gen1, NULL);
+	/* Old agents exit after COMMIT; give the last one a moment. */
+	usleep(300000);
+	fds1 = it_count_fds(t.sup);
+	kids1 = it_count_children(t.sup);
+	tap_diag("100 upgrades: committed %d, requests ok %llu failed %llu, "
+	    "supervisor fds %d->%d children %d->%d generation %llu->%llu",
+	    committed, (unsigned long long)ok, (unsigned long long)failed, fds0,
+	    fds1, kids0, kids1, (unsigned long long)gen0,
+	    (unsigned long long)gen1);
+	check(committed == 100, "all 100 committed");
+	check(failed == 0, "no request failed or was refused");
+	check(ok > 100, "the client was served throughout (%llu)",
+	    (unsigned long long)ok);
+	check(fds0 == fds1, "supervisor fd count constant");
+	check(kids0 == kids1, "supervisor child count constant");
+	check(gen1 == gen0 + 100, "state saw 100 handoffs");
+	if (failed || committed != 100)
+		it_dump_log(&t);
+	finish(&t);
+}
+
+/* An upgrade whose successor crashes at `point`: rolled back, O serves. */
+static void
+successor_crash(const char *point)
+{
+	struct itest t;
+	char out[2048], env[128], markers[PATH_MAX + 32];
+	pid_t old;
+	int rc;
+
+	start(&t, NULL);
+	old = it_ns_status(&t, NULL, NULL);
+	snprintf(env, sizeof(env), "HANDOFF_CRASH_AT=%s", point);
+	snprintf(markers, sizeof(markers), "HANDOFF_CRASH_MARKER_DIR=%s",
+	    t.markers);
+	rc = upgrade(&t, out, sizeof(out),
+	    (const char *[]){ "--env", env, "--env", markers, NULL });
+	check(rc == 1, "%s: rolled back, exit 1 (got %d): %s", point, rc, out);
+	check(strstr(out, "\"committed\":false") != NULL, "not committed");
+	check(it_ns_status(&t, NULL, NULL) == old, "the incumbent serves");
+	check(it_lock_holder(&t) == old, "the incumbent holds the lock");
+	rc = upgrade(&t, out, sizeof(out), NULL);
+	check(rc == 0, "the next upgrade commits (%d): %s", rc, out);
+	if (rc != 0)
+		it_dump_log(&t);
+	finish(&t);
+}
+
+TEST_T(successor_exits_before_hello, 60) { successor_crash("n-before-handshake"); }
+TEST_T(successor_exits_after_hello, 60) { successor_crash("n-after-handshake"); }
+TEST_T(successor_exits_after_begin, 60) { successor_crash("n-after-begin"); }
+TEST_T(successor_exits_after_lock, 60) { successor_crash("n-after-lock"); }
+
+TEST_T(successor_never_answers, 60)
+{
+	struct itest t;
+	char out[2048], arg[PATH_MAX + 16];
+	const char *bin;
+	pid_t old;
+	uint64_t t0;
+	int rc;
+
+	start(&t, NULL);
+	old = it_ns_status(&t, NULL, NULL);
+	bin = it_script(&t, "mute-agent", "exec sleep 1000");
+	snprintf(arg, sizeof(arg), "%s", bin);
+	t0 = clock_mono_ms();
+	rc = upgrade(&t, out, sizeof(out), (const char *[]){ "--binary", arg,
+	    NULL });
+	check(rc == 1, "rolled back (%d): %s", rc, out);
+	check(strstr(out, "timeout") != NULL, "reason names the timeout: %s",
+	    out);
+	check(clock_mono_ms() - t0 < 15000, "within the hello budget");
+	check(it_ns_status(&t, NULL, NULL) == old, "the incumbent serves");
+	finish(&t);
+}
+
+TEST_T(seal_failure_keeps_incumbent, 60)
+{
+	struct itest t;
+	char out[2048];
+	pid_t o;
+	int rc;
+
+	start(&t, NULL);
+	/* The next incumbent carries the fault: its seal will fail. */
+	rc = upgrade(&t, out, sizeof(out),
+	    (const char *[]){ "--env", "BATON_FAULT_SEAL=1", NULL });
+	require(rc == 0, "first upgrade commits (%d): %s", rc, out);
+	o = it_ns_status(&t, NULL, NULL);
+	rc = upgrade(&t, out, sizeof(out), NULL);
+	check(rc == 1, "rolled back (%d): %s", rc, out);
+	check(strstr(out, "seal failed") != NULL, "reason: %s", out);
+	check(it_ns_status(&t, NULL, NULL) == o, "the incumbent still serves");
+	check(it_lock_holder(&t) == o, "and kept the lock");
+	finish(&t);
+}
+
+/* The incumbent dies at `point` during a handoff: the successor is promoted. */
+static void
+incumbent_crash(const char *point)
+{
+	struct itest t;
+	char out[2048], env[128], markers[PATH_MAX + 32];
+	pid_t o, n;
+	int rc;
+
+	start(&t, NULL);
+	snprintf(env, sizeof(env), "HANDOFF_CRASH_AT=%s", point);
+	snprintf(markers, sizeof(markers), "HANDOFF_CRASH_MARKER_DIR=%s",
+	    t.markers);
+	rc = upgrade(&t, out, sizeof(out),
+	    (const char *[]){ "--env", env, "--env", markers, NULL });
+	require(rc == 0, "arming upgrade commits (%d): %s", rc, out);
+	o = it_ns_status(&t, NULL, NULL);
+	rc = upgrade(&t, out, sizeof(out), NULL);
+	n = it_ns_status(&t, NULL, NULL);
+	tap_diag("%s: rc %d %s", point, rc, out);
+	check(wait_dead(o, 5000), "the incumbent died");
+	check(n > 0 && n != o, "someone else serves (%d)", (int)n);
+	check(it_lock_holder(&t) == n, "the server holds the lock");
+	rc = upgrade(&t, out, sizeof(out), NULL);
+	check(rc == 0, "the next upgrade commits (%d): %s", rc, out);
+	if (rc != 0)
+		it_dump_log(&t);
+	finish(&t);
+}
+
+TEST_T(incumbent_killed_in_drain, 60) { incumbent_crash("o-inside-drain"); }
+TEST_T(incumbent_killed_in_seal, 60) { incumbent_crash("o-inside-seal"); }
+TEST_T(incumbent_killed_after_unlock, 60) { incumbent_crash("o-after-seal-flock-released"); }
+
+/*
+ * The supervisor dies at every s-* crash point in turn; started again it
+ * adopts whoever holds the lock, clears the journal and upgrades again.
+ */
+TEST_T(supervisor_killed_at_each_point, 900)
+{
+	unsigned id;
+
+	for (id = 0; id < CP_COUNT; id++) {
+		const char *name = crashpoint_name((enum crashpoint_id)id);
+		struct itest t;
+		char out[2048], env[128];
+		pid_t serving, holder;
+		int status = 0, rc;
+
+		if (strncmp(name, "s-", 2) != 0)
+			continue;
+		snprintf(env, sizeof(env), "HANDOFF_CRASH_AT=%s", name);
+		start(&t, (const char *[]){ env, NULL });
+		rc = upgrade(&t, out, sizeof(out), NULL);
+		waitpid(t.sup, &status, 0);
+		check(WIFEXITED(status) && WEXITSTATUS(status) == 99,
+		    "%s: supervisor crashed with 99 (status %d, upgrade rc %d)",
+		    name, status, rc);
+		it_start_supervisor(&t, NULL);
+		serving = it_wait_serving(&t, SERVE_MS);
+		holder = it_lock_holder(&t);
+		check(serving > 0 && serving == holder, "%s: one agent serves and "
+		    "holds the lock (%d, %d)", name, (int)serving, (int)holder);
+		rc = it_ctl(&t, out, sizeof(out), (const char *[]){ "journal",
+		    "--json", NULL });
+		check(rc == 0 && strstr(out, "\"active\":false"),
+		    "%s: journal cleared: %s", name, out);
+		rc = upgrade(&t, out, sizeof(out), NULL);
+		check(rc == 0, "%s: next upgrade commits (%d): %s", name, rc, out);
+		if (rc != 0 || serving <= 0)
+			it_dump_log(&t);
+		tap_diag("%s: recovered, serving %d", name, (int)serving);
+		it_teardown(&t);
+	}
+}
+
+TEST_T(concurrent_upgrade_refused, 60)
+{
+	struct itest t;
+	char out[2048], body[PATH_MAX + 64], arg[PATH_MAX + 16];
+	pid_t first;
+	int status, rc;
+
+	start(&t, NULL);
+	snprintf(body, sizeof(body), "sleep 1\nexec %s \"$@\"", t.agent);
+	snprintf(arg, sizeof(arg), "%s", it_script(&t, "slow-agent", body));
+	first = fork();
+	if (first == 0)
+		_exit(upgrade(&t, out, sizeof(out), (const char *[]){ "--binary",
+		    arg, NULL }));
+	usleep(400000);
+	rc = upgrade(&t, out, sizeof(out), NULL);
+	check(rc == 69, "second request refused with 69 (got %d)", rc);
+	waitpid(first, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "first upgrade committed (status %d)", status);
+	finish(&t);
+}
+
+TEST_T(wrong_pid_hello, 60)
+{
+	struct itest t;
+	char out[2048], body[PATH_MAX + 128], arg[PATH_MAX + 16];
+	pid_t old;
+	int rc;
+
+	start(&t, NULL);
+	old = it_ns_status(&t, NULL, NULL);
+	/* A wrapper that does not exec: HELLO comes from another pid. */
+	snprintf(body, sizeof(body), "sh -c 'LISTEN_PID=$$ exec %s \"$@\"' sh "
+	    "\"$@\"", t.agent);
+	snprintf(arg, sizeof(arg), "%s", it_script(&t, "fork-agent", body));
+	rc = upgrade(&t, out, sizeof(out), (const char *[]){ "--binary", arg,
+	    NULL });
+	check(rc == 1, "rolled back (%d): %s", rc, out);
+	check(strstr(out, "pid") != NULL, "reason names the pid: %s", out);
+	check(it_ns_status(&t, NULL, NULL) == old, "the incumbent serves");
+	finish(&t);
+}
+
+TEST_T(agent_crash_is_restarted, 60)
+{
+	struct itest t;
+	char out[1024];
+	pid_t old, now;
+	uint64_t t0;
+
+	start(&t, NULL);
+	old = it_ns_status(&t, NULL, NULL);
+	kill(old, SIGKILL);
+	t0 = clock_mono_ms();
+	now = it_wait_serving(&t, SERVE_MS);
+	check(now > 0 && now != old, "a new agent serves");
+	tap_diag("restart took %llu ms", (unsigned long long)(clock_mono_ms() - t0));
+	check(it_ctl(&t, out, sizeof(out), (const char *[]){ "status", NULL }) == 0
+	    && strstr(out, "agent restarts 1"), "status counts it: %s", out);
+	finish(&t);
+}
+
+TEST_T(supervisor_restart_adopts_agent, 60)
+{
+	struct itest t;
+	char out[2048];
+	pid_t agent;
+	int rc;
+
+	start(&t, NULL);
+	agent = it_ns_status(&t, NULL, NULL);
+	kill(t.sup, SIGKILL);
+	waitpid(t.sup, NULL, 0);
+	check(it_ns_status(&t, NULL, NULL) == agent,
+	    "the agent serves while the supervisor is down");
+	it_start_supervisor(&t, NULL);
+	check(it_wait_serving(&t, SERVE_MS) == agent, "the same agent is adopted");
+	rc = upgrade(&t, out, sizeof(out), NULL);
+	check(rc == 0, "an upgrade after adoption commits (%d): %s", rc, out);
+	check(wait_dead(agent, 5000), "the adopted agent handed over and left");
+	finish(&t);
+}
+
+TEST_T(sigterm_stops_everything, 60)
+{
+	struct itest t;
+	char ready[PATH_MAX + 32];
+	pid_t agent;
+	int status = 0;
+
+	start(&t, NULL);
+	agent = it_ns_status(&t, NULL, NULL);
+	kill(t.sup, SIGTERM);
+	waitpid(t.sup, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "supervisor exits 0 (status %d)", status);
+	check(wait_dead(agent, 5000), "the agent stopped");
+	snprintf(ready, sizeof(ready), "%s/run/pact/ready", t.root);
+	check(access(ready, F_OK) < 0, "the ready file is removed");
+	t.sup = -1;
+	finish(&t);
+}
+
+int
+main(int argc, char **argv)
+{
+	return tap_main(argc, argv);
+}

@@ -1,0 +1,406 @@
+/*
+ * itest: run the real daemons under a temporary root for integration
+ * tests.  Everything started here is in the test case's process group,
+ * which tap.c kills when the case ends, so a failing test leaves nothing.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/lock.h"
+#include "common/paths.h"
+#include "proto/wire.h"
+#include "tests/lib/itest.h"
+#include "tests/lib/tap.h"
+
+void
+it_setup(struct itest *t)
+{
+	const char *b = getenv("BATON_TEST_BIN");
+	char tmpl[] = "/tmp/baton-it.XXXXXX";
+	char bin[PATH_MAX];
+
+	memset(t, 0, sizeof(*t));
+	t->sup = -1;
+	t->sup_log_fd = -1;
+	if (!realpath(b ? b : "build-san-cp", bin) ||
+	    strlen(bin) >= sizeof(t->bin))
+		tap_skip("test binaries not built (BATON_TEST_BIN)");
+	strcpy(t->bin, bin);
+	snprintf(t->agent, sizeof(t->agent), "%s/baton-agent", t->bin);
+	if (access(t->agent, X_OK) < 0)
+		tap_skip("%s not built", t->agent);
+	if (!mkdtemp(tmpl))
+		tap_bail();
+	snprintf(t->root, sizeof(t->root), "%s", tmpl);
+	snprintf(t->markers, sizeof(t->markers), "%s/markers", t->root);
+	mkdir(t->markers, 0755);
+	/* Daemons spawned by tests must not inherit our stdout (TAP). */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+pid_t
+it_start_supervisor(struct itest *t, const char *const *env)
+{
+	char exe[PATH_MAX + 32], logp[PATH_MAX + 16];
+	pid_t pid;
+	int i;
+
+	snprintf(exe, sizeof(exe), "%s/baton-supervisor", t->bin);
+	snprintf(logp, sizeof(logp), "%s/supervisor.log", t->root);
+	if (t->sup_log_fd < 0)
+		t->sup_log_fd = open(logp, O_WRONLY | O_CREAT | O_APPEND |
+		    O_CLOEXEC, 0644);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		dup2(t->sup_log_fd, 1);
+		dup2(t->sup_log_fd, 2);
+		setenv("HANDOFF_CRASH_MARKER_DIR", t->markers, 1);
+		setenv("ASAN_OPTIONS", "detect_leaks=0", 0);
+		for (i = 0; env && env[i]; i++)
+			putenv((char *)env[i]);
+		execl(exe, exe, "--root", t->root, "--agent", t->agent,
+		    "--no-seccomp", (char *)NULL);
+		_exit(127);
+	}
+	t->sup = pid;
+	return pid;
+}
+
+pid_t
+it_ns_status(struct itest *t, uint64_t *generation, uint64_t *allocs)
+{
+	struct baton_paths p;
+	struct msg m = { .type = MSG_STATUS };
+	struct frame f;
+	pid_t pid;
+	int fd, r;
+
+	paths_init(&p, t->root);
+	fd = wire_connect(p.ns_socket, 2000);
+	if (fd < 0)
+		return fd;
+	r = wire_send(fd, &m, NULL, 0, 2000);
+	if (r == 0)
+		r = wire_recv(fd, 5000, &f);
+	close(fd);
+	if (r < 0)
+		return r;
+	if (f.m.type != MSG_STATUS_REPLY) {
+		frame_release(&f);
+		return -EPROTO;
+	}
+	pid = (pid_t)f.m.u.STATUS_REPLY.pid;
+	if (generation)
+		*generation = f.m.u.STATUS_REPLY.generation;
+	if (allocs)
+		*allocs = f.m.u.STATUS_REPLY.allocations;
+	frame_release(&f);
+	return pid;
+}
+
+pid_t
+it_wait_serving(struct itest *t, int timeout_ms)
+{
+	uint64_t until = clock_mono_ms() + (uint64_t)timeout_ms;
+	char out[256];
+	const char *args[] = { "status", NULL };
+	pid_t pid;
+
+	for (;;) {
+		pid = it_ns_status(t, NULL, NULL);
+		if (pid > 0 && it_ctl(t, out, sizeof(out), args) == 0 &&
+		    strstr(out, "state running"))
+			return pid;
+		if (clock_mono_ms() > until)
+			return -ETIMEDOUT;
+		usleep(20000);
+	}
+}
+
+int
+it_ctl(struct itest *t, char *out, size_t outlen, const char *const *args)
+{
+	const char *argv[64];
+	char exe[PATH_MAX + 16];
+	int p[2], status, i, k = 0;
+	size_t len = 0;
+	ssize_t n;
+	pid_t pid;
+
+	snprintf(exe, sizeof(exe), "%s/batonctl", t->bin);
+	argv[k++] = exe;
+	argv[k++] = "--root";
+	argv[k++] = t->root;
+	for (i = 0; args[i] && k < 63; i++)
+		argv[k++] = args[i];
+	argv[k] = NULL;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		if (t->sup_log_fd >= 0)
+			dup2(t->sup_log_fd, 2);
+		setenv("ASAN_OPTIONS", "detect_leaks=0", 0);
+		execv(exe, (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while (outlen > 0 && len < outlen - 1 &&
+	    (n = read(p[0], out + len, outlen - 1 - len)) > 0)
+		len += (size_t)n;
+	if (outlen > 0)
+		out[len] = '\0';
+	close(p[0]);
+	if (waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool
+it_alive(pid_t pid)
+{
+	char p[64];
+	char buf[512];
+	int fd;
+	ssize_t n;
+	char *s;
+
+	if (pid <= 0)
+		return false;
+	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	s = strrchr(buf, ')');
+	/* A zombie is not alive. */
+	return s && s[1] == ' ' && s[2] != 'Z' && s[2] != 'X';
+}
+
+pid_t
+it_lock_holder(struct itest *t)
+{
+	struct baton_paths p;
+	pid_t pid = 0;
+
+	paths_init(&p, t->root);
+	return lock_probe(p.state_dir, &pid) == 1 ? pid : 0;
+}
+
+int
+it_count_fds(pid_t pid)
+{
+	char p[64];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(p, sizeof(p), "/proc/%d/fd", (int)pid);
+	d = opendir(p);
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+int
+it_count_children(pid_t pid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	char p[300], buf[512], *s;
+	int n = 0, fd, ppid;
+	ssize_t len;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(p, sizeof(p), "/proc/%s/stat", e->d_name);
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		s = strrchr(buf, ')');
+		if (s && sscanf(s + 2, "%*c %d", &ppid) == 1 && ppid == pid &&
+		    s[2] != 'Z')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+void
+it_dump_log(struct itest *t)
+{
+	char p[PATH_MAX + 16], line[1024];
+	FILE *f;
+	int n = 0;
+
+	snprintf(p, sizeof(p), "%s/supervisor.log", t->root);
+	f = fopen(p, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f) && n++ < 400) {
+		line[strcspn(line, "\n")] = '\0';
+		tap_diag("log: %s", line);
+	}
+	fclose(f);
+}
+
+static void
+kill_wait(pid_t pid, int ms)
+{
+	uint64_t until = clock_mono_ms() + (uint64_t)ms;
+
+	while (it_alive(pid) && clock_mono_ms() < until) {
+		(void)waitpid(pid, NULL, WNOHANG);
+		usleep(10000);
+	}
+	if (it_alive(pid))
+		kill(pid, SIGKILL);
+	(void)waitpid(pid, NULL, 0);
+}
+
+/* Detach every mount below root, deepest first. */
+static void
+umount_below(const char *root)
+{
+	char line[4096], mp[4096], list[64][512];
+	size_t rl = strlen(root);
+	int n = 0, i;
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f) && n < 64)
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) == 1 &&
+		    strncmp(mp, root, rl) == 0 && (mp[rl] == '/' || !mp[rl]) &&
+		    strlen(mp) < sizeof(list[0]))
+			strcpy(list[n++], mp);
+	fclose(f);
+	for (i = n - 1; i >= 0; i--)
+		(void)umount2(list[i], MNT_DETACH);
+}
+
+void
+it_teardown(struct itest *t)
+{
+	char cmd[PATH_MAX + 64];
+	pid_t agent = it_ns_status(t, NULL, NULL);
+	int r;
+
+	if (t->sup > 0 && it_alive(t->sup)) {
+		kill(t->sup, SIGTERM);
+		kill_wait(t->sup, 20000);
+	}
+	if (agent > 0 && it_alive(agent))
+		kill(agent, SIGKILL);
+	if (t->sup_log_fd >= 0)
+		close(t->sup_log_fd);
+	if (getenv("BATON_KEEP_ROOT"))
+		return;
+	umount_below(t->root);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->root);
+	r = system(cmd);
+	(void)r;
+}
+
+struct it_load {
+	pid_t pid;
+	int pipe_fd;
+};
+
+struct it_load *
+it_load_start(struct itest *t)
+{
+	struct it_load *l = calloc(1, sizeof(*l));
+	int p[2];
+
+	if (!l || pipe2(p, O_CLOEXEC) < 0)
+		tap_bail();
+	l->pid = fork();
+	if (l->pid == 0) {
+		volatile sig_atomic_t stop = 0;
+		uint64_t ok = 0, failed = 0;
+		sigset_t ss;
+		int sig;
+
+		close(p[0]);
+		sigemptyset(&ss);
+		sigaddset(&ss, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &ss, NULL);
+		while (!stop) {
+			struct timespec z = { 0, 0 };
+
+			if (it_ns_status(t, NULL, NULL) > 0)
+				ok++;
+			else
+				failed++;
+			sig = sigtimedwait(&ss, NULL, &z);
+			if (sig == SIGUSR1)
+				stop = 1;
+		}
+		if (write(p[1], &ok, sizeof(ok)) < 0 ||
+		    write(p[1], &failed, sizeof(failed)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(p[1]);
+	l->pipe_fd = p[0];
+	return l;
+}
+
+void
+it_load_stop(struct it_load *l, uint64_t *ok, uint64_t *failed)
+{
+	*ok = *failed = 0;
+	kill(l->pid, SIGUSR1);
+	if (read(l->pipe_fd, ok, sizeof(*ok)) != sizeof(*ok) ||
+	    read(l->pipe_fd, failed, sizeof(*failed)) != sizeof(*failed))
+		*failed = UINT64_MAX;
+	close(l->pipe_fd);
+	waitpid(l->pid, NULL, 0);
+	free(l);
+}
+
+const char *
+it_script(struct itest *t, const char *name, const char *body)
+{
+	static char path[PATH_MAX + 64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", t->root, name);
+	f = fopen(path, "w");
+	if (!f)
+		tap_bail();
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	fclose(f);
+	chmod(path, 0755);
+	return path;
+}

@@ -1,0 +1,55 @@
+/*
+ * itest: integration-test helpers.  Each test runs the real binaries
+ * (from $BATON_TEST_BIN, default build-san-cp) in a fresh temporary root,
+ * drives them with batonctl and raw protocol clients, and tears down
+ * every process it started.
+ */
+#ifndef BATON_ITEST_H
+#define BATON_ITEST_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct itest {
+	char root[PATH_MAX - 64];
+	char bin[PATH_MAX - 64];	/* absolute build dir */
+	char agent[PATH_MAX];		/* absolute baton-agent */
+	char markers[PATH_MAX];		/* crash marker dir */
+	pid_t sup;
+	int sup_log_fd;
+};
+
+/* Make the root and find the binaries; skips the case if missing. */
+void it_setup(struct itest *t);
+/* Start the supervisor; env "K=V" entries (NULL-terminated) are added. */
+pid_t it_start_supervisor(struct itest *t, const char *const *env);
+/* Wait until the namespace socket answers STATUS with ready; agent pid. */
+pid_t it_wait_serving(struct itest *t, int timeout_ms);
+/* Run batonctl --root ROOT args...; stdout into out.  Returns exit code. */
+int it_ctl(struct itest *t, char *out, size_t outlen, const char *const *args);
+/* STATUS on the namespace socket: agent pid, or -errno. */
+pid_t it_ns_status(struct itest *t, uint64_t *generation, uint64_t *allocs);
+/* Stop everything (SIGTERM then SIGKILL), remove the root. */
+void it_teardown(struct itest *t);
+/* Print the supervisor's log as TAP diagnostics. */
+void it_dump_log(struct itest *t);
+
+/* Number of fds / direct children of a process. */
+int it_count_fds(pid_t pid);
+int it_count_children(pid_t pid);
+/* Who holds the data-dir lock (0 none). */
+pid_t it_lock_holder(struct itest *t);
+bool it_alive(pid_t pid);
+
+/* A background client hammering STATUS, new connection per request. */
+struct it_load;
+struct it_load *it_load_start(struct itest *t);
+/* Stop it; requests answered and failed. */
+void it_load_stop(struct it_load *l, uint64_t *ok, uint64_t *failed);
+
+/* Write an executable shell script at dir/name; returns its path (static). */
+const char *it_script(struct itest *t, const char *name, const char *body);
+
+#endif

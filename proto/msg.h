@@ -86,6 +86,12 @@ int msg_validate(const struct msg *m, const char **ret_why);
 
 void msg_free(struct msg *m);
 
+/*
+ * Same type and equal field values (strings and bins by content, NSTR
+ * NULL only equal to NULL).  Borrows both.
+ */
+bool msg_equal(const struct msg *a, const struct msg *b);
+
 /* Syntax of SPEC §5 ids: 1-128 of [A-Za-z0-9._-], not starting with '.'. */
 bool msg_allocation_id_ok(const char *s);
 /* A plain file name ending in .sqfs, same charset, at most 128 bytes. */

@@ -95,11 +95,18 @@ void nsserver_set_ready(struct nsserver *s, bool ready);
 
 /*
  * Close every consumer connection and free.  Allocations stay: pins,
- * reapers and the state file are left for the next agent.
+ * reapers and the state file are left for the next agent.  The memory is
+ * released from the last libuv close callback: run the loop afterwards.
+ * A creation still in flight is killed and undone (never answered).
  */
 void nsserver_free(struct nsserver *s);
 
-/* Reap a child pid if it belongs to the provider (helpers, reapers). */
+/*
+ * Reap a child pid if it belongs to the provider (helpers, reapers).
+ * Reapers are orphans of the creation helper, so they are children of
+ * the nearest child subreaper: the agent if it is one, else the
+ * supervisor.  Either way the provider copes (kill via pidfd, ESRCH ok).
+ */
 bool nsserver_reap(struct nsserver *s, pid_t pid, int status);
 
 #endif

@@ -1,0 +1,485 @@
+/*
+ * nsprov: namespace creation and pinning, outside the event loop.
+ *
+ * A creation runs in a helper process forked from the agent.  The helper
+ * first drops every fd but its report pipe and the image, resets signal
+ * handling (libuv's handlers write into the agent's signal pipe), then:
+ *   1. mkdir <pin_dir>/<id> (0700) and an empty file per namespace;
+ *   2. nsclient_make(): the namespaces, made in a grandchild; with pid,
+ *      the new namespace's init is the reaper that keeps it usable;
+ *   3. reports CREATED, bind-mounts /proc/self/fd/<ns fd> onto each file
+ *      (these pins keep net and mnt alive with no process at all), writes
+ *      <dir>/reaper with the init's pid, and reports PINNED with inodes.
+ * Any failure undoes every step and reports FAILED with the step and
+ * errno; if the agent is gone when PINNED is written, the helper undoes
+ * everything too, since nobody will ever persist it.
+ *
+ * Pins live in the agent's mount namespace, under pin_dir, which is a
+ * private bind mount of itself: mnt pins must sit in a mount namespace
+ * older than the one pinned (the kernel refuses loops), and new
+ * allocation namespaces detach pin_dir so they neither see nor hold
+ * other allocations' pins.
+ *
+ * The reaper is not the agent's child (its parent, the grandchild, exits
+ * at once): the nearest child subreaper (the supervisor) reaps it.  It is
+ * killed through a pidfd after its pid namespace inode was checked, so a
+ * recycled pid is never signalled.  The helper is made with _Fork(): no
+ * atfork handler (libuv's, ASan's) runs in it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "proto/msg.h"
+#include "successor/nsprov.h"
+
+#ifndef NSFS_MAGIC
+#define NSFS_MAGIC 0x6e736673
+#endif
+
+static const char *const pin_names[NSCLIENT_MAX_NS] = { "pid", "net", "mnt" };
+
+int
+nsprov_dir_path(const char *pin_dir, const char *id, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", pin_dir, id);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int
+nsprov_pin_path(const char *pin_dir, const char *id, unsigned kind,
+    char *buf, size_t len)
+{
+	int n;
+
+	if (kind >= NSCLIENT_MAX_NS)
+		return -EINVAL;
+	n = snprintf(buf, len, "%s/%s/%s", pin_dir, id, pin_names[kind]);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int
+nsprov_mkdir_p(const char *dir, mode_t mode)
+{
+	char buf[4096];
+	size_t i;
+
+	if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (i = 1; buf[i]; i++) {
+		if (buf[i] != '/')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int
+nsprov_prepare_pin_dir(const char *pin_dir)
+{
+	struct statx stx;
+	int r;
+
+	r = nsprov_mkdir_p(pin_dir, 0755);
+	if (r < 0)
+		return r;
+	if (statx(AT_FDCWD, pin_dir, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS,
+	    &stx) < 0)
+		return -errno;
+	if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
+	    !(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+		if (mount(pin_dir, pin_dir, NULL, MS_BIND, NULL) < 0)
+			return -errno;
+	}
+	if (mount(NULL, pin_dir, NULL, MS_PRIVATE, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+static int
+read_reaper(const char *pin_dir, const char *id, pid_t *ret)
+{
+	char path[4096], buf[32];
+	ssize_t n;
+	int fd, r;
+
+	r = snprintf(path, sizeof(path), "%s/%s/reaper", pin_dir, id);
+	if (r < 0 || (size_t)r >= sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	r = n < 0 ? -errno : 0;
+	close(fd);
+	if (r < 0)
+		return r;
+	buf[n] = '\0';
+	*ret = (pid_t)strtol(buf, NULL, 10);
+	return *ret > 0 ? 0 : -EINVAL;
+}
+
+int
+nsprov_kill_reaper(pid_t pid, uint64_t pid_ino)
+{
+	char path[64];
+	struct stat st;
+	int pfd, r;
+
+	if (pid <= 0)
+		return -ESRCH;
+	pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pfd < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
+	if (stat(path, &st) < 0) {
+		r = errno == ENOENT ? -ESRCH : -errno;
+		goto out;
+	}
+	if ((uint64_t)st.st_ino != pid_ino) {
+		r = -ESRCH;	/* the pid now names someone else */
+		goto out;
+	}
+	r = syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0) < 0 ?
+	    -errno : 0;
+out:
+	close(pfd);
+	return r;
+}
+
+int
+nsprov_destroy(const char *pin_dir, const char *id, pid_t reaper,
+    uint64_t pid_ino)
+{
+	char path[4096];
+	struct stat st;
+	unsigned k;
+	int r, first = 0;
+
+	if (!msg_allocation_id_ok(id))
+		return -EINVAL;
+	if (reaper <= 0)
+		(void)read_reaper(pin_dir, id, &reaper);
+	if (reaper > 0 && pid_ino == 0 &&
+	    nsprov_pin_path(pin_dir, id, NSK_PID, path, sizeof(path)) == 0 &&
+	    stat(path, &st) == 0)
+		pid_ino = st.st_ino;
+	if (reaper > 0 && pid_ino != 0) {
+		r = nsprov_kill_reaper(reaper, pid_ino);
+		if (r < 0 && r != -ESRCH && !first)
+			first = r;
+	}
+	for (k = 0; k < NSCLIENT_MAX_NS; k++) {
+		if (nsprov_pin_path(pin_dir, id, k, path, sizeof(path)) < 0)
+			continue;
+		/* Detach until nothing is mounted there any more. */
+		while (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+			;
+		if (unlink(path) < 0 && errno != ENOENT && !first)
+			first = -errno;
+	}
+	r = snprintf(path, sizeof(path), "%s/%s/reaper", pin_dir, id);
+	if (r > 0 && (size_t)r < sizeof(path) && unlink(path) < 0 &&
+	    errno != ENOENT && !first)
+		first = -errno;
+	if (nsprov_dir_path(pin_dir, id, path, sizeof(path)) == 0 &&
+	    rmdir(path) < 0 && errno != ENOENT && !first)
+		first = -errno;
+	return first;
+}
+
+int
+nsprov_open_pin(const char *pin_dir, const char *id, unsigned kind,
+    uint64_t ino)
+{
+	char path[4096];
+	struct stat st;
+	int fd, r;
+
+	r = nsprov_pin_path(pin_dir, id, kind, path, sizeof(path));
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_ino != ino) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
+int
+nsprov_check(const char *pin_dir, const char *id, unsigned mask,
+    const uint64_t ino[NSCLIENT_MAX_NS], pid_t reaper, const char **ret_why)
+{
+	char path[4096];
+	struct statfs sf;
+	struct stat st;
+	unsigned k;
+	int r;
+
+	for (k = 0; k < NSCLIENT_MAX_NS; k++) {
+		if (!(mask & (1u << k)))
+			continue;
+		r = nsprov_pin_path(pin_dir, id, k, path, sizeof(path));
+		if (r < 0)
+			return r;
+		if (statfs(path, &sf) < 0 || stat(path, &st) < 0) {
+			*ret_why = "pin missing";
+			return -errno;
+		}
+		if ((unsigned long)sf.f_type != NSFS_MAGIC) {
+			*ret_why = "pin is not a namespace mount";
+			return -ESTALE;
+		}
+		if ((uint64_t)st.st_ino != ino[k]) {
+			*ret_why = "pin names another namespace";
+			return -ESTALE;
+		}
+	}
+	if (mask & NSM_PID) {
+		snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)reaper);
+		if (reaper <= 0 || stat(path, &st) < 0) {
+			*ret_why = "reaper gone";
+			return -ESRCH;
+		}
+		if ((uint64_t)st.st_ino != ino[NSK_PID]) {
+			*ret_why = "reaper pid reused";
+			return -ESRCH;
+		}
+	}
+	return 0;
+}
+
+int
+nsprov_sweep(const char *pin_dir, bool (*known)(const char *id, void *data),
+    void *data)
+{
+	DIR *d;
+	struct dirent *e;
+	int n = 0, r;
+
+	d = opendir(pin_dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((e = readdir(d))) {
+		if (!msg_allocation_id_ok(e->d_name) || known(e->d_name, data))
+			continue;
+		r = nsprov_destroy(pin_dir, e->d_name, 0, 0);
+		log_warn("ns.leftover_removed", "pin directory not in the table",
+		    "allocation_id=%s err=%d", e->d_name, r);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* ---- the helper process ---- */
+
+static void
+say(int fd, const struct nsprov_report *rep)
+{
+	ssize_t n;
+
+	while ((n = write(fd, rep, sizeof(*rep))) < 0 && errno == EINTR)
+		;
+}
+
+static void
+fail(int fd, int err, const char *fmt, const char *arg)
+{
+	struct nsprov_report rep;
+
+	memset(&rep, 0, sizeof(rep));
+	rep.stage = NSPROV_FAILED;
+	rep.err = err;
+	snprintf(rep.what, sizeof(rep.what), "%s%s%s%s: %s", fmt,
+	    arg ? " '" : "", arg ? arg : "", arg ? "'" : "", strerror(-err));
+	say(fd, &rep);
+}
+
+static __attribute__((noreturn)) void
+helper_main(const struct nsprov_req *rq, int wfd)
+{
+	struct nsclient_make_opts mo;
+	struct nsprov_report rep;
+	char dir[4096], path[4096], src[64], err[160], buf[32];
+	int fds[NSCLIENT_MAX_NS] = { -1, -1, -1 };
+	pid_t init = 0;
+	unsigned k;
+	ssize_t w;
+	int r, fd, len;
+
+	if (nsprov_dir_path(rq->pin_dir, rq->id, dir, sizeof(dir)) < 0) {
+		fail(wfd, -ENAMETOOLONG, "pin path", NULL);
+		_exit(1);
+	}
+	/* A leftover of a creation killed before it could answer. */
+	(void)nsprov_destroy(rq->pin_dir, rq->id, 0, 0);
+	if (mkdir(dir, 0700) < 0) {
+		fail(wfd, -errno, "mkdir", dir);
+		_exit(1);
+	}
+	for (k = 0; k < NSCLIENT_MAX_NS; k++) {
+		if (!(rq->mask & (1u << k)))
+			continue;
+		(void)nsprov_pin_path(rq->pin_dir, rq->id, k, path,
+		    sizeof(path));
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+		if (fd < 0) {
+			r = -errno;
+			fail(wfd, r, "create pin", path);
+			goto undo;
+		}
+		close(fd);
+	}
+	memset(&mo, 0, sizeof(mo));
+	mo.mask = rq->mask;
+	mo.image_fd = rq->image_fd;
+	mo.uenv_base = rq->uenv_base;
+	mo.uenv_path = rq->uenv_path;
+	mo.hide_dir = rq->pin_dir;
+	r = nsclient_make(&mo, fds, &init, err, sizeof(err));
+	if (r < 0) {
+		fail(wfd, r, err, NULL);
+		goto undo;
+	}
+	memset(&rep, 0, sizeof(rep));
+	rep.stage = NSPROV_CREATED;
+	rep.reaper = init;
+	say(wfd, &rep);
+	for (k = 0; k < NSCLIENT_MAX_NS; k++) {
+		struct stat st;
+
+		if (!(rq->mask & (1u << k)))
+			continue;
+		(void)nsprov_pin_path(rq->pin_dir, rq->id, k, path,
+		    sizeof(path));
+		snprintf(src, sizeof(src), "/proc/self/fd/%d", fds[k]);
+		if (mount(src, path, NULL, MS_BIND, NULL) < 0) {
+			r = -errno;
+			fail(wfd, r, "bind-mount pin", path);
+			goto undo;
+		}
+		if (fstat(fds[k], &st) < 0) {
+			r = -errno;
+			fail(wfd, r, "fstat namespace", NULL);
+			goto undo;
+		}
+		rep.ino[k] = st.st_ino;
+	}
+	if (init > 0) {
+		len = snprintf(path, sizeof(path), "%s/reaper", dir);
+		if (len < 0 || (size_t)len >= sizeof(path)) {
+			r = -ENAMETOOLONG;
+			fail(wfd, r, "reaper path", NULL);
+			goto undo;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+		len = snprintf(buf, sizeof(buf), "%d\n", (int)init);
+		if (fd < 0 || write(fd, buf, (size_t)len) != len) {
+			r = -errno;
+			if (fd >= 0)
+				close(fd);
+			fail(wfd, r, "write", path);
+			goto undo;
+		}
+		close(fd);
+	}
+	rep.stage = NSPROV_PINNED;
+	while ((w = write(wfd, &rep, sizeof(rep))) < 0 && errno == EINTR)
+		;
+	if (w != (ssize_t)sizeof(rep)) {
+		r = -EPIPE;	/* the agent is gone: nobody will keep this */
+		goto undo;
+	}
+	_exit(0);
+undo:
+	for (k = 0; k < NSCLIENT_MAX_NS; k++)
+		if (fds[k] >= 0)
+			close(fds[k]);
+	if (init > 0)
+		(void)kill(init, SIGKILL);
+	(void)nsprov_destroy(rq->pin_dir, rq->id, 0, 0);
+	_exit(1);
+}
+
+int
+nsprov_spawn(const struct nsprov_req *rq, pid_t *ret_pid, int *ret_fd)
+{
+	sigset_t all, old;
+	int p[2] = { -1, -1 }, r, sig;
+	struct nsprov_req local;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	if (fcntl(p[0], F_SETFL, O_NONBLOCK) < 0) {
+		r = -errno;
+		goto out;
+	}
+	/* No signal may run a libuv handler in the child before the reset. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid = _Fork();
+	if (pid == 0) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = SIG_DFL;
+		for (sig = 1; sig < NSIG; sig++)
+			(void)sigaction(sig, &sa, NULL);
+		sa.sa_handler = SIG_IGN;
+		(void)sigaction(SIGPIPE, &sa, NULL);
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		/*
+		 * Keep only stdio, the pipe (3) and the image (4); staging
+		 * above 10 first so neither dup2 clobbers the other source.
+		 */
+		local = *rq;
+		if ((p[1] = fcntl(p[1], F_DUPFD_CLOEXEC, 10)) < 0 ||
+		    dup2(p[1], 3) < 0)
+			_exit(1);
+		if (rq->image_fd >= 0) {
+			if ((r = fcntl(rq->image_fd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+			    dup2(r, 4) < 0)
+				_exit(1);
+			local.image_fd = 4;
+		}
+		close_range(local.image_fd >= 0 ? 5 : 4, ~0U, 0);
+		helper_main(&local, 3);
+	}
+	r = pid < 0 ? -errno : 0;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (r < 0)
+		goto out;
+	*ret_pid = pid;
+	*ret_fd = p[0];
+	p[0] = -1;
+out:
+	if (p[0] >= 0)
+		close(p[0]);
+	close(p[1]);
+	return r;
+}

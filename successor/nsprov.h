@@ -1,0 +1,92 @@
+/*
+ * nsprov: the provider's side effects on the host, kept out of the loop
+ * code: the creation helper process, the pins under the pin directory,
+ * the reaper, and their re-validation and clean-up.
+ */
+#ifndef BATON_NSPROV_H
+#define BATON_NSPROV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/nsclient.h"
+
+/* What the helper writes on its pipe: CREATED, then PINNED or FAILED. */
+enum nsprov_stage { NSPROV_CREATED = 1, NSPROV_PINNED, NSPROV_FAILED };
+
+struct nsprov_report {
+	int32_t stage;
+	int32_t err;			/* FAILED: -errno */
+	int32_t reaper;			/* pid of the namespace's init, or 0 */
+	int32_t _pad;
+	uint64_t ino[NSCLIENT_MAX_NS];	/* PINNED: inode per kind */
+	char what[200];			/* FAILED: the step that failed */
+};
+
+struct nsprov_req {
+	const char *pin_dir;
+	const char *id;
+	unsigned mask;
+	int image_fd;			/* borrowed; -1 without uenv */
+	const char *uenv_base;
+	const char *uenv_path;
+};
+
+/*
+ * Fork the helper.  Returns 0, its pid and the read end of its report
+ * pipe (owned, O_NONBLOCK|O_CLOEXEC), or -errno.  The helper touches no
+ * libuv state and closes every fd it does not need.
+ */
+int nsprov_spawn(const struct nsprov_req *r, pid_t *ret_pid, int *ret_fd);
+
+/* "<pin_dir>/<id>" or "<pin_dir>/<id>/<pid|net|mnt>". 0 or -ENAMETOOLONG. */
+int nsprov_dir_path(const char *pin_dir, const char *id, char *buf,
+    size_t len);
+int nsprov_pin_path(const char *pin_dir, const char *id, unsigned kind,
+    char *buf, size_t len);
+
+/* Open a pin O_RDONLY|O_CLOEXEC and check its inode.  fd or -errno. */
+int nsprov_open_pin(const char *pin_dir, const char *id, unsigned kind,
+    uint64_t ino);
+
+/*
+ * Kill the reaper if pid still runs the pid namespace with inode
+ * pid_ino (pidfd, so a recycled pid is never hit).  0, -ESRCH, -errno.
+ */
+int nsprov_kill_reaper(pid_t pid, uint64_t pid_ino);
+
+/*
+ * Undo an allocation on the host: kill its reaper (if reaper > 0 and it
+ * matches pid_ino, or as recorded in the dir), detach the pins, remove
+ * the directory.  Missing pieces are fine.  0 or the first -errno.
+ */
+int nsprov_destroy(const char *pin_dir, const char *id, pid_t reaper,
+    uint64_t pid_ino);
+
+/*
+ * Re-validate an allocation found in the table: every pin an nsfs mount
+ * with the recorded inode, the reaper alive in the recorded pid
+ * namespace.  0 or -errno with a reason in *ret_why.
+ */
+int nsprov_check(const char *pin_dir, const char *id, unsigned mask,
+    const uint64_t ino[NSCLIENT_MAX_NS], pid_t reaper, const char **ret_why);
+
+/* mkdir -p dir (0755 for parents, mode for the last). 0 or -errno. */
+int nsprov_mkdir_p(const char *dir, mode_t mode);
+
+/*
+ * Make pin_dir exist and be a private mount point of its own, so pins
+ * neither propagate nor follow into new mount namespaces' peers.
+ */
+int nsprov_prepare_pin_dir(const char *pin_dir);
+
+/*
+ * Remove every directory under pin_dir for which known(id) is false (a
+ * creation that died before it was persisted).  Returns how many.
+ */
+int nsprov_sweep(const char *pin_dir, bool (*known)(const char *id,
+    void *data), void *data);
+
+#endif

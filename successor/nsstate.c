@@ -1,0 +1,326 @@
+/*
+ * nsstate: the allocation table and its on-disk form.
+ *
+ *   { "v": 1, "seq": u64, "generation": u64,
+ *     "allocations": [ { "id": str, "ns": [str], "image": str|nil,
+ *                        "reaper": u32, "ino": [u64 pid, net, mnt],
+ *                        "created_at_ms": u64, "cg_seen": bool } ] }
+ *
+ * Invariants: ids in a table are unique and valid (SPEC §5); an inode is
+ * non-zero exactly for the kinds in the mask; a reaper is set exactly
+ * when the mask has pid.  The decoder enforces all of it, so a table that
+ * loads is one the server can act on.
+ */
+#include <errno.h>
+#include <msgpack.h>
+#include <nettle/sha2.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/msg.h"
+#include "successor/nsstate.h"
+
+#define MAX_ALLOCS 65536
+
+struct ns_alloc *
+nsstate_alloc_new(void)
+{
+	struct ns_alloc *a = calloc(1, sizeof(*a));
+
+	if (a)
+		a->cg_wd = -1;
+	return a;
+}
+
+void
+nsstate_alloc_free(struct ns_alloc *a)
+{
+	if (!a)
+		return;
+	free(a->image);
+	free(a);
+}
+
+struct ns_alloc *
+nsstate_find(const struct ns_table *t, const char *id)
+{
+	struct ns_alloc *a;
+
+	for (a = t->head; a; a = a->next)
+		if (strcmp(a->id, id) == 0)
+			return a;
+	return NULL;
+}
+
+void
+nsstate_insert(struct ns_table *t, struct ns_alloc *a)
+{
+	a->next = t->head;
+	t->head = a;
+	t->n++;
+}
+
+void
+nsstate_remove(struct ns_table *t, struct ns_alloc *a)
+{
+	struct ns_alloc **pp;
+
+	for (pp = &t->head; *pp; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			a->next = NULL;
+			t->n--;
+			return;
+		}
+	}
+}
+
+void
+nsstate_clear(struct ns_table *t)
+{
+	struct ns_alloc *a;
+
+	while ((a = t->head)) {
+		t->head = a->next;
+		nsstate_alloc_free(a);
+	}
+	t->n = 0;
+}
+
+void
+nsstate_digest(const void *buf, size_t len, uint8_t out[32])
+{
+	struct sha256_ctx ctx;
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, len, buf);
+	sha256_digest(&ctx, SHA256_DIGEST_SIZE, out);
+}
+
+static void
+pack_str(msgpack_packer *pk, const char *s)
+{
+	size_t n = strlen(s);
+
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+int
+nsstate_encode(const struct ns_table *t, uint8_t **ret_buf, size_t *ret_len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	const struct ns_alloc *a;
+	unsigned k, nk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	pack_str(&pk, "v");
+	msgpack_pack_uint64(&pk, NSSTATE_VERSION);
+	pack_str(&pk, "seq");
+	msgpack_pack_uint64(&pk, t->seq);
+	pack_str(&pk, "generation");
+	msgpack_pack_uint64(&pk, t->generation);
+	pack_str(&pk, "allocations");
+	msgpack_pack_array(&pk, t->n);
+	for (a = t->head; a; a = a->next) {
+		msgpack_pack_map(&pk, 7);
+		pack_str(&pk, "id");
+		pack_str(&pk, a->id);
+		pack_str(&pk, "ns");
+		for (k = nk = 0; k < NSCLIENT_MAX_NS; k++)
+			nk += !!(a->mask & (1u << k));
+		msgpack_pack_array(&pk, nk);
+		for (k = 0; k < NSCLIENT_MAX_NS; k++)
+			if (a->mask & (1u << k))
+				pack_str(&pk, nsclient_kind_name(k));
+		pack_str(&pk, "image");
+		if (a->image)
+			pack_str(&pk, a->image);
+		else
+			msgpack_pack_nil(&pk);
+		pack_str(&pk, "reaper");
+		msgpack_pack_uint32(&pk, (uint32_t)a->reaper);
+		pack_str(&pk, "ino");
+		msgpack_pack_array(&pk, NSCLIENT_MAX_NS);
+		for (k = 0; k < NSCLIENT_MAX_NS; k++)
+			msgpack_pack_uint64(&pk, a->ino[k]);
+		pack_str(&pk, "created_at_ms");
+		msgpack_pack_uint64(&pk, a->created_ms);
+		pack_str(&pk, "cg_seen");
+		if (a->cg_seen)
+			msgpack_pack_true(&pk);
+		else
+			msgpack_pack_false(&pk);
+	}
+	if (!sb.data) {
+		msgpack_sbuffer_destroy(&sb);
+		return -ENOMEM;
+	}
+	*ret_len = sb.size;
+	*ret_buf = (uint8_t *)msgpack_sbuffer_release(&sb);
+	return 0;
+}
+
+/* The value under key in map o, or NULL. */
+static const msgpack_object *
+get(const msgpack_object *o, const char *key)
+{
+	uint32_t i;
+	size_t n = strlen(key);
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (i = 0; i < o->via.map.size; i++) {
+		const msgpack_object_kv *kv = &o->via.map.ptr[i];
+
+		if (kv->key.type == MSGPACK_OBJECT_STR &&
+		    kv->key.via.str.size == n &&
+		    memcmp(kv->key.via.str.ptr, key, n) == 0)
+			return &kv->val;
+	}
+	return NULL;
+}
+
+static int
+get_u64(const msgpack_object *o, const char *key, uint64_t *ret)
+{
+	const msgpack_object *v = get(o, key);
+
+	if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return -EBADMSG;
+	*ret = v->via.u64;
+	return 0;
+}
+
+/* Copy a msgpack string into buf (NUL-terminated); -EBADMSG if too long. */
+static int
+get_str(const msgpack_object *v, char *buf, size_t len)
+{
+	if (!v || v->type != MSGPACK_OBJECT_STR || v->via.str.size >= len ||
+	    memchr(v->via.str.ptr, '\0', v->via.str.size))
+		return -EBADMSG;
+	memcpy(buf, v->via.str.ptr, v->via.str.size);
+	buf[v->via.str.size] = '\0';
+	return 0;
+}
+
+static int
+decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
+{
+	struct ns_alloc *a = nsstate_alloc_new();
+	const msgpack_object *v;
+	char name[16], img[NSCLIENT_ID_MAX + 1];
+	uint64_t u;
+	uint32_t i;
+	int r, k;
+
+	if (!a)
+		return -ENOMEM;
+	r = -EBADMSG;
+	if (get_str(get(o, "id"), a->id, sizeof(a->id)) < 0 ||
+	    !msg_allocation_id_ok(a->id))
+		goto out;
+	v = get(o, "ns");
+	if (!v || v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size == 0 ||
+	    v->via.array.size > NSCLIENT_MAX_NS)
+		goto out;
+	for (i = 0; i < v->via.array.size; i++) {
+		if (get_str(&v->via.array.ptr[i], name, sizeof(name)) < 0)
+			goto out;
+		k = nsclient_kind_parse(name);
+		if (k < 0 || (a->mask & (1u << k)))
+			goto out;
+		a->mask |= 1u << k;
+	}
+	v = get(o, "image");
+	if (!v)
+		goto out;
+	if (v->type != MSGPACK_OBJECT_NIL) {
+		if (get_str(v, img, sizeof(img)) < 0 ||
+		    !msg_uenv_image_ok(img) || !(a->mask & NSM_MNT))
+			goto out;
+		a->image = strdup(img);
+		if (!a->image) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	if (get_u64(o, "reaper", &u) < 0 || u > INT32_MAX ||
+	    (u != 0) != !!(a->mask & NSM_PID))
+		goto out;
+	a->reaper = (pid_t)u;
+	v = get(o, "ino");
+	if (!v || v->type != MSGPACK_OBJECT_ARRAY ||
+	    v->via.array.size != NSCLIENT_MAX_NS)
+		goto out;
+	for (i = 0; i < NSCLIENT_MAX_NS; i++) {
+		if (v->via.array.ptr[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+			goto out;
+		a->ino[i] = v->via.array.ptr[i].via.u64;
+		if ((a->ino[i] != 0) != !!(a->mask & (1u << i)))
+			goto out;
+	}
+	if (get_u64(o, "created_at_ms", &a->created_ms) < 0)
+		goto out;
+	v = get(o, "cg_seen");
+	if (!v || v->type != MSGPACK_OBJECT_BOOLEAN)
+		goto out;
+	a->cg_seen = v->via.boolean;
+	*ret = a;
+	a = NULL;
+	r = 0;
+out:
+	nsstate_alloc_free(a);
+	return r;
+}
+
+int
+nsstate_decode(const void *buf, size_t len, struct ns_table *ret)
+{
+	msgpack_unpacked up;
+	struct ns_table t = { 0 };
+	struct ns_alloc *a = NULL;
+	const msgpack_object *root, *arr;
+	size_t off = 0;
+	uint64_t v;
+	uint32_t i;
+	int r;
+
+	msgpack_unpacked_init(&up);
+	r = -EBADMSG;
+	if (msgpack_unpack_next(&up, buf, len, &off) !=
+	    MSGPACK_UNPACK_SUCCESS || off != len)
+		goto out;
+	root = &up.data;
+	if (get_u64(root, "v", &v) < 0 || v != NSSTATE_VERSION ||
+	    get_u64(root, "seq", &t.seq) < 0 ||
+	    get_u64(root, "generation", &t.generation) < 0)
+		goto out;
+	arr = get(root, "allocations");
+	if (!arr || arr->type != MSGPACK_OBJECT_ARRAY ||
+	    arr->via.array.size > MAX_ALLOCS)
+		goto out;
+	/* Walk backwards so head insertion keeps the file's order. */
+	for (i = arr->via.array.size; i-- > 0;) {
+		r = decode_alloc(&arr->via.array.ptr[i], &a);
+		if (r < 0)
+			goto out;
+		if (nsstate_find(&t, a->id)) {
+			nsstate_alloc_free(a);
+			r = -EBADMSG;
+			goto out;
+		}
+		nsstate_insert(&t, a);
+	}
+	*ret = t;
+	t.head = NULL;
+	t.n = 0;
+	r = 0;
+out:
+	nsstate_clear(&t);
+	msgpack_unpacked_destroy(&up);
+	return r;
+}

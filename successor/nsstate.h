@@ -1,0 +1,59 @@
+/*
+ * nsstate: the allocation table in memory and its msgpack form on disk
+ * (the payload of an atomicfile).  Pure data: no syscalls but the digest.
+ */
+#ifndef BATON_NSSTATE_H
+#define BATON_NSSTATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/nsclient.h"
+
+#define NSSTATE_VERSION 1
+
+struct ns_alloc {
+	char id[NSCLIENT_ID_MAX + 1];
+	unsigned mask;			/* NSM_* */
+	char *image;			/* owned, NULL without uenv */
+	pid_t reaper;			/* init of the pid namespace, or 0 */
+	uint64_t ino[NSCLIENT_MAX_NS];	/* by kind; 0 for kinds not in mask */
+	uint64_t created_ms;		/* wall clock */
+	bool cg_seen;			/* its scope was seen populated */
+	/* Runtime only, never persisted. */
+	int cg_wd;			/* inotify watch on cgroup.events, -1 */
+	struct ns_alloc *next;
+};
+
+struct ns_table {
+	uint64_t seq;			/* +1 per durable write */
+	uint64_t generation;		/* +1 per handoff */
+	unsigned n;
+	struct ns_alloc *head;
+};
+
+/* A zeroed allocation with cg_wd -1.  NULL on ENOMEM. */
+struct ns_alloc *nsstate_alloc_new(void);
+void nsstate_alloc_free(struct ns_alloc *a);
+
+struct ns_alloc *nsstate_find(const struct ns_table *t, const char *id);
+/* Link a (taken) at the head. */
+void nsstate_insert(struct ns_table *t, struct ns_alloc *a);
+/* Unlink a (not freed). */
+void nsstate_remove(struct ns_table *t, struct ns_alloc *a);
+void nsstate_clear(struct ns_table *t);
+
+/* Encode t into an owned buffer (free()).  0 or -ENOMEM. */
+int nsstate_encode(const struct ns_table *t, uint8_t **ret_buf,
+    size_t *ret_len);
+/*
+ * Decode strictly: the right version, every key, valid ids and images,
+ * no duplicate ids.  0 and an owned table in *ret, or -EBADMSG/-ENOMEM.
+ */
+int nsstate_decode(const void *buf, size_t len, struct ns_table *ret);
+
+void nsstate_digest(const void *buf, size_t len, uint8_t out[32]);
+
+#endif

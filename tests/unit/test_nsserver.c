@@ -1,0 +1,949 @@
+/*
+ * test_nsserver: the namespace provider end to end.  Each case builds a
+ * temporary root, runs an nsserver on its own loop in a forked child (a
+ * child subreaper, like the agent) behind a listening socket made here,
+ * and talks to it with nsclient.  Needs root (namespaces, mounts).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/nsclient.h"
+#include "successor/nsserver.h"
+#include "tests/lib/tap.h"
+
+struct env {
+	char root[128];
+	char sock[256], pins[256], uenv_dir[256], uenv_base[256];
+	char state[256], cg[256];
+	bool use_cg;
+	int lfd;
+	pid_t srv;
+};
+
+static void
+need_root(void)
+{
+	if (geteuid() != 0)
+		tap_skip("needs root (namespaces, mounts)");
+}
+
+static void
+env_init(struct env *e, bool cg)
+{
+	char cmd[2048];
+
+	/* Reapers of servers that exit come to the case; env_fini reaps. */
+	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+	memset(e, 0, sizeof(*e));
+	snprintf(e->root, sizeof(e->root), "/tmp/nssrv.XXXXXX");
+	require(mkdtemp(e->root) != NULL, "mkdtemp");
+	snprintf(e->sock, sizeof(e->sock), "%s/run/pact/handoff.sock", e->root);
+	snprintf(e->pins, sizeof(e->pins), "%s/run/pact/ns", e->root);
+	snprintf(e->uenv_dir, sizeof(e->uenv_dir), "%s/var/lib/pact/uenv",
+	    e->root);
+	snprintf(e->uenv_base, sizeof(e->uenv_base), "%s/run/pact/uenv",
+	    e->root);
+	snprintf(e->state, sizeof(e->state), "%s/var/lib/baton/allocations",
+	    e->root);
+	snprintf(e->cg, sizeof(e->cg), "%s/cgroup", e->root);
+	e->use_cg = cg;
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/run/pact %s %s/var/lib/baton "
+	    "%s/workload.slice", e->root, e->uenv_dir, e->root, e->cg);
+	require(system(cmd) == 0, "mkdir");
+	e->lfd = -1;
+	e->srv = -1;
+}
+
+static void
+make_image(struct env *e, const char *name)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "set -e; d=%s/imgsrc; mkdir -p $d; "
+	    "echo hello-uenv > $d/hello.txt; mksquashfs $d %s/%s -quiet "
+	    "-noappend >/dev/null", e->root, e->uenv_dir, name);
+	require(system(cmd) == 0, "mksquashfs");
+}
+
+static struct nsserver *srv_ns;
+static uv_signal_t srv_chld, srv_term;
+
+static void
+srv_sig_cb(uv_signal_t *h, int signum)
+{
+	int st;
+	pid_t pid;
+
+	if (signum == SIGCHLD) {
+		while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+			if (srv_ns)
+				(void)nsserver_reap(srv_ns, pid, st);
+		return;
+	}
+	nsserver_free(srv_ns);
+	srv_ns = NULL;
+	uv_close((uv_handle_t *)&srv_chld, NULL);
+	uv_close((uv_handle_t *)h, NULL);
+}
+
+static __attribute__((noreturn)) void
+srv_main(struct env *e)
+{
+	uv_loop_t loop;
+	struct nsserver_config cfg = {
+		.root = e->root, .pin_dir = e->pins, .uenv_dir = e->uenv_dir,
+		.uenv_mount_base = e->uenv_base, .state_path = e->state,
+		.cgroup_root = e->use_cg ? e->cg : NULL, .build_id = "test",
+	};
+	int r;
+
+	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	log_init("agent");
+	uv_loop_init(&loop);
+	uv_signal_init(&loop, &srv_chld);
+	uv_signal_init(&loop, &srv_term);
+	uv_signal_start(&srv_chld, srv_sig_cb, SIGCHLD);
+	uv_signal_start(&srv_term, srv_sig_cb, SIGTERM);
+	r = nsserver_new(&loop, &cfg, &srv_ns);
+	if (r < 0) {
+		fprintf(stderr, "nsserver_new: %s\n", strerror(-r));
+		_exit(3);
+	}
+	r = nsserver_start(srv_ns, e->lfd);
+	if (r < 0)
+		_exit(4);
+	nsserver_set_ready(srv_ns, true);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	_exit(0);
+}
+
+static void
+srv_start(struct env *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	if (e->lfd < 0) {
+		e->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		require(e->lfd >= 0, "socket");
+		require(strlen(e->sock) < sizeof(sa.sun_path), "sun_path");
+		memcpy(sa.sun_path, e->sock, strlen(e->sock) + 1);
+		unlink(e->sock);
+		require(bind(e->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+		    "bind %s: %s", e->sock, strerror(errno));
+		require(listen(e->lfd, 128) == 0, "listen");
+	}
+	fflush(stdout);
+	e->srv = fork();
+	require(e->srv >= 0, "fork");
+	if (e->srv == 0)
+		srv_main(e);
+}
+
+static int
+srv_stop(struct env *e)
+{
+	int st = -1;
+
+	if (e->srv <= 0)
+		return -1;
+	kill(e->srv, SIGTERM);
+	waitpid(e->srv, &st, 0);
+	e->srv = -1;
+	return st;
+}
+
+/* Unmount whatever is left under the root, kill leftovers, remove it. */
+static void
+env_fini(struct env *e)
+{
+	char cmd[1024];
+
+	srv_stop(e);
+	if (e->lfd >= 0)
+		close(e->lfd);
+	snprintf(cmd, sizeof(cmd), "for p in %s/*/*/reaper; do [ -f $p ] && "
+	    "kill -9 $(cat $p) 2>/dev/null; done; "
+	    "grep -o ' %s[^ ]*' /proc/self/mountinfo | sort -r | "
+	    "while read m; do umount -l $m 2>/dev/null; done; rm -rf %s", e->pins,
+	    e->root, e->root);
+	(void)system(cmd);
+	/* Reapers orphaned to us when a server exits. */
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+}
+
+static int
+request(struct env *e, const char *id, const char *const *ns, unsigned n,
+    const char *image, struct nsclient_ns *ret, char *kind, size_t klen)
+{
+	struct nsclient *c;
+	struct nsclient_req rq = { .allocation_id = id, .namespaces = ns,
+	    .n = n, .uenv_image = image };
+	const char *k;
+	int r;
+
+	r = nsclient_open(e->sock, &c);
+	if (r < 0)
+		return r;
+	r = nsclient_request(c, &rq, ret);
+	if (kind) {
+		k = nsclient_error(c, NULL);
+		snprintf(kind, klen, "%s", k);
+	}
+	nsclient_close(c);
+	return r;
+}
+
+static int
+release(struct env *e, const char *id, char *kind, size_t klen)
+{
+	struct nsclient *c;
+	int r;
+
+	r = nsclient_open(e->sock, &c);
+	if (r < 0)
+		return r;
+	r = nsclient_release(c, id);
+	if (kind)
+		snprintf(kind, klen, "%s", nsclient_error(c, NULL));
+	nsclient_close(c);
+	return r;
+}
+
+static uint64_t
+ino_of(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+static unsigned
+mounts_under(const char *prefix)
+{
+	char line[4096];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	unsigned n = 0;
+	size_t pl = strlen(prefix);
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		char mp[4096];
+
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) == 1 &&
+		    strncmp(mp, prefix, pl) == 0)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+static unsigned
+mount_lines(void)
+{
+	return mounts_under("/");
+}
+
+/*
+ * Join the namespaces in r (net, pid, mnt), fork, and run fn in the
+ * grandchild.  Returns fn's exit status, or -1.
+ */
+static int
+in_ns(const struct nsclient_ns *r, int (*fn)(const void *), const void *arg)
+{
+	static const int order[] = { NSK_NET, NSK_PID, NSK_MNT };
+	pid_t p, q;
+	int st, i, k;
+
+	fflush(stdout);
+	p = fork();
+	if (p < 0)
+		return -1;
+	if (p == 0) {
+		for (i = 0; i < 3; i++) {
+			k = nsclient_ns_find(r, (unsigned)order[i]);
+			if (k >= 0 && setns(r->fds[k], 0) < 0)
+				_exit(100 + i);
+		}
+		q = fork();
+		if (q < 0)
+			_exit(110);
+		if (q == 0)
+			_exit(fn(arg));
+		if (waitpid(q, &st, 0) < 0 || !WIFEXITED(st))
+			_exit(111);
+		_exit(WEXITSTATUS(st));
+	}
+	if (waitpid(p, &st, 0) < 0 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+/* Exit 0 when /proc/net/dev lists lo only. */
+static int
+only_lo(const void *arg)
+{
+	char line[512];
+	FILE *f = fopen("/proc/net/dev", "re");
+	int n = 0, lo = 0;
+
+	(void)arg;
+	if (!f)
+		return 2;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strchr(line, ':'))
+			continue;
+		n++;
+		if (strstr(line, "lo:"))
+			lo++;
+	}
+	fclose(f);
+	return n == 1 && lo == 1 ? 0 : 1;
+}
+
+/* Exit 0 when the uenv file reads right and we are in a new pid ns. */
+static int
+sees_uenv(const void *arg)
+{
+	const char *dir = arg;
+	char p[512], buf[64], self[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/hello.txt", dir);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 2;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 3;
+	buf[n] = '\0';
+	if (strcmp(buf, "hello-uenv\n") != 0)
+		return 4;
+	/* /proc is the allocation's: it knows us by our pid there. */
+	n = readlink("/proc/self", self, sizeof(self) - 1);
+	if (n <= 0)
+		return 5;
+	self[n] = '\0';
+	if (atoi(self) != getpid() || getpid() > 1000)
+		return 6;
+	return 0;
+}
+
+static const char *const PNM[] = { "pid", "net", "mount" };
+static const char *const NET[] = { "net" };
+
+TEST_T(create_types_and_distinct, 60)
+{
+	struct env e;
+	struct nsclient_ns a, b;
+	struct stat hs;
+	unsigned i;
+	int r;
+
+	need_root();
+	env_init(&e, false);
+	srv_start(&e);
+	r = request(&e, "alloc-a", PNM, 3, NULL, &a, NULL, 0);
+	require(r == 0, "request a: %s", strerror(-r));
+	r = request(&e, "alloc-b", PNM, 3, NULL, &b, NULL, 0);
+	require(r == 0, "request b: %s", strerror(-r));
+	check_eq(a.n, 3);
+	check(!a.fallback, "served by the provider");
+	for (i = 0; i < a.n; i++) {
+		check_eq(ioctl(a.fds[i], NS_GET_NSTYPE),
+		    nsclient_kind_nstype(a.kinds[i]));
+		check(ino_of(a.fds[i]) != ino_of(b.fds[i]),
+		    "allocations share a %s namespace", PNM[i]);
+	}
+	check(a.uenv_mount_path == NULL, "no uenv path without an image");
+	stat("/proc/self/ns/net", &hs);
+	check(ino_of(a.fds[1]) != (uint64_t)hs.st_ino, "net ns is new");
+	check_eq(in_ns(&a, only_lo, NULL), 0);
+	nsclient_ns_free(&a);
+	nsclient_ns_free(&b);
+	check_eq(release(&e, "alloc-a", NULL, 0), 0);
+	check_eq(release(&e, "alloc-b", NULL, 0), 0);
+	env_fini(&e);
+}
+
+TEST_T(uenv_inside_only, 60)
+{
+	struct env e;
+	struct nsclient_ns a;
+	char want[512], p[600];
+	struct stat st;
+	int r;
+
+	need_root();
+	env_init(&e, false);
+	make_image(&e, "tools-1.0.sqfs");
+	srv_start(&e);
+	r = request(&e, "job.1", PNM, 3, "tools-1.0.sqfs", &a, NULL, 0);
+	require(r == 0, "request: %s", strerror(-r));
+	snprintf(want, sizeof(want), "%s/tools-1.0", e.uenv_base);
+	require(a.uenv_mount_path != NULL, "uenv path");
+	check(strcmp(a.uenv_mount_path, want) == 0, "path %s",
+	    a.uenv_mount_path);
+	check_eq(in_ns(&a, sees_uenv, a.uenv_mount_path), 0);
+	check_eq(in_ns(&a, only_lo, NULL), 0);
+	snprintf(p, sizeof(p), "%s/hello.txt", want);
+	check(stat(p, &st) < 0, "host must not see the uenv mount");
+	check_eq(mounts_under(e.uenv_base), 0);
+	nsclient_ns_free(&a);
+	check_eq(release(&e, "job.1", NULL, 0), 0);
+	env_fini(&e);
+}
+
+TEST_T(idempotent_and_conflict, 60)
+{
+	static const char *const rev[] = { "mount", "net", "pid" };
+	static const char *const two[] = { "pid", "net" };
+	struct env e;
+	struct nsclient_ns a, b;
+	char kind[64];
+	int r;
+
+	need_root();
+	env_init(&e, false);
+	make_image(&e, "x.sqfs");
+	make_image(&e, "y.sqfs");
+	srv_start(&e);
+	require(request(&e, "same", PNM, 3, "x.sqfs", &a, NULL, 0) == 0,
+	    "first");
+	r = request(&e, "same", rev, 3, "x.sqfs", &b, NULL, 0);
+	require(r == 0, "second: %s", strerror(-r));
+	/* Same namespaces, answered in the second request's order. */
+	check_eq(ino_of(a.fds[0]), ino_of(b.fds[2]));
+	check_eq(ino_of(a.fds[1]), ino_of(b.fds[1]));
+	check_eq(ino_of(a.fds[2]), ino_of(b.fds[0]));
+	check_eq(b.kinds[0], NSK_MNT);
+	nsclient_ns_free(&b);
+	r = request(&e, "same", two, 2, NULL, &b, kind, sizeof(kind));
+	check_eq(r, -EINVAL);
+	check(strcmp(kind, "invalid_request") == 0, "kind %s", kind);
+	r = request(&e, "same", PNM, 3, "y.sqfs", &b, kind, sizeof(kind));
+	check_eq(r, -EINVAL);
+	/* No image in a repeat means "as it is": same namespaces. */
+	r = request(&e, "same", PNM, 3, NULL, &b, kind, sizeof(kind));
+	check_eq(r, 0);
+	if (r == 0) {
+		check_eq(ino_of(a.fds[0]), ino_of(b.fds[0]));
+		nsclient_ns_free(&b);
+	}
+	nsclient_ns_free(&a);
+	check_eq(release(&e, "same", NULL, 0), 0);
+	env_fini(&e);
+}
+
+TEST_T(release_cleans_up, 60)
+{
+	struct env e;
+	struct nsclient_ns a;
+	char path[512], buf[32], kind[64];
+	pid_t reaper = 0;
+	unsigned before;
+	int fd, i;
+	ssize_t n;
+
+	need_root();
+	env_init(&e, false);
+	srv_start(&e);
+	require(request(&e, "rel", PNM, 3, NULL, &a, NULL, 0) == 0, "create");
+	before = mounts_under(e.pins);
+	check_eq(before, 4);	/* the private pin dir + three pins */
+	snprintf(path, sizeof(path), "%s/rel/reaper", e.pins);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	require(fd >= 0, "reaper file");
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	reaper = atoi(buf);
+	check(reaper > 0 && kill(reaper, 0) == 0, "reaper %d alive", reaper);
+	nsclient_ns_free(&a);
+	check_eq(release(&e, "rel", NULL, 0), 0);
+	check_eq(mounts_under(e.pins), 1);
+	snprintf(path, sizeof(path), "%s/rel", e.pins);
+	check(access(path, F_OK) < 0, "pin dir removed");
+	for (i = 0; i < 100 && kill(reaper, 0) == 0; i++)
+		usleep(10000);
+	check(kill(reaper, 0) < 0 && errno == ESRCH, "reaper gone");
+	check_eq(release(&e, "rel", kind, sizeof(kind)), -ENOENT);
+	check(strcmp(kind, "allocation_not_found") == 0, "kind %s", kind);
+	check_eq(release(&e, "never-was", kind, sizeof(kind)), -ENOENT);
+	env_fini(&e);
+}
+
+static void
+write_events(const char *path, int populated)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f)
+		return;
+	fprintf(f, "populated %d\nfrozen 0\n", populated);
+	fclose(f);
+}
+
+TEST_T(cgroup_empty_releases, 60)
+{
+	struct env e;
+	struct nsclient_ns a;
+	struct nsclient *c;
+	struct nsclient_status st;
+	char scope[512], ev[600], tmp[512], tev[600];
+	char id[NSCLIENT_ID_MAX + 1];
+	int sub, r;
+
+	need_root();
+	env_init(&e, true);
+	srv_start(&e);
+	require(request(&e, "cg-1", NET, 1, NULL, &a, NULL, 0) == 0,
+	    "create");
+	nsclient_ns_free(&a);
+	require(nsclient_subscribe(e.sock, &sub) == 0, "subscribe");
+	/* The scope appears after the allocation: found via the slice. */
+	snprintf(scope, sizeof(scope), "%s/workload.slice/cg-1.scope", e.cg);
+	snprintf(ev, sizeof(ev), "%s/cgroup.events", scope);
+	/* Like cgroupfs: the scope appears with its cgroup.events in it. */
+	snprintf(tmp, sizeof(tmp), "%s/new.tmp", e.cg);
+	snprintf(tev, sizeof(tev), "%s/cgroup.events", tmp);
+	require(mkdir(tmp, 0755) == 0, "mkdir scope");
+	write_events(tev, 1);
+	require(rename(tmp, scope) == 0, "rename scope");
+	usleep(300000);
+	/* Still populated: nothing must happen. */
+	r = nsclient_next_event(sub, 300, id);
+	check_eq(r, -ETIMEDOUT);
+	write_events(ev, 0);
+	r = nsclient_next_event(sub, 5000, id);
+	check_eq(r, 0);
+	check(r == 0 && strcmp(id, "cg-1") == 0, "event for %s", id);
+	require(nsclient_open(e.sock, &c) == 0, "open");
+	check_eq(nsclient_status(c, &st), 0);
+	check_eq(st.allocations, 0);
+	check(st.ready, "ready");
+	check(strcmp(st.build_id, "test") == 0, "build id");
+	nsclient_close(c);
+	check_eq(mounts_under(e.pins), 1);
+	close(sub);
+	env_fini(&e);
+}
+
+TEST_T(hostile_input_rejected, 60)
+{
+	static const char *const ids[] = { "../x", "a/b", ".hidden", "",
+	    "sp ace" };
+	static const char *const imgs[] = { "../x.sqfs", "a/b.sqfs",
+	    "link.sqfs", "dir.sqfs", "fifo.sqfs", "missing.sqfs", "x.img",
+	    ".x.sqfs" };
+	struct env e;
+	struct nsclient_ns a;
+	char longid[130], path[512], lpath[512], kind[64];
+	unsigned i;
+	int r;
+
+	need_root();
+	env_init(&e, false);
+	snprintf(path, sizeof(path), "%s/outside.sqfs", e.root);
+	close(open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+	snprintf(lpath, sizeof(lpath), "%s/link.sqfs", e.uenv_dir);
+	require(symlink(path, lpath) == 0, "symlink");
+	snprintf(path, sizeof(path), "%s/dir.sqfs", e.uenv_dir);
+	require(mkdir(path, 0755) == 0, "mkdir");
+	snprintf(path, sizeof(path), "%s/fifo.sqfs", e.uenv_dir);
+	require(mkfifo(path, 0600) == 0, "mkfifo");
+	srv_start(&e);
+	memset(longid, 'a', 129);
+	longid[129] = '\0';
+	r = request(&e, longid, NET, 1, NULL, &a, kind, sizeof(kind));
+	check(r == -EINVAL, "129-char id: %d", r);
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		r = request(&e, ids[i], NET, 1, NULL, &a, kind, sizeof(kind));
+		check(r == -EINVAL, "id '%s': %d %s", ids[i], r, kind);
+	}
+	for (i = 0; i < sizeof(imgs) / sizeof(imgs[0]); i++) {
+		r = request(&e, "img", PNM, 3, imgs[i], &a, kind,
+		    sizeof(kind));
+		check(r == -EINVAL, "image '%s': %d %s", imgs[i], r, kind);
+	}
+	/* An image needs a mount namespace. */
+	make_image(&e, "ok.sqfs");
+	r = request(&e, "img", NET, 1, "ok.sqfs", &a, kind, sizeof(kind));
+	check(r == -EINVAL, "image without mount ns: %d", r);
+	/* Nothing was created by any of these. */
+	check_eq(mounts_under(e.pins), 1);
+	r = request(&e, "img", PNM, 3, "ok.sqfs", &a, kind, sizeof(kind));
+	check(r == 0, "valid request still served: %d", r);
+	if (r == 0) {
+		nsclient_ns_free(&a);
+		release(&e, "img", NULL, 0);
+	}
+	env_fini(&e);
+}
+
+static int
+count_fds_of(pid_t pid)
+{
+	char cmd[128], buf[32];
+	FILE *f;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "ls /proc/%d/fd | wc -l", (int)pid);
+	f = popen(cmd, "r");
+	if (f && fgets(buf, sizeof(buf), f))
+		n = atoi(buf);
+	if (f)
+		pclose(f);
+	return n;
+}
+
+static int
+count_children(pid_t pid)
+{
+	char path[128], buf[4096];
+	int fd, n = 0;
+	ssize_t len;
+	char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid,
+	    (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[len > 0 ? len : 0] = '\0';
+	for (p = strtok(buf, " \n"); p; p = strtok(NULL, " \n"))
+		n++;
+	return n;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+TEST_T(churn_200_no_leaks, 120)
+{
+	static const char *const NM[] = { "net", "mount" };
+	struct env e;
+	struct nsclient_ns a;
+	uint64_t lat[200], t0;
+	int fds0, kids0, i, r;
+	unsigned m0;
+
+	need_root();
+	env_init(&e, false);
+	srv_start(&e);
+	/* Warm up so lazily opened things are counted in the baseline. */
+	require(request(&e, "warm", NET, 1, NULL, &a, NULL, 0) == 0, "warm");
+	nsclient_ns_free(&a);
+	require(release(&e, "warm", NULL, 0) == 0, "warm release");
+	usleep(200000);
+	fds0 = count_fds_of(e.srv);
+	kids0 = count_children(e.srv);
+	m0 = mount_lines();
+	for (i = 0; i < 200; i++) {
+		char id[32];
+
+		snprintf(id, sizeof(id), "churn-%d", i);
+		t0 = clock_mono_us();
+		r = request(&e, id, i % 2 ? PNM : NM, i % 2 ? 3 : 2, NULL,
+		    &a, NULL, 0);
+		lat[i] = clock_mono_us() - t0;
+		require(r == 0, "create %d: %s", i, strerror(-r));
+		nsclient_ns_free(&a);
+		require(release(&e, id, NULL, 0) == 0, "release %d", i);
+	}
+	for (i = 0; i < 100 && count_children(e.srv) > kids0; i++)
+		usleep(20000);
+	check_eq(count_fds_of(e.srv), fds0);
+	check_eq(count_children(e.srv), kids0);
+	check_eq(mount_lines(), m0);
+	check_eq(mounts_under(e.pins), 1);
+	qsort(lat, 200, sizeof(lat[0]), cmp_u64);
+	tap_diag("create latency (ASan build, client round trip) p50=%lluus "
+	    "p99=%lluus", (unsigned long long)lat[100],
+	    (unsigned long long)lat[197]);
+	env_fini(&e);
+}
+
+TEST_T(state_survives_restart, 60)
+{
+	struct env e;
+	struct nsclient_ns a, b, a2, b2;
+	struct nsclient *c;
+	struct nsclient_status st;
+	unsigned i;
+
+	need_root();
+	env_init(&e, false);
+	make_image(&e, "u.sqfs");
+	srv_start(&e);
+	require(request(&e, "keep-a", PNM, 3, "u.sqfs", &a, NULL, 0) == 0,
+	    "a");
+	require(request(&e, "keep-b", NET, 1, NULL, &b, NULL, 0) == 0, "b");
+	check(WIFEXITED(srv_stop(&e)), "server 1 stopped");
+	/* Nothing is released by stopping. */
+	check_eq(mounts_under(e.pins), 5);
+	srv_start(&e);
+	require(nsclient_open(e.sock, &c) == 0, "open");
+	check_eq(nsclient_status(c, &st), 0);
+	check_eq(st.allocations, 2);
+	nsclient_close(c);
+	require(request(&e, "keep-a", PNM, 3, "u.sqfs", &a2, NULL, 0) == 0,
+	    "a again");
+	require(request(&e, "keep-b", NET, 1, NULL, &b2, NULL, 0) == 0,
+	    "b again");
+	for (i = 0; i < 3; i++)
+		check_eq(ino_of(a.fds[i]), ino_of(a2.fds[i]));
+	check_eq(ino_of(b.fds[0]), ino_of(b2.fds[0]));
+	/* The pid namespace still takes processes (its init survived). */
+	check_eq(in_ns(&a2, sees_uenv, a2.uenv_mount_path), 0);
+	check_eq(release(&e, "keep-a", NULL, 0), 0);
+	check_eq(release(&e, "keep-b", NULL, 0), 0);
+	check_eq(mounts_under(e.pins), 1);
+	nsclient_ns_free(&a);
+	nsclient_ns_free(&b);
+	nsclient_ns_free(&a2);
+	nsclient_ns_free(&b2);
+	env_fini(&e);
+}
+
+static void
+drained_cb(void *data, unsigned remaining)
+{
+	*(int *)data = (int)remaining;
+}
+
+static void
+run_until_free(uv_loop_t *loop, struct nsserver *s)
+{
+	nsserver_free(s);
+	uv_run(loop, UV_RUN_DEFAULT);
+}
+
+TEST_T(seal_matches_reload_and_drain, 60)
+{
+	struct env e;
+	struct nsclient_ns a;
+	struct nsserver_config cfg;
+	struct nsserver *s;
+	uv_loop_t loop;
+	uint8_t d1[32], d2[32], d3[32];
+	uint64_t q1, q2, q3;
+	int cfd, drained = -1;
+	char buf[16];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	need_root();
+	env_init(&e, false);
+	srv_start(&e);
+	require(request(&e, "s-1", PNM, 3, NULL, &a, NULL, 0) == 0, "create");
+	nsclient_ns_free(&a);
+	srv_stop(&e);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.root = e.root;
+	cfg.pin_dir = e.pins;
+	cfg.uenv_dir = e.uenv_dir;
+	cfg.uenv_mount_base = e.uenv_base;
+	cfg.state_path = e.state;
+	uv_loop_init(&loop);
+	require(nsserver_new(&loop, &cfg, &s) == 0, "new 1");
+	check_eq(nsserver_count(s), 1);
+	nsserver_state(s, &q1, d1);
+	/* Drain with one idle consumer: it is closed, then done(0). */
+	require(nsserver_start(s, e.lfd) == 0, "start");
+	cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memcpy(sa.sun_path, e.sock, strlen(e.sock) + 1);
+	require(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+	    "connect");
+	uv_run(&loop, UV_RUN_NOWAIT);
+	nsserver_drain(s, clock_mono_ms() + 2000, drained_cb, &drained);
+	while (drained < 0)
+		uv_run(&loop, UV_RUN_ONCE);
+	check_eq(drained, 0);
+	check(!nsserver_accepting(s), "not accepting after drain");
+	check_eq(read(cfd, buf, sizeof(buf)), 0);
+	close(cfd);
+	require(nsserver_seal(s, &q2, d2) == 0, "seal");
+	check_eq(q2, q1);
+	check(memcmp(d1, d2, 32) == 0, "seal digest equals loaded digest");
+	check(nsserver_bump_generation(s) < 0, "no mutation while sealed");
+	nsserver_resume(s, e.lfd);
+	check(nsserver_accepting(s), "accepting after resume");
+	check_eq(nsserver_bump_generation(s), 0);
+	require(nsserver_seal(s, &q2, d2) == 0, "seal 2");
+	check_eq(q2, q1 + 1);
+	run_until_free(&loop, s);
+	require(nsserver_new(&loop, &cfg, &s) == 0, "new 2");
+	nsserver_state(s, &q3, d3);
+	check_eq(q3, q2);
+	check(memcmp(d2, d3, 32) == 0, "reloaded digest equals sealed");
+	check_eq(nsserver_count(s), 1);
+	run_until_free(&loop, s);
+	uv_loop_close(&loop);
+	srv_start(&e);
+	check_eq(release(&e, "s-1", NULL, 0), 0);
+	env_fini(&e);
+}
+
+TEST_T(leftovers_swept_and_gone_pins_dropped, 60)
+{
+	struct env e;
+	struct nsclient_ns a;
+	struct nsclient *c;
+	struct nsclient_status st;
+	char path[512], cmd[1024];
+	int r;
+
+	need_root();
+	env_init(&e, false);
+	srv_start(&e);
+	require(request(&e, "gone", NET, 1, NULL, &a, NULL, 0) == 0, "a");
+	nsclient_ns_free(&a);
+	srv_stop(&e);
+	/* Someone removed the pin behind our back: dropped at load. */
+	snprintf(path, sizeof(path), "%s/gone/net", e.pins);
+	check_eq(umount2(path, MNT_DETACH), 0);
+	/* A creation that died before persisting left a pin dir. */
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/ghost && touch %s/ghost/net "
+	    "&& mount --bind /proc/self/ns/net %s/ghost/net", e.pins, e.pins,
+	    e.pins);
+	check_eq(system(cmd), 0);
+	srv_start(&e);
+	require(nsclient_open(e.sock, &c) == 0, "open");
+	check_eq(nsclient_status(c, &st), 0);
+	check_eq(st.allocations, 0);
+	nsclient_close(c);
+	check_eq(mounts_under(e.pins), 1);
+	snprintf(path, sizeof(path), "%s/ghost", e.pins);
+	check(access(path, F_OK) < 0, "leftover removed");
+	r = request(&e, "gone", NET, 1, NULL, &a, NULL, 0);
+	check_eq(r, 0);
+	if (r == 0)
+		nsclient_ns_free(&a);
+	check_eq(release(&e, "gone", NULL, 0), 0);
+	env_fini(&e);
+}
+
+int
+main(int argc, char **argv)
+{
+	return tap_main(argc, argv);
+}
+
+/* ---- NS_BENCH=1: creation latency next to the bare unshare() ---- */
+
+/* One fresh child per sample: a pid namespace is unshared once only. */
+static void
+bench_unshare(int flags, uint64_t *lat, int n)
+{
+	int p[2], i, st;
+	pid_t pid;
+	ssize_t r;
+
+	for (i = 0; i < n; i++) {
+		lat[i] = 0;
+		require(pipe(p) == 0, "pipe");
+		fflush(stdout);
+		pid = fork();
+		if (pid == 0) {
+			uint64_t t0 = clock_mono_us(), d;
+
+			if (unshare(flags) < 0)
+				_exit(1);
+			d = clock_mono_us() - t0;
+			r = write(p[1], &d, sizeof(d));
+			_exit(r == sizeof(d) ? 0 : 1);
+		}
+		close(p[1]);
+		r = read(p[0], &lat[i], sizeof(lat[i]));
+		close(p[0]);
+		waitpid(pid, &st, 0);
+		require(r == sizeof(lat[i]), "unshare sample");
+	}
+}
+
+static void
+bench_report(const char *what, uint64_t *lat, int n)
+{
+	qsort(lat, (size_t)n, sizeof(lat[0]), cmp_u64);
+	tap_diag("%-36s p50=%6lluus p99=%6lluus (n=%d)", what,
+	    (unsigned long long)lat[n / 2],
+	    (unsigned long long)lat[(n * 99) / 100 - 1], n);
+}
+
+TEST_T(bench_create_latency, 300)
+{
+	static const char *const NM[] = { "net" };
+	static const struct {
+		const char *what;
+		const char *const *ns;
+		unsigned n;
+		const char *img;
+	} kinds[] = {
+		{ "provider {net}", NM, 1, NULL },
+		{ "provider {pid,net,mount}", PNM, 3, NULL },
+		{ "provider {pid,net,mount}+uenv", PNM, 3, "b.sqfs" },
+	};
+	enum { N = 200 };
+	struct env e;
+	struct nsclient_ns a;
+	uint64_t lat[N], t0;
+	unsigned k;
+	int i, r;
+
+	if (!getenv("NS_BENCH"))
+		tap_skip("set NS_BENCH=1 to run the benchmark");
+	need_root();
+	bench_unshare(CLONE_NEWNET, lat, N);
+	bench_report("bare unshare(NEWNET)", lat, N);
+	bench_unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID, lat, N);
+	bench_report("bare unshare(NEWNET|NEWNS|NEWPID)", lat, N);
+	env_init(&e, false);
+	make_image(&e, "b.sqfs");
+	srv_start(&e);
+	for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		for (i = 0; i < N; i++) {
+			char id[32];
+
+			snprintf(id, sizeof(id), "b-%u-%d", k, i);
+			t0 = clock_mono_us();
+			r = request(&e, id, kinds[k].ns, kinds[k].n,
+			    kinds[k].img, &a, NULL, 0);
+			lat[i] = clock_mono_us() - t0;
+			require(r == 0, "create: %s", strerror(-r));
+			nsclient_ns_free(&a);
+			require(release(&e, id, NULL, 0) == 0, "release");
+		}
+		bench_report(kinds[k].what, lat, N);
+	}
+	env_fini(&e);
+}

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -135,6 +136,23 @@ child(const struct spawn_opts *o, char **envp, char *fds_var,
 	sigemptyset(&sa.sa_mask);
 	for (sig = 1; sig < NSIG; sig++)
 		(void)sigaction(sig, &sa, NULL);	/* KILL/STOP: EINVAL */
+	/*
+	 * glibc's sigaction refuses its two reserved real-time signals, yet
+	 * an ignored disposition for them survives exec: reset those with
+	 * the raw system call (kernel struct: handler, flags, restorer, mask).
+	 */
+	for (sig = SIGRTMIN - 2; sig < SIGRTMIN; sig++) {
+		struct {
+			void (*handler)(int);
+			unsigned long flags;
+			void (*restorer)(void);
+			unsigned long mask;
+		} ksa = { SIG_DFL, 0, NULL, 0 };
+
+		if (sig >= 32)
+			(void)syscall(SYS_rt_sigaction, sig, &ksa, NULL,
+			    sizeof(ksa.mask));
+	}
 
 	if (o->pdeathsig > 0) {
 		if (prctl(PR_SET_PDEATHSIG, o->pdeathsig) < 0)

@@ -20,7 +20,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wwrite-strings -Wformat=2 -Werror
 CFLAGS   ?= -O2 -g
-CPPFLAGS += -D_GNU_SOURCE -DBATON_VERSION='"$(VERSION)"' -I. $(PKG_CFLAGS)
+CPPFLAGS += -D_GNU_SOURCE -I. -I$(B)/gen $(PKG_CFLAGS)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS   += $(PKG_LIBS)
 
@@ -97,6 +97,13 @@ $(B)/tests/%: $(B)/obj/tests/integration/%.o $(LIBT) $(LIBSV) $(LIBAG) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+
+# The version header is rewritten only when `git describe` changes.
+$(shell mkdir -p $(B)/gen && \
+  echo '#define BATON_VERSION "$(VERSION)"' > $(B)/gen/version-gen.h.tmp && \
+  (cmp -s $(B)/gen/version-gen.h.tmp $(B)/gen/version-gen.h || \
+   mv $(B)/gen/version-gen.h.tmp $(B)/gen/version-gen.h); \
+  rm -f $(B)/gen/version-gen.h.tmp)
 
 deps:
 	@scripts/deps.sh

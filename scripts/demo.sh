@@ -73,7 +73,8 @@ if [ "$(id -u)" = 0 ]; then
 	say "inside job-2: only lo, and the uenv mount"
 	$ctl ns run job-2 -- sh -c 'cat /proc/net/dev | tail -n +3 | cut -d: -f1;
 	    [ -f /run/pact/uenv/tools/VERSION ] 2>/dev/null; grep -h uenv /proc/self/mountinfo | cut -d" " -f5,9 || true'
-	ino_before=$($ctl ns create job-1 --pid --net --mount | grep -E 'inode|ino' || true)
+	ino_before=$($ctl ns create job-1 --pid --net --mount | grep -E '^(pid|net|mount) ' | tr -s ' ' | tr '\n' ' ')
+	echo "host mount table has the uenv image: $(grep -c 'uenv/tools' /proc/self/mountinfo || true) entries (it lives only inside job-2)"
 else
 	say "not root: skipping namespace allocations (they need CAP_SYS_ADMIN)"
 fi
@@ -98,8 +99,7 @@ while [ $k -le "$n_up" ]; do
 	k=$((k + 1))
 done
 
-say "an upgrade made to fail: the new binary forks instead of exec'ing,"
-say "so its HELLO comes from the wrong pid; baton rolls back"
+say "an upgrade made to fail: the new binary forks instead of exec'ing, so its HELLO comes from the wrong pid; baton rolls back"
 cat >"$root/bad-agent" <<EOF
 #!/bin/sh
 sh -c 'LISTEN_PID=\$\$ exec $bin/baton-agent "\$@"' sh "\$@"
@@ -119,10 +119,10 @@ cat "$root/load.out"
 
 if [ "$allocs" -gt 0 ]; then
 	say "allocations survived every handoff (same namespace inodes)"
-	ino_after=$($ctl ns create job-1 --pid --net --mount | grep -E 'inode|ino' || true)
+	ino_after=$($ctl ns create job-1 --pid --net --mount | grep -E '^(pid|net|mount) ' | tr -s ' ' | tr '\n' ' ')
 	echo "before: $ino_before"
 	echo "after:  $ino_after"
-	[ "$ino_before" = "$ino_after" ] && echo "=> identical"
+	if [ "$ino_before" = "$ino_after" ]; then echo "=> identical"; else echo "=> DIFFERENT"; fi
 	$ctl ns release job-1
 	$ctl ns release job-2
 fi

@@ -35,6 +35,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/version.h"
 #include "common/atomicfile.h"
 #include "common/clock.h"
 #include "common/conn.h"
@@ -860,7 +861,7 @@ agent_run(const struct agent_config *cfg)
 	unsigned i;
 	int r;
 
-	snprintf(a.build_id, sizeof(a.build_id), "baton-agent %s", BATON_VERSION);
+	snprintf(a.build_id, sizeof(a.build_id), "baton-agent %s", baton_version);
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 	signal(SIGPIPE, SIG_IGN);
 	/* A hangup aimed at the supervisor's process group is not for us. */

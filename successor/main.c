@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/version.h"
 #include "common/log.h"
 #include "successor/agent.h"
 
@@ -107,7 +108,7 @@ main(int argc, char **argv)
 				gids[cfg.n_allow_gids++] = id;
 			break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("baton-agent %s\n", BATON_VERSION); return 0;
+		case 'V': printf("baton-agent %s\n", baton_version); return 0;
 		default: usage(stderr); return 64;
 		}
 	}

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/version.h"
 #include "common/paths.h"
 #include "proto/wire.h"
 #include "supervisor/ctl_ns.h"
@@ -407,7 +408,7 @@ main(int argc, char **argv)
 		switch (c) {
 		case 'r': root = optarg; break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("batonctl %s\n", BATON_VERSION); return 0;
+		case 'V': printf("batonctl %s\n", baton_version); return 0;
 		default: usage(stderr); return EX_USAGE_;
 		}
 	}

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/conn.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "common/usock.h"
 #include "supervisor/handoff.h"
 #include "supervisor/journal.h"
@@ -42,6 +43,10 @@ static void
 reply_status(struct sup *s, struct conn *c)
 {
 	struct msg m = { .type = MSG_CTL_STATUS_REPLY };
+	char build_id[96];
+
+	snprintf(build_id, sizeof(build_id), "baton-supervisor %s",
+	    baton_version);
 
 	m.u.CTL_STATUS_REPLY.supervisor_pid = (uint32_t)getpid();
 	m.u.CTL_STATUS_REPLY.agent_pid = s->agent_pid > 0 ?
@@ -54,7 +59,7 @@ reply_status(struct sup *s, struct conn *c)
 	m.u.CTL_STATUS_REPLY.handoffs_rolled_back = s->handoffs_rolled_back;
 	m.u.CTL_STATUS_REPLY.agent_restarts = s->agent_restarts;
 	m.u.CTL_STATUS_REPLY.uptime_ms = clock_mono_ms() - s->started_ms;
-	m.u.CTL_STATUS_REPLY.build_id = "baton-supervisor " BATON_VERSION;
+	m.u.CTL_STATUS_REPLY.build_id = build_id;
 	(void)conn_send(c, &m, NULL, 0);
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/version.h"
 #include "common/log.h"
 #include "crashpoints/crashpoint.h"
 #include "supervisor/sup.h"
@@ -164,7 +165,7 @@ main(int argc, char **argv)
 			break;
 		case 'S': cfg.no_seccomp = true; break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("baton-supervisor %s\n", BATON_VERSION); return 0;
+		case 'V': printf("baton-supervisor %s\n", baton_version); return 0;
 		default: usage(stderr); return 64;
 		}
 	}

@@ -124,6 +124,10 @@ integration: deps
 	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
 	prove -e '' $(TB)/tests/it_*
 
+crash-matrix: deps
+	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
+	prove -v -e '' $(TB)/tests/it_crash_matrix
+
 demo: deps
 	$(MAKE) bins
 	@scripts/demo.sh $(B)

@@ -90,6 +90,7 @@ struct conn {
 };
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void do_write(struct conn *c);
 
 static void
 set_err(struct conn *c, int err)
@@ -273,9 +274,19 @@ int
 conn_send(struct conn *c, const struct msg *m, const int *fds,
     unsigned nfds)
 {
+	int r;
+
 	if (c->closed || c->draining)
 		return -EPIPE;
-	return enqueue(c, m, fds, nfds, false);
+	r = enqueue(c, m, fds, nfds, false);
+	/*
+	 * Write now rather than on the next loop turn: a frame the caller
+	 * has "sent" is on the wire unless the socket is full, so a process
+	 * that dies right after sending (a crash point) has really sent it.
+	 */
+	if (r == 0)
+		do_write(c);
+	return r;
 }
 
 static const char *

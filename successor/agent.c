@@ -89,8 +89,7 @@ struct agent {
 	struct nsserver *ns;
 
 	int ctl_fd;		/* control listener, -1 until bound */
-	uv_poll_t ctl_poll;
-	bool ctl_poll_init;
+	uv_poll_t *ctl_poll;	/* heap: replaced when the path is reclaimed */
 	char ctl_tmp[PATH_MAX];
 	ino_t ctl_ino;		/* inode of our socket at the control path */
 
@@ -112,6 +111,7 @@ struct agent {
 static void sess_frame_cb(struct conn *c, struct frame *f, void *data);
 static void sess_close_cb(struct conn *c, int err, void *data);
 static int start_control(struct agent *a);
+static void reclaim_paths(struct agent *a);
 static void agent_exit(struct agent *a, int code);
 
 static const char *
@@ -189,6 +189,7 @@ resume_local(struct agent *a, const char *why)
 		}
 	}
 	nsserver_resume(a->ns, a->ns_fd);
+	reclaim_paths(a);
 	log_info("handoff.resume", why, "handoff_id=%s state=%s",
 	    handoff_id_or_dash(a), ostate_names[a->ost]);
 	a->ost = a->sess ? OS_IDLE : OS_NONE;
@@ -467,6 +468,22 @@ ctl_poll_cb(uv_poll_t *p, int status, int events)
 	}
 }
 
+static void
+free_handle_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void
+stop_control(struct agent *a)
+{
+	if (!a->ctl_poll)
+		return;
+	uv_poll_stop(a->ctl_poll);
+	uv_close((uv_handle_t *)a->ctl_poll, free_handle_cb);
+	a->ctl_poll = NULL;
+}
+
 /* Start polling the (already bound and renamed) control listener. */
 static int
 start_control(struct agent *a)
@@ -476,12 +493,49 @@ start_control(struct agent *a)
 
 	if (stat(a->cfg->paths.agent_socket, &st) == 0)
 		a->ctl_ino = st.st_ino;
-	r = uv_poll_init(a->loop, &a->ctl_poll, a->ctl_fd);
-	if (r < 0)
+	a->ctl_poll = malloc(sizeof(*a->ctl_poll));
+	if (!a->ctl_poll)
+		return -ENOMEM;
+	r = uv_poll_init(a->loop, a->ctl_poll, a->ctl_fd);
+	if (r < 0) {
+		free(a->ctl_poll);
+		a->ctl_poll = NULL;
 		return r;
-	a->ctl_poll_init = true;
-	a->ctl_poll.data = a;
-	return uv_poll_start(&a->ctl_poll, UV_READABLE, ctl_poll_cb);
+	}
+	a->ctl_poll->data = a;
+	return uv_poll_start(a->ctl_poll, UV_READABLE, ctl_poll_cb);
+}
+
+/*
+ * After a resume: a successor that died between renaming its control
+ * socket into place and READY left the path pointing at a dead socket,
+ * and the ready file naming itself.  Take both back.
+ */
+static void
+reclaim_paths(struct agent *a)
+{
+	struct stat st;
+	int fd;
+
+	if (a->ctl_fd >= 0 && (stat(a->cfg->paths.agent_socket, &st) < 0 ||
+	    st.st_ino != a->ctl_ino)) {
+		fd = usock_listen(a->cfg->paths.agent_socket, 0600, 16);
+		if (fd < 0) {
+			log_error("agent.control", proto_strerror(fd), "path=%s",
+			    a->cfg->paths.agent_socket);
+		} else {
+			stop_control(a);
+			close(a->ctl_fd);
+			a->ctl_fd = fd;
+			if (start_control(a) < 0)
+				log_error("agent.control", "cannot poll", NULL);
+			log_info("agent.control", "control socket path reclaimed",
+			    "path=%s", a->cfg->paths.agent_socket);
+		}
+	}
+	/* A successor killed mid-write leaves its temp state file. */
+	(void)atomicfile_cleanup(a->cfg->paths.allocations);
+	write_ready(a);
 }
 
 static int
@@ -670,6 +724,7 @@ do_begin(struct agent *a, const struct msg *m)
 	CRASHPOINT(n_before_announce_ready);
 	send_or_log(a->up, &r);
 	a->nst = NST_OFF;
+	crashpoint_set_role("incumbent");
 	log_info("agent.serving", promoted ? "successor promoted" :
 	    "successor took over", "handoff_id=%s allocations=%u "
 	    "state_seq=%" PRIu64, a->hid, nsserver_count(a->ns), seq);
@@ -847,8 +902,7 @@ sig_cb(uv_signal_t *s, int signum)
 		successor_fail(a, "stopped by signal");
 		return;
 	}
-	if (a->ctl_poll_init)
-		uv_poll_stop(&a->ctl_poll);
+	stop_control(a);
 	nsserver_drain(a->ns, clock_mono_ms() + STOP_DRAIN_MS, stop_drained_cb, a);
 }
 
@@ -911,6 +965,7 @@ agent_run(const struct agent_config *cfg)
 	if (a.ns)
 		nsserver_free(a.ns);
 	a.ns = NULL;
+	stop_control(&a);
 	uv_walk(&loop, close_walk_cb, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);

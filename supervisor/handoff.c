@@ -602,6 +602,16 @@ begin_abort(struct handoff *h, const char *fmt, ...)
 	return H_KILL_N;
 }
 
+/* A successor that died before READY may leave its temporary socket. */
+static void
+unlink_successor_socket(struct sup *s, pid_t pid)
+{
+	char p[PATH_MAX + 32];
+
+	snprintf(p, sizeof(p), "%s.tmp.%d", s->cfg->paths.agent_socket, (int)pid);
+	(void)unlink(p);
+}
+
 static void
 detach_conn(struct conn **c)
 {
@@ -627,6 +637,8 @@ finish(struct handoff *h, bool committed)
 	uv_timer_stop(&h->timer);
 	detach_conn(&h->o);
 	detach_conn(&h->n);
+	if (!committed && h->n_pid > 0)
+		unlink_successor_socket(s, h->n_pid);
 	procwatch_stop(h->n_watch);
 	h->n_watch = NULL;
 	procwatch_stop(h->o_watch);

@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/atomicfile.h"
 #include "common/clock.h"
 #include "common/lock.h"
 #include "common/log.h"
@@ -425,6 +426,9 @@ recover(struct sup *s)
 	pid_t holder = 0;
 	int r, held;
 
+	/* Temp files of a write the previous supervisor did not finish. */
+	(void)atomicfile_cleanup(s->cfg->paths.journal);
+	(void)atomicfile_cleanup(s->cfg->paths.last_handoff);
 	r = journal_read(s->cfg->paths.journal, &jr);
 	have_j = r == 0;
 	if (r < 0 && r != -ENOENT)
@@ -464,9 +468,15 @@ recover(struct sup *s)
 	}
 	if (have_j) {
 		pid_t keep = adopted ? holder : 0;
+		char tmp[PATH_MAX + 32];
 
 		kill_stray(jr.incumbent_pid, jr.incumbent_binary, keep);
 		kill_stray(jr.successor_pid, jr.successor_binary, keep);
+		if (jr.successor_pid > 0 && jr.successor_pid != keep) {
+			snprintf(tmp, sizeof(tmp), "%s.tmp.%d",
+			    s->cfg->paths.agent_socket, (int)jr.successor_pid);
+			(void)unlink(tmp);
+		}
 		snprintf(jr.phase, sizeof(jr.phase), "%s", !adopted ?
 		    "recovered-none" : holder == jr.successor_pid ?
 		    "recovered-committed" : "recovered-rolled-back");

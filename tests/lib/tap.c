@@ -34,6 +34,19 @@ static struct tcase cases[MAX_CASES];
 static int ncases;
 static int failures;	/* in the child: failed checks */
 static int skip_fd = -1;	/* in the child: where the skip reason goes */
+static const char *current;	/* in the child: the running case */
+
+const char *
+tap_current(void)
+{
+	return current;
+}
+
+int
+tap_failures(void)
+{
+	return failures;
+}
 
 void
 tap_register(const char *name, tap_fn fn, int timeout_s)
@@ -138,6 +151,7 @@ run_case(int idx, const struct tcase *c, char *why, size_t whylen)
 		close(p[0]);
 		skip_fd = p[1];
 		failures = 0;	/* the parent's count of failed cases is not ours */
+		current = c->name;
 		setpgid(0, 0);
 		c->fn();
 		/* _exit skips LeakSanitizer's exit hook: check for leaks here. */

@@ -42,6 +42,11 @@ void tap_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 int tap_main(int argc, char **argv);
 
+/* Inside a case: its name (cases registered at run time share one fn). */
+const char *tap_current(void);
+/* Inside a case: checks failed so far. */
+int tap_failures(void);
+
 /* Number of open fds of this process (for leak checks). */
 int tap_count_fds(void);
 

@@ -740,21 +740,28 @@ TEST(send_queue_limit)
 	char text[201];
 	size_t q;
 	struct ctx x;
-	int i, r = 0;
+	int i, n, r = 0;
 
 	memset(text, 'a', 200);
 	text[200] = '\0';
 	m.u.ERROR.code = "x";
 	m.u.ERROR.message = text;
 	ctx_open(&x, &o);
-	for (i = 0; i < 100; i++) {
+	/*
+	 * conn_send writes at once while the socket takes bytes (the peer
+	 * never reads here), so the queue starts to fill only once the
+	 * socket buffer is full; count the frames queued from then on.
+	 */
+	for (i = 0, n = 0; i < 100000; i++) {
 		q = conn_queued(x.c);
 		r = conn_send(x.c, &m, NULL, 0);
 		if (r < 0)
 			break;
+		if (conn_queued(x.c) > 0)
+			n++;
 	}
 	check_eq(r, -ENOBUFS);
-	check(i >= 3 && i <= 4, "%d frames fit in 1000 bytes", i);
+	check(n >= 3 && n <= 5, "%d frames fit in 1000 bytes", n);
 	check_eq(conn_queued(x.c), q);
 	check(conn_queued(x.c) <= 1000, "queued %zu", conn_queued(x.c));
 	conn_close(x.c);
@@ -931,7 +938,11 @@ TEST(send_with_fds)
 	base = tap_count_fds();
 	r = conn_send(x.c, &m, fds, 2);
 	check_eq(r, 0);
-	check_eq(tap_count_fds(), base + 2);	/* the conn's duplicates */
+	/*
+	 * conn_send writes at once: with room in the socket the duplicates
+	 * are already sent and closed; if it had to queue, they are held.
+	 */
+	check_eq(tap_count_fds(), base + (conn_queued(x.c) > 0 ? 2 : 0));
 	close(p[1]);
 	while (conn_queued(x.c) > 0)
 		uv_run(&x.loop, UV_RUN_ONCE);

@@ -17,6 +17,7 @@
 #include "common/paths.h"
 #include "proto/wire.h"
 #include "supervisor/ctl_ns.h"
+#include "supervisor/rollout.h"
 
 #define EX_USAGE_ 64
 #define EX_UNAVAILABLE_ 69
@@ -43,6 +44,8 @@ usage(FILE *f)
 "  ns create ALLOCATION [--pid] [--net] [--mount] [--uenv IMAGE]\n"
 "  ns run ALLOCATION -- COMMAND [ARG]...\n"
 "  ns release ALLOCATION\n"
+"  rollout -w HOSTS --binary PATH [--fanout N] ...  upgrade many hosts\n"
+"                                  through pdsh (batonctl rollout --help)\n"
 "\n"
 "  --root DIR   prefix for every default path (default /)\n"
 "  --help, --version\n");
@@ -430,6 +433,8 @@ main(int argc, char **argv)
 		return cmd_journal(argc, argv);
 	if (strcmp(argv[0], "ns") == 0)
 		return ctl_ns_main(root, argc, argv);
+	if (strcmp(argv[0], "rollout") == 0)
+		return rollout_main(root, argc, argv);
 	fprintf(stderr, "batonctl: unknown command '%s'\n", argv[0]);
 	usage(stderr);
 	return EX_USAGE_;

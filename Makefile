@@ -55,7 +55,7 @@ TESTS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC)) \
          $(patsubst tests/integration/%.c,$(B)/tests/%,$(IT_SRC))
 
 .PHONY: all bins tests check unit integration demo fuzz fuzz-build deps \
-        clean format bench crash-matrix
+        clean format bench crash-matrix chaos
 .DEFAULT_GOAL := all
 
 all: bins
@@ -127,6 +127,12 @@ integration: deps
 crash-matrix: deps
 	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
 	prove -v -e '' $(TB)/tests/it_crash_matrix
+
+# Random SIGKILLs during back-to-back upgrades under load: make chaos N=50
+N ?= 20
+chaos: deps
+	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
+	CHAOS_N=$(N) prove -v -e '' $(TB)/tests/it_chaos
 
 demo: deps
 	$(MAKE) bins

@@ -303,6 +303,26 @@ atomicfile_remove(const char *path)
 	return fsync_dir_of(path);
 }
 
+static bool
+proc_is_zombie(pid_t pid)
+{
+	char p[64], buf[512], *s;
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	s = strrchr(buf, ')');
+	return s && s[1] == ' ' && (s[2] == 'Z' || s[2] == 'X');
+}
+
 /* "<digits>" that names a process still running (other than us)? */
 static bool
 owner_alive(const char *digits)
@@ -316,7 +336,10 @@ owner_alive(const char *digits)
 		return false;
 	if ((pid_t)pid == getpid())
 		return false;
-	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+	if (kill((pid_t)pid, 0) < 0 && errno != EPERM)
+		return false;
+	/* A killed writer not yet reaped is a zombie: it writes no more. */
+	return !proc_is_zombie((pid_t)pid);
 }
 
 int

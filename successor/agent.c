@@ -42,6 +42,7 @@
 #include "common/listenfds.h"
 #include "common/lock.h"
 #include "common/log.h"
+#include "common/sandbox.h"
 #include "common/usock.h"
 #include "crashpoints/crashpoint.h"
 #include "proto/frame.h"
@@ -554,6 +555,12 @@ open_nsserver(struct agent *a)
 		.n_allow_uids = a->cfg->n_allow_uids,
 		.allow_gids = a->cfg->allow_gids,
 		.n_allow_gids = a->cfg->n_allow_gids,
+		.max_conns = a->cfg->max_conns,
+		.max_pending = a->cfg->max_pending,
+		.max_allocations = a->cfg->max_allocations,
+		.max_subscribers = a->cfg->max_subscribers,
+		.max_body = a->cfg->max_frame,
+		.max_queued = a->cfg->max_buffered,
 	};
 	int r = nsserver_new(a->loop, &nc, &a->ns);
 
@@ -937,6 +944,9 @@ agent_run(const struct agent_config *cfg)
 		    cfg->paths.state_dir);
 		return 78;
 	}
+	if (sandbox_check_dir(cfg->paths.state_dir, false) < 0 ||
+	    sandbox_check_dir(cfg->paths.ready_file, true) < 0)
+		return 78;
 	uv_loop_init(&loop);
 	a.loop = &loop;
 	uv_timer_init(&loop, &a.hb_timer);
@@ -952,6 +962,9 @@ agent_run(const struct agent_config *cfg)
 	uv_signal_start(&a.sig_chld, sig_cb, SIGCHLD);
 
 	r = role ? successor_start(&a) : cold_start(&a);
+	/* Last start-up step: listeners, sockets and lock are set up. */
+	if (r == 0 && sandbox_start(SANDBOX_AGENT, cfg->no_seccomp) < 0)
+		r = 78;
 	if (r == 0)
 		uv_run(&loop, UV_RUN_DEFAULT);
 	else

@@ -20,6 +20,9 @@ struct agent_config {
 	unsigned n_allow_uids;
 	const gid_t *allow_gids;
 	unsigned n_allow_gids;
+	/* Namespace-socket limits (nsserver_config); 0 = its default. */
+	unsigned max_conns, max_pending, max_allocations, max_subscribers;
+	unsigned max_frame, max_buffered;	/* bytes */
 };
 
 /* Run the agent until it exits; returns the process exit code. */

@@ -21,7 +21,9 @@ usage(FILE *f)
 "usage: baton-agent [--root DIR] [--uenv-dir DIR] [--cgroup-root DIR]\n"
 "                   [--state-dir DIR] [--control-socket PATH]\n"
 "                   [--ns-socket PATH] [--allow-uid UID]... [--allow-gid GID]...\n"
-"                   [--no-seccomp]\n"
+"                   [--max-conns N] [--max-pending N] [--max-allocations N]\n"
+"                   [--max-subscribers N] [--max-frame-bytes N]\n"
+"                   [--max-buffered-bytes N] [--no-seccomp]\n"
 "\n"
 "The baton node agent: serves the namespace socket (run/pact/handoff.sock)\n"
 "and hands its state over to a successor when baton-supervisor upgrades it.\n"
@@ -36,6 +38,13 @@ usage(FILE *f)
 "  --ns-socket PATH      namespace socket when not inherited\n"
 "  --allow-uid UID       also accept this uid (root and our uid always are)\n"
 "  --allow-gid GID       namespace socket: also accept this gid\n"
+"  --max-conns N         namespace-socket connections (1024)\n"
+"  --max-pending N       namespace creations in flight (64)\n"
+"  --max-allocations N   allocations held (4096)\n"
+"  --max-subscribers N   SUBSCRIBE connections (64)\n"
+"  --max-frame-bytes N   request frame body, at most 1048576 (65536)\n"
+"  --max-buffered-bytes N  answers queued per connection (262144)\n"
+"                        (at a limit the peer gets limit_exceeded)\n"
 "  --no-seccomp          do not install the seccomp filter (debugging)\n"
 "  --help, --version\n"
 "\n"
@@ -70,6 +79,12 @@ main(int argc, char **argv)
 		{ "allow-uid", required_argument, NULL, 'U' },
 		{ "allow-gid", required_argument, NULL, 'G' },
 		{ "no-seccomp", no_argument, NULL, 'S' },
+		{ "max-conns", required_argument, NULL, 1 },
+		{ "max-pending", required_argument, NULL, 2 },
+		{ "max-allocations", required_argument, NULL, 3 },
+		{ "max-subscribers", required_argument, NULL, 4 },
+		{ "max-frame-bytes", required_argument, NULL, 5 },
+		{ "max-buffered-bytes", required_argument, NULL, 6 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -106,6 +121,18 @@ main(int argc, char **argv)
 				uids[cfg.n_allow_uids++] = id;
 			else
 				gids[cfg.n_allow_gids++] = id;
+			break;
+		case 1: case 2: case 3: case 4: case 5: case 6:
+			if (parse_id(optarg, &id) < 0 || id == 0 ||
+			    id > (c == 5 ? 1048576u : 1u << 30)) {
+				fprintf(stderr, "baton-agent: bad limit '%s' for "
+				    "--%s\n", optarg, opts[8 + c].name); /* 9.. */
+				return 64;
+			}
+			*(c == 1 ? &cfg.max_conns : c == 2 ? &cfg.max_pending :
+			    c == 3 ? &cfg.max_allocations : c == 4 ?
+			    &cfg.max_subscribers : c == 5 ? &cfg.max_frame :
+			    &cfg.max_buffered) = id;
 			break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("baton-agent %s\n", baton_version); return 0;

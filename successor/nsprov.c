@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -43,6 +44,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sandbox.h"
 #include "proto/msg.h"
 #include "successor/nsprov.h"
 
@@ -445,6 +447,8 @@ nsprov_spawn(const struct nsprov_req *rq, pid_t *ret_pid, int *ret_fd)
 	if (pid == 0) {
 		struct sigaction sa;
 
+		/* Named, so ps and process counts tell it from the agent. */
+		(void)prctl(PR_SET_NAME, "baton-nshelper", 0, 0, 0);
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = SIG_DFL;
 		for (sig = 1; sig < NSIG; sig++)
@@ -468,6 +472,13 @@ nsprov_spawn(const struct nsprov_req *rq, pid_t *ret_pid, int *ret_fd)
 			local.image_fd = 4;
 		}
 		close_range(local.image_fd >= 0 ? 5 : 4, ~0U, 0);
+		/* Under a sandboxed agent: the narrower helper filter. */
+		if (sandbox_enter_child(SANDBOX_NSHELPER) < 0) {
+			fail(3, -EPERM, "install the helper's seccomp filter",
+			    NULL);
+			_exit(1);
+		}
+		sandbox_test_forbidden(SANDBOX_NSHELPER);
 		helper_main(&local, 3);
 	}
 	r = pid < 0 ? -errno : 0;

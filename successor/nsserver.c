@@ -59,6 +59,7 @@
 #define DEF_MAX_ALLOCS		4096
 #define DEF_MAX_SUBS		64
 #define MAX_BODY		(64u << 10)	/* requests are tiny */
+#define DEF_MAX_QUEUED		(256u << 10)	/* answers are small too */
 #define CREATE_TIMEOUT_MS	30000
 #define TICK_MS			1000
 #define ACCEPTS_PER_WAKE	64
@@ -114,6 +115,7 @@ struct nsserver {
 	gid_t *allow_gids;
 	unsigned n_allow_gids;
 	unsigned max_conns, max_pending, max_allocs, max_subs;
+	unsigned max_body, max_queued;
 
 	struct ns_table t;
 	uint8_t digest[NSSERVER_DIGEST_LEN];
@@ -801,7 +803,8 @@ accept_cb(uv_poll_t *h, int status, int events)
 {
 	struct lpoll *lp = h->data;
 	struct nsserver *s = lp->s;
-	struct conn_opts o = { .max_body = MAX_BODY, .max_fds = 0,
+	struct conn_opts o = { .max_body = s->max_body,
+	    .max_queued = s->max_queued, .max_fds = 0,
 	    .errstyle = CONN_ERR_NS };
 	struct client *cl;
 	uid_t uid;
@@ -1113,6 +1116,8 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 	    DEF_MAX_ALLOCS;
 	s->max_subs = cfg->max_subscribers ? cfg->max_subscribers :
 	    DEF_MAX_SUBS;
+	s->max_body = cfg->max_body ? cfg->max_body : MAX_BODY;
+	s->max_queued = cfg->max_queued ? cfg->max_queued : DEF_MAX_QUEUED;
 	if (cfg->n_allow_uids) {
 		s->allow_uids = calloc(cfg->n_allow_uids, sizeof(uid_t));
 		if (s->allow_uids) {

@@ -39,6 +39,8 @@ struct nsserver_config {
 	unsigned max_pending;		/* creations in flight; 0 = 64 */
 	unsigned max_allocations;	/* 0 = 4096 */
 	unsigned max_subscribers;	/* 0 = 64 */
+	unsigned max_body;		/* request frame body; 0 = 64 KiB */
+	unsigned max_queued;		/* bytes queued per conn; 0 = 256 KiB */
 };
 
 /*

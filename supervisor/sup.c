@@ -31,6 +31,7 @@
 #include "common/lock.h"
 #include "common/log.h"
 #include "common/spawn.h"
+#include "common/sandbox.h"
 #include "common/usock.h"
 #include "proto/wire.h"
 #include "supervisor/handoff.h"
@@ -593,6 +594,27 @@ close_walk_cb(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* The configured agent, before the first spawn: as sup_upgrade checks. */
+static int
+check_agent_binary(const char *path)
+{
+	struct stat st;
+	const char *why = NULL;
+
+	if (path[0] != '/')
+		why = "not an absolute path";
+	else if (stat(path, &st) < 0)
+		why = strerror(errno);
+	else if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+		why = "not an executable regular file";
+	else if (st.st_mode & 0002)
+		why = "writable by others; refusing to exec it";
+	if (!why)
+		return 0;
+	log_error("supervisor.agent_binary", why, "binary=%s", path);
+	return -EPERM;
+}
+
 int
 sup_run(struct sup_config *cfg)
 {
@@ -612,6 +634,10 @@ sup_run(struct sup_config *cfg)
 		    cfg->paths.state_dir);
 		return 78;
 	}
+	if (sandbox_check_dir(cfg->paths.state_dir, false) < 0 ||
+	    sandbox_check_dir(cfg->paths.supervisor_socket, true) < 0 ||
+	    check_agent_binary(cfg->agent_path) < 0)
+		return 78;
 	r = listenfds_parse(lf, LISTENFDS_MAX, &n);
 	if (r < 0) {
 		log_error("supervisor.listeners", proto_strerror(r), NULL);
@@ -652,6 +678,11 @@ sup_run(struct sup_config *cfg)
 	uv_signal_start(&s.sig_int, sig_cb, SIGINT);
 	uv_signal_start(&s.sig_hup, sig_cb, SIGHUP);
 	uv_signal_start(&s.sig_chld, sig_cb, SIGCHLD);
+	/* Last start-up step: listeners, control socket, signals are set up. */
+	if (sandbox_start(SANDBOX_SUPERVISOR, cfg->no_seccomp) < 0) {
+		r = 78;
+		goto out;
+	}
 	if (s.state != SUP_RUNNING)
 		cold_start(&s);
 	else

@@ -70,8 +70,9 @@ it_start_supervisor(struct itest *t, const char *const *env)
 		setenv("ASAN_OPTIONS", "detect_leaks=0", 0);
 		for (i = 0; env && env[i]; i++)
 			putenv((char *)env[i]);
+		/* Seccomp on: every integration test runs the real filters. */
 		execl(exe, exe, "--root", t->root, "--agent", t->agent,
-		    "--no-seccomp", (char *)NULL);
+		    (char *)NULL);
 		_exit(127);
 	}
 	t->sup = pid;

@@ -1,0 +1,550 @@
+/*
+ * sandbox: seccomp allowlists for the supervisor, the agent and the
+ * agent's namespace helper.
+ *
+ * Invariants:
+ * - Each role has one table below; a syscall not in it is denied.  A few
+ *   entries carry argument conditions (clone and unshare never create a
+ *   user namespace, ioctl only takes the requests baton issues, socket
+ *   only AF_UNIX/AF_INET, prctl only the options baton uses); clone3 is
+ *   answered ENOSYS so glibc falls back to clone, whose flags a filter
+ *   can see.
+ * - Filters are inherited across fork and execve and stack (the
+ *   strictest verdict wins), so a parent's table is a superset of every
+ *   descendant's: supervisor ⊇ agent ⊇ nshelper.  The supervisor's own
+ *   table therefore also holds what the agents it spawns need (mount,
+ *   unshare, ...); only execve is supervisor-only.
+ * - A denied call fails with EPERM and is logged: the filter's default
+ *   action is SECCOMP_RET_TRAP and a SIGSYS handler (async-signal-safe:
+ *   clock_gettime, getpid, write) writes one logfmt line and sets the
+ *   call's return value to -EPERM.  Where we cannot edit the return
+ *   register (other architectures) the action is ERRNO(EPERM) with
+ *   kernel audit logging instead.  Calls through a foreign ABI (i386 on
+ *   x86_64) kill the process.
+ * - no_new_privs is set with the filter; nothing baton execs needs
+ *   privilege transitions.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <linux/sockios.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/sandbox.h"
+
+#if defined(__x86_64__) || defined(__aarch64__)
+#define SANDBOX_TRAP 1
+#endif
+
+#define NAMES_MAX 1024	/* syscall numbers we keep a name for */
+
+/* Argument conditions an entry may carry. */
+enum cond {
+	C_NONE,
+	C_ENOSYS,	/* answer ENOSYS (clone3: glibc falls back to clone) */
+	C_CLONE,	/* no CLONE_NEW* flag */
+	C_UNSHARE,	/* only CLONE_NEWPID|CLONE_NEWNET|CLONE_NEWNS */
+	C_IOCTL,	/* only the requests in ioctl_ok[] */
+	C_SOCK_UNIX_INET,
+	C_SOCK_INET,	/* lo_up in a new net namespace */
+	C_PRCTL,	/* only the options in prctl_ok[] */
+	C_PRCTL_HELPER,	/* PR_SET_NAME, PR_SET_PDEATHSIG */
+};
+
+struct rule {
+	const char *name;
+	enum cond cond;
+};
+
+#define NS_FLAGS (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | \
+    CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | 0x80)
+	/* 0x80 is CLONE_NEWTIME */
+#define UNSHARE_OK (CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS)
+
+static const unsigned long ioctl_ok[] = {
+	FIONBIO, FIONREAD, FIOCLEX, FIONCLEX,	/* libuv, nsserver */
+	TCGETS, TIOCGWINSZ,			/* isatty() in stdio */
+	NS_GET_NSTYPE,				/* received namespace fds */
+	LOOP_CTL_GET_FREE, LOOP_CONFIGURE,	/* uenv images */
+	SIOCGIFFLAGS, SIOCSIFFLAGS,		/* lo up in a new netns */
+};
+
+static const int prctl_ok[] = {
+	PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NAME, PR_GET_NAME,
+	PR_GET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS,
+	PR_GET_SECCOMP,
+};
+
+#define A(n) { .name = #n, .cond = C_NONE }
+#define C(n, c) { .name = #n, .cond = (c) }
+
+/* Every role: memory, signals, time, plain fd I/O, exit. */
+#define BASE_RULES \
+	A(read), A(write), A(readv), A(writev), A(pread64), \
+	A(pwrite64), A(lseek), A(close), A(close_range), \
+	A(dup), A(dup2), A(dup3), A(fcntl), A(pipe), \
+	A(pipe2), A(poll), A(ppoll), \
+	A(brk), A(mmap), A(munmap), A(mprotect), A(madvise), \
+	A(mremap), A(futex), A(set_robust_list), A(rseq), \
+	A(rt_sigaction), A(rt_sigprocmask), A(rt_sigreturn), \
+	A(rt_sigtimedwait), A(rt_sigpending), A(sigaltstack), \
+	A(restart_syscall), A(clock_gettime), A(clock_getres), \
+	A(clock_nanosleep), A(nanosleep), A(gettimeofday), \
+	A(time), A(getpid), A(gettid), A(getppid), \
+	A(getuid), A(geteuid), A(getgid), A(getegid), \
+	A(getgroups), A(getpgrp), A(getrlimit), A(prlimit64), \
+	A(uname), A(sched_yield), A(sched_getaffinity), \
+	A(getrandom), A(exit), A(exit_group), A(tgkill), \
+	A(openat), A(open), A(newfstatat), A(fstat), \
+	A(stat), A(lstat), A(statx), A(readlink), \
+	A(readlinkat), A(access), A(faccessat), A(faccessat2), \
+	A(getcwd), A(wait4), A(waitid), A(kill)
+
+/* Creating namespaces and pinning them: the helper and its children. */
+#define NS_RULES \
+	C(clone, C_CLONE), C(clone3, C_ENOSYS), \
+	C(unshare, C_UNSHARE), A(mount), A(umount2), \
+	A(mkdir), A(mkdirat), A(unlink), A(unlinkat), \
+	A(rmdir), A(statfs), A(fstatfs), A(setsid), \
+	A(pidfd_open), A(pidfd_send_signal), C(ioctl, C_IOCTL)
+
+/* Serving sockets on a libuv loop, durable files, inotify. */
+#define SERVE_RULES \
+	A(accept), A(accept4), A(bind), A(listen), \
+	A(recvmsg), A(sendmsg), A(recvfrom), A(sendto), \
+	A(getsockopt), A(setsockopt), A(shutdown), \
+	A(getsockname), A(getpeername), \
+	A(epoll_create), A(epoll_create1), A(epoll_ctl), \
+	A(epoll_wait), A(epoll_pwait), A(eventfd2), \
+	A(inotify_init1), A(inotify_add_watch), \
+	A(inotify_rm_watch), A(rename), A(renameat), \
+	A(renameat2), A(chmod), A(fchmod), A(fchmodat), \
+	A(fsync), A(fdatasync), A(ftruncate), A(flock), \
+	A(getdents64), A(seccomp), C(prctl, C_PRCTL)
+
+static const struct rule nshelper_rules[] = {
+	BASE_RULES,
+	NS_RULES,
+	C(socket, C_SOCK_INET),
+	C(prctl, C_PRCTL_HELPER),
+};
+
+static const struct rule agent_rules[] = {
+	BASE_RULES,
+	NS_RULES,
+	SERVE_RULES,
+	C(socket, C_SOCK_UNIX_INET),
+};
+
+/*
+ * The agent's table, plus spawning: exec, connect, socketpair, setpgid,
+ * and what an exec'd program calls before its own filter exists: the
+ * dynamic loader (arch_prctl, set_tid_address) or a wrapper script.
+ */
+static const struct rule supervisor_rules[] = {
+	BASE_RULES,
+	NS_RULES,
+	SERVE_RULES,
+	C(socket, C_SOCK_UNIX_INET),
+	A(execve), A(connect), A(socketpair), A(setpgid),
+	A(arch_prctl), A(set_tid_address), A(vfork), A(fork),
+	/* Harmless calls of a wrapper script (sh, cat, sleep) around it. */
+	A(fadvise64), A(umask), A(chdir), A(fchdir), A(getpgid), A(getsid),
+	A(sysinfo), A(getxattr), A(lgetxattr), A(fgetxattr), A(sendfile),
+	A(copy_file_range), A(getdents),
+};
+
+static const struct {
+	const char *name;
+	const struct rule *rules;
+	size_t n;
+} tables[SANDBOX_NROLES] = {
+	[SANDBOX_SUPERVISOR] = { "supervisor", supervisor_rules,
+	    sizeof(supervisor_rules) / sizeof(supervisor_rules[0]) },
+	[SANDBOX_AGENT] = { "agent", agent_rules,
+	    sizeof(agent_rules) / sizeof(agent_rules[0]) },
+	[SANDBOX_NSHELPER] = { "nshelper", nshelper_rules,
+	    sizeof(nshelper_rules) / sizeof(nshelper_rules[0]) },
+};
+
+static bool active;
+static const char *cur_role = "baton";
+static char *names[NAMES_MAX];	/* resolved once, before any filter */
+
+const char *
+sandbox_role_name(enum sandbox_role role)
+{
+	return role < SANDBOX_NROLES ? tables[role].name : "?";
+}
+
+bool
+sandbox_active(void)
+{
+	return active;
+}
+
+int
+sandbox_policy(enum sandbox_role role, const char *syscall_name)
+{
+	size_t i;
+	int r = 0;
+
+	if (role >= SANDBOX_NROLES ||
+	    seccomp_syscall_resolve_name(syscall_name) == __NR_SCMP_ERROR)
+		return -EINVAL;
+	for (i = 0; i < tables[role].n; i++) {
+		if (strcmp(tables[role].rules[i].name, syscall_name) != 0)
+			continue;
+		if (tables[role].rules[i].cond == C_ENOSYS)
+			return 0;
+		r = tables[role].rules[i].cond == C_NONE ? 1 : 2;
+	}
+	return r;
+}
+
+/* ---- the SIGSYS handler: async-signal-safe only ---- */
+
+static size_t
+put_str(char *buf, size_t len, size_t cap, const char *s)
+{
+	while (*s && len < cap)
+		buf[len++] = *s++;
+	return len;
+}
+
+static size_t
+put_num(char *buf, size_t len, size_t cap, unsigned long v, int width)
+{
+	char tmp[24];
+	int n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v && n < (int)sizeof(tmp));
+	while (n < width && n < (int)sizeof(tmp))
+		tmp[n++] = '0';
+	while (n > 0 && len < cap)
+		buf[len++] = tmp[--n];
+	return len;
+}
+
+/* Days since 1970-01-01 to y/m/d (Howard Hinnant's civil_from_days). */
+static void
+civil(long z, long *y, unsigned *m, unsigned *d)
+{
+	long era, yoe, doy, mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	yoe = z - era * 146097;
+	yoe = (yoe - yoe / 1460 + yoe / 36524 - yoe / 146096) / 365;
+	doy = z - era * 146097 - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
+static void
+sigsys_cb(int sig, siginfo_t *si, void *ctx)
+{
+	int saved = errno, nr = si->si_syscall;
+	char buf[320];
+	struct timespec ts;
+	size_t n = 0, cap = sizeof(buf) - 1;
+	long y, secs;
+	unsigned mo, d;
+	ssize_t w;
+
+	(void)sig;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	secs = (long)ts.tv_sec;
+	civil(secs / 86400, &y, &mo, &d);
+	secs %= 86400;
+	n = put_str(buf, n, cap, "ts=");
+	n = put_num(buf, n, cap, (unsigned long)y, 4);
+	n = put_str(buf, n, cap, "-");
+	n = put_num(buf, n, cap, mo, 2);
+	n = put_str(buf, n, cap, "-");
+	n = put_num(buf, n, cap, d, 2);
+	n = put_str(buf, n, cap, "T");
+	n = put_num(buf, n, cap, (unsigned long)secs / 3600, 2);
+	n = put_str(buf, n, cap, ":");
+	n = put_num(buf, n, cap, (unsigned long)secs / 60 % 60, 2);
+	n = put_str(buf, n, cap, ":");
+	n = put_num(buf, n, cap, (unsigned long)secs % 60, 2);
+	n = put_str(buf, n, cap, ".");
+	n = put_num(buf, n, cap, (unsigned long)ts.tv_nsec / 1000000, 3);
+	n = put_str(buf, n, cap, "Z level=warn role=");
+	n = put_str(buf, n, cap, cur_role);
+	n = put_str(buf, n, cap, " pid=");
+	n = put_num(buf, n, cap, (unsigned long)getpid(), 1);
+	n = put_str(buf, n, cap, " event=seccomp.denied syscall=");
+	n = put_str(buf, n, cap, nr >= 0 && nr < NAMES_MAX && names[nr] ?
+	    names[nr] : "?");
+	n = put_str(buf, n, cap, " nr=");
+	n = put_num(buf, n, cap, (unsigned long)(nr < 0 ? 0 : nr), 1);
+	n = put_str(buf, n, cap, " msg=\"blocked by the seccomp filter; "
+	    "returned EPERM\"\n");
+	w = write(STDERR_FILENO, buf, n);
+	(void)w;
+#if defined(__x86_64__)
+	((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RAX] = -EPERM;
+#elif defined(__aarch64__)
+	((ucontext_t *)ctx)->uc_mcontext.regs[0] = (unsigned long long)-EPERM;
+#else
+	(void)ctx;
+#endif
+	errno = saved;
+}
+
+/* ---- building and loading a filter ---- */
+
+static int
+add_cond(scmp_filter_ctx f, int nr, enum cond c, enum sandbox_role role)
+{
+	uint32_t ok = SCMP_ACT_ALLOW;
+	size_t i;
+	int r = 0;
+
+	switch (c) {
+	case C_NONE:
+		return seccomp_rule_add(f, ok, nr, 0);
+	case C_ENOSYS:
+		return seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+	case C_CLONE:
+		return seccomp_rule_add(f, ok, nr, 1,
+		    SCMP_A0(SCMP_CMP_MASKED_EQ, NS_FLAGS, 0));
+	case C_UNSHARE:
+		return seccomp_rule_add(f, ok, nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ,
+		    0xffffffffULL & ~(unsigned long long)UNSHARE_OK, 0));
+	case C_IOCTL:
+		for (i = 0; r == 0 && i < sizeof(ioctl_ok) / sizeof(ioctl_ok[0]);
+		    i++)
+			r = seccomp_rule_add(f, ok, nr, 1,
+			    SCMP_A1(SCMP_CMP_EQ, ioctl_ok[i]));
+		return r;
+	case C_SOCK_UNIX_INET:
+		r = seccomp_rule_add(f, ok, nr, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+		/* FALLTHROUGH */
+	case C_SOCK_INET:
+		return r < 0 ? r : seccomp_rule_add(f, ok, nr, 1,
+		    SCMP_A0(SCMP_CMP_EQ, AF_INET));
+	case C_PRCTL:
+		for (i = 0; r == 0 && i < sizeof(prctl_ok) / sizeof(prctl_ok[0]);
+		    i++)
+			r = seccomp_rule_add(f, ok, nr, 1,
+			    SCMP_A0(SCMP_CMP_EQ, (unsigned)prctl_ok[i]));
+		return r;
+	case C_PRCTL_HELPER:
+		r = seccomp_rule_add(f, ok, nr, 1,
+		    SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+		return r < 0 ? r : seccomp_rule_add(f, ok, nr, 1,
+		    SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG));
+	}
+	(void)role;
+	return -EINVAL;
+}
+
+static int
+set_sigsys_handler(void)
+{
+#ifdef SANDBOX_TRAP
+	struct sigaction sa;
+	sigset_t set;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = sigsys_cb;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) < 0)
+		return -errno;
+	sigemptyset(&set);
+	sigaddset(&set, SIGSYS);
+	if (sigprocmask(SIG_UNBLOCK, &set, NULL) < 0)
+		return -errno;
+#endif
+	return 0;
+}
+
+static int
+load(enum sandbox_role role)
+{
+	const struct rule *rules = tables[role].rules;
+	scmp_filter_ctx f = NULL;
+	size_t i;
+	int nr, r;
+
+#ifdef SANDBOX_TRAP
+	f = seccomp_init(SCMP_ACT_TRAP);
+#else
+	f = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+#endif
+	if (!f)
+		return -ENOMEM;
+	r = seccomp_attr_set(f, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	if (r == 0)
+		r = seccomp_attr_set(f, SCMP_FLTATR_CTL_NNP, 1);
+#ifndef SANDBOX_TRAP
+	if (r == 0)
+		r = seccomp_attr_set(f, SCMP_FLTATR_CTL_LOG, 1);
+#endif
+	for (i = 0; r == 0 && i < tables[role].n; i++) {
+		nr = seccomp_syscall_resolve_name(rules[i].name);
+		if (nr == __NR_SCMP_ERROR || nr < 0)
+			continue;	/* not a syscall on this architecture */
+		r = add_cond(f, nr, rules[i].cond, role);
+	}
+	if (r == 0)
+		r = set_sigsys_handler();
+	if (r == 0)
+		r = seccomp_load(f);
+	seccomp_release(f);
+	if (r == 0) {
+		active = true;
+		cur_role = tables[role].name;
+	}
+	return r > 0 ? -r : r;
+}
+
+int
+sandbox_install(enum sandbox_role role)
+{
+	int nr, r;
+
+	if (role >= SANDBOX_NROLES)
+		return -EINVAL;
+	/* Names for the SIGSYS log line, while allocating is still fine. */
+	for (nr = 0; nr < NAMES_MAX; nr++)
+		if (!names[nr])
+			names[nr] = seccomp_syscall_resolve_num_arch(
+			    SCMP_ARCH_NATIVE, nr);
+	r = load(role);
+	if (r < 0) {
+		log_error("sandbox.install", strerror(-r), "role=%s",
+		    tables[role].name);
+		return r;
+	}
+	log_info("sandbox.installed", "seccomp filter installed; denied "
+	    "calls fail with EPERM and are logged", "role=%s rules=%zu",
+	    tables[role].name, tables[role].n);
+	return 0;
+}
+
+int
+sandbox_enter_child(enum sandbox_role role)
+{
+	if (!active)
+		return 0;
+	if (role >= SANDBOX_NROLES)
+		return -EINVAL;
+	log_set_role(tables[role].name);
+	return load(role);
+}
+
+int
+sandbox_start(enum sandbox_role role, bool off)
+{
+	int r;
+
+	if (off) {
+		log_warn("sandbox.disabled", "--no-seccomp: running without a "
+		    "seccomp filter", "role=%s", sandbox_role_name(role));
+		return 0;
+	}
+	r = sandbox_install(role);
+	if (r == 0)
+		sandbox_test_forbidden(role);
+	return r;
+}
+
+int
+sandbox_check_dir(const char *path, bool parent_of)
+{
+	char dir[4096], *slash;
+	struct stat st;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	if (parent_of) {
+		slash = strrchr(dir, '/');
+		if (!slash)
+			snprintf(dir, sizeof(dir), ".");
+		else if (slash == dir)
+			dir[1] = '\0';
+		else
+			*slash = '\0';
+	}
+	if (stat(dir, &st) < 0) {
+		log_error("config.unsafe_dir", strerror(errno), "dir=%s", dir);
+		return -errno;
+	}
+	if (!S_ISDIR(st.st_mode) || (st.st_mode & 0022) ||
+	    (st.st_uid != 0 && st.st_uid != geteuid())) {
+		log_error("config.unsafe_dir", !S_ISDIR(st.st_mode) ?
+		    "not a directory" : (st.st_mode & 0022) ? "directory is "
+		    "writable by group or others; refusing to start" :
+		    "directory is owned by another user; refusing to start",
+		    "dir=%s mode=%04o uid=%u", dir,
+		    (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+		return -EPERM;
+	}
+	return 0;
+}
+
+#ifdef BATON_CRASHPOINTS
+static void
+probe(const char *what, long rc)
+{
+	int e = errno;
+
+	log_info("sandbox.probe", NULL, "syscall=%s result=%ld errno=%s",
+	    what, rc, rc < 0 ? strerrorname_np(e) : "0");
+}
+#endif
+
+void
+sandbox_test_forbidden(enum sandbox_role role)
+{
+#ifdef BATON_CRASHPOINTS
+	const char *v = getenv("BATON_TEST_FORBIDDEN_SYSCALL");
+	char *const argv[] = { (char *)"baton-probe", NULL };
+	int fd;
+
+	if (!v || strcmp(v, "1") != 0 || !active)
+		return;
+	errno = 0;
+	probe("ptrace", ptrace(PTRACE_TRACEME, 0, NULL, NULL));
+	probe("bpf", syscall(SYS_bpf, 0, NULL, 0));
+	probe("keyctl", syscall(SYS_keyctl, 0, 0, 0, 0, 0));
+	probe("unshare_user", unshare(CLONE_NEWUSER));
+	if (role != SANDBOX_SUPERVISOR)	/* a missing file: ENOENT if allowed */
+		probe("execve", execve("/nonexistent/baton-probe", argv, argv + 1));
+	if (role == SANDBOX_NSHELPER) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		probe("socket_unix", fd);
+		if (fd >= 0)
+			close(fd);
+	}
+#else
+	(void)role;
+#endif
+}

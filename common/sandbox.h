@@ -1,0 +1,67 @@
+/*
+ * sandbox: the seccomp filters of baton's processes (libseccomp).
+ *
+ * One allowlist per role.  A daemon installs its filter as the last step
+ * of start-up; a namespace helper forked by a sandboxed agent installs
+ * the narrower helper filter right after fork.  A call outside the list
+ * fails with EPERM and is logged (event=seccomp.denied) by a SIGSYS
+ * handler; the process goes on.  See docs/SECURITY.md for each policy.
+ */
+#ifndef BATON_SANDBOX_H
+#define BATON_SANDBOX_H
+
+#include <stdbool.h>
+
+enum sandbox_role {
+	SANDBOX_SUPERVISOR,	/* baton-supervisor (and what it spawns) */
+	SANDBOX_AGENT,		/* baton-agent: serve, fork helpers */
+	SANDBOX_NSHELPER,	/* namespace creation helper and its children */
+	SANDBOX_NROLES,
+};
+
+/* "supervisor", "agent", "nshelper". */
+const char *sandbox_role_name(enum sandbox_role role);
+
+/*
+ * Install role's filter in this process (and its future children).
+ * Sets no_new_privs.  Logs sandbox.installed.  0 or -errno.
+ */
+int sandbox_install(enum sandbox_role role);
+
+/*
+ * Start-up step of a daemon: install role's filter, or, when off (the
+ * --no-seccomp flag), log that the process runs without one.  In test
+ * builds (CRASHPOINTS) BATON_TEST_FORBIDDEN_SYSCALL=1 then makes the
+ * process try forbidden calls and log what they returned.  0 or -errno.
+ */
+int sandbox_start(enum sandbox_role role, bool off);
+
+/*
+ * In a freshly forked child: when this process runs under a filter
+ * installed by sandbox_install() (the flag survives fork), install
+ * role's (narrower) filter and the SIGSYS handler again (the child may
+ * have reset every signal disposition).  No-op otherwise.  0 or -errno.
+ */
+int sandbox_enter_child(enum sandbox_role role);
+
+/* Whether sandbox_install() succeeded in this process or an ancestor. */
+bool sandbox_active(void);
+
+/*
+ * Policy of role for one syscall, by name: 1 allowed without condition,
+ * 2 allowed only for some arguments, 0 denied, -EINVAL unknown name.
+ */
+int sandbox_policy(enum sandbox_role role, const char *syscall_name);
+
+/*
+ * Refuse an unsafe directory for state or sockets: 0 when dir (or, with
+ * parent_of, the directory holding that path) is a directory owned by
+ * root or our euid and not writable by group or others; else -EPERM
+ * (or -errno) and a log line naming what is wrong.
+ */
+int sandbox_check_dir(const char *path, bool parent_of);
+
+/* Test builds: the BATON_TEST_FORBIDDEN_SYSCALL probe (see above). */
+void sandbox_test_forbidden(enum sandbox_role role);
+
+#endif

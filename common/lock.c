@@ -86,7 +86,7 @@ write_pidfile(const char *dir, const char *path)
 	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
 	/* We hold the lock, so any file by this name is ours to replace. */
 	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		r = -errno;
 		goto out;

@@ -124,7 +124,8 @@ start_upgrade(struct sup *s, struct conn *c, const struct msg *m)
 	send_error(c, code, r == -EINPROGRESS ? "an upgrade is in progress" :
 	    r == -EAGAIN ? "no agent is serving right now" :
 	    r == -EINVAL ? "binary must be an absolute path" :
-	    r == -EPERM ? "binary is writable by others" : strerror(-r));
+	    r == -EPERM ? "binary refused: writable by others or outside "
+	    "--allow-binary-dir (see the supervisor log)" : strerror(-r));
 }
 
 static void

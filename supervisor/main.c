@@ -21,7 +21,8 @@ usage(FILE *f)
 "usage: baton-supervisor [--root DIR] [--agent PATH] [--agent-arg ARG]...\n"
 "                        [--listen NAME=PATH]... [--journal PATH]\n"
 "                        [--metrics-file PATH] [--allow-uid UID]...\n"
-"                        [--deadline-ms N] [--drain-grace-ms N] [--no-seccomp]\n"
+"                        [--deadline-ms N] [--drain-grace-ms N]\n"
+"                        [--allow-binary-dir DIR] [--no-seccomp]\n"
 "\n"
 "Holds the agent's listening sockets, runs baton-agent, and replaces it with\n"
 "a new binary without refusing a request (batonctl upgrade, or SIGHUP).\n"
@@ -41,6 +42,7 @@ usage(FILE *f)
 "  --allow-uid UID      also accept this uid on the control socket\n"
 "  --deadline-ms N      default handoff deadline (300000)\n"
 "  --drain-grace-ms N   default drain grace (60000)\n"
+"  --allow-binary-dir DIR  exec agent binaries only from inside DIR\n"
 "  --no-seccomp         do not install the seccomp filter (debugging)\n"
 "  --help, --version\n"
 "\n"
@@ -92,6 +94,7 @@ main(int argc, char **argv)
 		{ "deadline-ms", required_argument, NULL, 'd' },
 		{ "drain-grace-ms", required_argument, NULL, 'g' },
 		{ "no-seccomp", no_argument, NULL, 'S' },
+		{ "allow-binary-dir", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -164,6 +167,14 @@ main(int argc, char **argv)
 				cfg.drain_grace_ms = v;
 			break;
 		case 'S': cfg.no_seccomp = true; break;
+		case 'B':
+			if (optarg[0] != '/') {
+				fprintf(stderr, "baton-supervisor: --allow-binary-dir "
+				    "must be absolute\n");
+				return 64;
+			}
+			cfg.allow_binary_dir = optarg;
+			break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("baton-supervisor %s\n", baton_version); return 0;
 		default: usage(stderr); return 64;

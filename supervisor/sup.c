@@ -249,6 +249,45 @@ schedule_restart(struct sup *s)
 	uv_timer_start(&s->timer, backoff_cb, delay, 0);
 }
 
+/*
+ * The supervisor execs only an absolute, regular, executable file that
+ * others cannot write, inside --allow-binary-dir when one is given.
+ * Returns 0 or -errno (logged).
+ */
+static int
+check_agent_binary(const struct sup_config *cfg, const char *path)
+{
+	char real[PATH_MAX], dir[PATH_MAX];
+	struct stat st;
+	const char *why = NULL;
+	size_t dl;
+	int r = -EPERM;
+
+	if (path[0] != '/') {
+		why = "not an absolute path";
+		r = -EINVAL;
+	} else if (stat(path, &st) < 0) {
+		r = -errno;
+		why = strerror(errno);
+	} else if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111)) {
+		why = "not an executable regular file";
+		r = -EACCES;
+	} else if (st.st_mode & 0002) {
+		why = "writable by others; refusing to exec it";
+	} else if (cfg->allow_binary_dir) {
+		/* Resolved, so neither symlinks nor ".." lead outside. */
+		if (!realpath(path, real) || !realpath(cfg->allow_binary_dir, dir))
+			why = "cannot resolve the binary or --allow-binary-dir";
+		else if (dl = strlen(dir), strncmp(real, dir, dl) != 0 ||
+		    (real[dl] != '/' && dir[dl - 1] != '/'))
+			why = "outside --allow-binary-dir";
+	}
+	if (!why)
+		return 0;
+	log_error("supervisor.agent_binary", why, "binary=%s", path);
+	return r;
+}
+
 /* ---- handoffs ---- */
 
 int
@@ -266,21 +305,15 @@ sup_upgrade(struct sup *s, const char *binary, const char *const *args,
 		.drain_grace_ms = drain_grace_ms ? drain_grace_ms :
 		    s->cfg->drain_grace_ms,
 	};
-	struct stat st;
 	int r;
 
 	if (s->state == SUP_HANDOFF)
 		return -EINPROGRESS;
 	if (s->state != SUP_RUNNING || s->agent_pid <= 0)
 		return -EAGAIN;
-	if (p.binary[0] != '/')
-		return -EINVAL;
-	if (stat(p.binary, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
-		return -EACCES;
-	if (st.st_mode & 0002)
-		return -EPERM;	/* writable by others: refuse to exec it */
+	r = check_agent_binary(s->cfg, p.binary);
+	if (r < 0)
+		return r;
 	r = handoff_start(s, &p, &s->handoff);
 	if (r < 0)
 		return r;
@@ -595,25 +628,6 @@ close_walk_cb(uv_handle_t *h, void *arg)
 }
 
 /* The configured agent, before the first spawn: as sup_upgrade checks. */
-static int
-check_agent_binary(const char *path)
-{
-	struct stat st;
-	const char *why = NULL;
-
-	if (path[0] != '/')
-		why = "not an absolute path";
-	else if (stat(path, &st) < 0)
-		why = strerror(errno);
-	else if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
-		why = "not an executable regular file";
-	else if (st.st_mode & 0002)
-		why = "writable by others; refusing to exec it";
-	if (!why)
-		return 0;
-	log_error("supervisor.agent_binary", why, "binary=%s", path);
-	return -EPERM;
-}
 
 int
 sup_run(struct sup_config *cfg)
@@ -636,7 +650,7 @@ sup_run(struct sup_config *cfg)
 	}
 	if (sandbox_check_dir(cfg->paths.state_dir, false) < 0 ||
 	    sandbox_check_dir(cfg->paths.supervisor_socket, true) < 0 ||
-	    check_agent_binary(cfg->agent_path) < 0)
+	    check_agent_binary(cfg, cfg->agent_path) < 0)
 		return 78;
 	r = listenfds_parse(lf, LISTENFDS_MAX, &n);
 	if (r < 0) {

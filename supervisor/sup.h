@@ -33,6 +33,7 @@ struct sup_config {
 	const uid_t *allow_uids;
 	unsigned n_allow_uids;
 	bool no_seccomp;
+	const char *allow_binary_dir;	/* NULL: any directory */
 	uint64_t deadline_ms;		/* default per upgrade */
 	uint64_t drain_grace_ms;
 };

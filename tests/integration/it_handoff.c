@@ -297,6 +297,29 @@ TEST_T(supervisor_killed_at_each_point, 900)
 	}
 }
 
+TEST_T(binary_outside_allowed_dir_refused, 60)
+{
+	struct itest t;
+	char out[2048], body[PATH_MAX + 64], arg[PATH_MAX + 16];
+	pid_t old;
+	int rc;
+
+	it_setup(&t);
+	t.sup_args = (const char *[]){ "--allow-binary-dir", t.bin, NULL };
+	require(it_start_supervisor(&t, NULL) > 0, "supervisor");
+	require(it_wait_serving(&t, SERVE_MS) > 0, "serving");
+	old = it_ns_status(&t, NULL, NULL);
+	snprintf(body, sizeof(body), "exec %s \"$@\"", t.agent);
+	snprintf(arg, sizeof(arg), "%s", it_script(&t, "elsewhere-agent", body));
+	rc = upgrade(&t, out, sizeof(out), (const char *[]){ "--binary", arg,
+	    NULL });
+	check(rc == 69, "refused with 69 (got %d)", rc);
+	check(it_ns_status(&t, NULL, NULL) == old, "the incumbent serves");
+	rc = upgrade(&t, out, sizeof(out), NULL);
+	check(rc == 0, "a binary inside the directory upgrades (%d): %s", rc, out);
+	finish(&t);
+}
+
 TEST_T(concurrent_upgrade_refused, 60)
 {
 	struct itest t;

@@ -764,8 +764,9 @@ TEST_T(socket_and_state_modes, 60)
 	check_eq(mode_of(bp.agent_socket), 0600);
 	check_eq(mode_of(bp.state_dir), 0700);
 	check_eq(mode_of(bp.allocations), 0600);
-	/* baton.pid is 0644 (common/lock.c), inside this 0700 directory. */
 	snprintf(p, sizeof(p), "%s/baton.lock", bp.state_dir);
+	check_eq(mode_of(p), 0600);
+	snprintf(p, sizeof(p), "%s/baton.pid", bp.state_dir);
 	check_eq(mode_of(p), 0600);
 	it_teardown(&t);
 }

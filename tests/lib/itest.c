@@ -71,8 +71,16 @@ it_start_supervisor(struct itest *t, const char *const *env)
 		for (i = 0; env && env[i]; i++)
 			putenv((char *)env[i]);
 		/* Seccomp on: every integration test runs the real filters. */
-		execl(exe, exe, "--root", t->root, "--agent", t->agent,
-		    (char *)NULL);
+		{
+			const char *argv[40] = { exe, "--root", t->root,
+			    "--agent", t->agent };
+			int k = 5;
+
+			for (i = 0; t->sup_args && t->sup_args[i] && k < 39; i++)
+				argv[k++] = t->sup_args[i];
+			argv[k] = NULL;
+			execv(exe, (char *const *)argv);
+		}
 		_exit(127);
 	}
 	t->sup = pid;

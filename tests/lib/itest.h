@@ -19,6 +19,7 @@ struct itest {
 	char markers[PATH_MAX];		/* crash marker dir */
 	pid_t sup;
 	int sup_log_fd;
+	const char *const *sup_args;	/* extra supervisor args, or NULL */
 };
 
 /* Make the root and find the binaries; skips the case if missing. */

@@ -14,6 +14,7 @@
  *    looks like to everyone else.
  */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,11 +92,28 @@ void
 crashpoint_hit(enum crashpoint_id id)
 {
 	const char *at = getenv("HANDOFF_CRASH_AT");
+	const char *stall = getenv("HANDOFF_STALL_AT");
 	const char *dir;
 	char line[160];
 	int n;
 
-	if (!at || (unsigned)id >= CP_COUNT || strcmp(at, names[id]) != 0)
+	if ((unsigned)id >= CP_COUNT)
+		return;
+	if (stall && strcmp(stall, names[id]) == 0) {
+		/*
+		 * A hung process rather than a dead one: stop here until
+		 * SIGCONT, with every fd still open (so peers see no EOF).
+		 */
+		n = snprintf(line, sizeof(line), "level=warn role=%s pid=%ld "
+		    "event=crashpoint.stall point=%s\n", role_buf,
+		    (long)getpid(), names[id]);
+		if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0) {
+			/* Best effort. */
+		}
+		raise(SIGSTOP);
+		return;
+	}
+	if (!at || strcmp(at, names[id]) != 0)
 		return;
 	dir = getenv("HANDOFF_CRASH_MARKER_DIR");
 	if (dir && *dir)

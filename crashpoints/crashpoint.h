@@ -3,7 +3,9 @@
  * compiles to nothing unless BATON_CRASHPOINTS is defined; then, when
  * HANDOFF_CRASH_AT names point x, the process writes
  * $HANDOFF_CRASH_MARKER_DIR/crashed-<role>-<pid>.marker holding the name
- * and calls _exit(99).  Release binaries contain no point names.
+ * and calls _exit(99).  HANDOFF_STALL_AT=<point> instead stops the
+ * process there (SIGSTOP) until SIGCONT: a hung peer, not a dead one.
+ * Release binaries contain no point names.
  */
 #ifndef BATON_CRASHPOINT_H
 #define BATON_CRASHPOINT_H

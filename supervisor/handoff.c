@@ -46,6 +46,7 @@
 #define KILL_GRACE_MS		2000
 #define RESUME_MS		10000
 #define CONNECT_MS		1000
+#define O_LOST_MS		1000	/* EOF to exit of a dying incumbent */
 
 enum hstate {
 	H_O_HELLO,	/* connected to O, waiting for its HELLO */
@@ -56,13 +57,14 @@ enum hstate {
 	H_COMMIT,	/* COMMIT sent, waiting for O to exit */
 	H_KILL_N,	/* aborting: waiting for N to exit */
 	H_RESUME,	/* RESUME_AFTER_ABORT sent, waiting for RESUMED */
+	H_O_LOST,	/* O's connection closed in drain/seal: dead or alive? */
 	H_DONE,
 	H_NSTATES
 };
 
 static const char *const state_names[] = {
 	"o-hello", "n-hello", "drain", "seal", "begin", "commit", "kill-n",
-	"resume", "done",
+	"resume", "o-lost", "done",
 };
 
 enum hevent {
@@ -95,6 +97,7 @@ struct handoff {
 	pid_t o_pid, n_pid;
 	struct procwatch *n_watch, *o_watch;
 	bool o_alive, n_alive, promoted;
+	enum hstate lost_in;		/* where O's EOF came, for H_O_LOST */
 
 	uint64_t t0, deadline_at, phase_at, live_at, t_phase;
 	uv_timer_t timer;
@@ -414,6 +417,33 @@ a_promote(struct handoff *h)
 	return send_begin(h);
 }
 
+/*
+ * O's connection closed after PREPARE.  A crashed incumbent exits right
+ * after; one that is alive (its own deadline passed, or it rejected a
+ * frame) resumes serving by itself, and must not be fought for the lock.
+ */
+static enum hstate
+a_o_eof(struct handoff *h)
+{
+	h->lost_in = h->st;
+	arm(h, O_LOST_MS, false);
+	return H_O_LOST;
+}
+
+static enum hstate
+a_o_lost_exit(struct handoff *h)
+{
+	h->st = h->lost_in;
+	return a_promote(h);
+}
+
+static enum hstate
+a_o_lost_alive(struct handoff *h)
+{
+	return begin_abort(h, "incumbent disconnected in %s but lives on; it "
+	    "resumes by itself", state_names[h->lost_in]);
+}
+
 static enum hstate
 a_o_gone_waiting(struct handoff *h)
 {
@@ -555,10 +585,10 @@ static const action_fn cells[H_NSTATES][EV_NEVENTS] = {
 	    a_ignore, a_o_gone_early, a_o_gone_early, a_n_lost, a_n_lost,
 	    a_timeout, a_bad),
 	[H_DRAIN] = ROW(a_bad, a_bad, a_drained, a_bad, a_bad, a_bad, a_bad,
-	    a_ignore, a_promote, a_promote, a_n_lost, a_n_lost, a_timeout,
+	    a_ignore, a_o_eof, a_promote, a_n_lost, a_n_lost, a_timeout,
 	    a_bad),
 	[H_SEAL] = ROW(a_bad, a_bad, a_bad, a_seal_complete, a_seal_failed,
-	    a_bad, a_bad, a_ignore, a_promote, a_promote, a_n_lost, a_n_lost,
+	    a_bad, a_bad, a_ignore, a_o_eof, a_promote, a_n_lost, a_n_lost,
 	    a_timeout, a_bad),
 	[H_BEGIN] = ROW(a_bad, a_bad, a_bad, a_bad, a_bad, a_ready, a_bad,
 	    a_ignore, a_o_gone_waiting, a_o_gone_waiting, a_n_lost, a_n_lost,
@@ -572,6 +602,9 @@ static const action_fn cells[H_NSTATES][EV_NEVENTS] = {
 	[H_RESUME] = ROW(a_ignore, a_ignore, a_ignore, a_ignore, a_ignore,
 	    a_ignore, a_resumed, a_ignore, a_resume_o_lost, a_resume_o_lost,
 	    a_ignore, a_ignore, a_resume_timeout, a_ignore),
+	[H_O_LOST] = ROW(a_ignore, a_ignore, a_ignore, a_ignore, a_ignore,
+	    a_ignore, a_ignore, a_ignore, a_ignore, a_o_lost_exit, a_n_lost,
+	    a_n_lost, a_o_lost_alive, a_ignore),
 	[H_DONE] = ROW(a_ignore, a_ignore, a_ignore, a_ignore, a_ignore,
 	    a_ignore, a_ignore, a_ignore, a_ignore, a_ignore, a_ignore,
 	    a_ignore, a_ignore, a_ignore),

@@ -320,6 +320,62 @@ TEST_T(binary_outside_allowed_dir_refused, 60)
 	finish(&t);
 }
 
+/*
+ * Invariant 4: a supervisor that hangs after PREPARE cannot keep the
+ * incumbent drained.  The incumbent's own watchdog (deadline + 1 s)
+ * resumes it; queued requests are answered by it, not refused.
+ */
+TEST_T(incumbent_enforces_deadline, 60)
+{
+	struct itest t;
+	char out[2048];
+	pid_t old, up, now = -1;
+	uint64_t t0, took = 0;
+	int status = 0;
+
+	it_setup(&t);
+	require(it_start_supervisor(&t, (const char *[]){
+	    "HANDOFF_STALL_AT=s-after-prepare-sent", NULL }) > 0, "supervisor");
+	require(it_wait_serving(&t, SERVE_MS) > 0, "serving");
+	old = it_ns_status(&t, NULL, NULL);
+	t0 = clock_mono_ms();
+	up = fork();
+	if (up == 0)
+		_exit(upgrade(&t, out, sizeof(out), (const char *[]){
+		    "--deadline-ms", "1500", NULL }));
+	/* Wait for the supervisor to stop itself after PREPARE. */
+	while (clock_mono_ms() - t0 < 10000) {
+		char p[64], st[512] = "";
+		FILE *f;
+
+		snprintf(p, sizeof(p), "/proc/%d/stat", (int)t.sup);
+		f = fopen(p, "r");
+		if (f && fgets(st, sizeof(st), f) && strstr(st, ") T ")) {
+			fclose(f);
+			break;
+		}
+		if (f)
+			fclose(f);
+		usleep(10000);
+	}
+	/* A request now waits in the backlog until the incumbent resumes. */
+	now = it_ns_status(&t, NULL, NULL);
+	took = clock_mono_ms() - t0;
+	check(now == old, "the incumbent answers again (%d, was %d)", (int)now,
+	    (int)old);
+	check(took >= 1500 && took < 6000, "after its own deadline: %llu ms",
+	    (unsigned long long)took);
+	tap_diag("incumbent resumed on its own after %llu ms",
+	    (unsigned long long)took);
+	kill(t.sup, SIGCONT);
+	waitpid(up, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+	    "the woken supervisor rolls back (status %d)", status);
+	check(it_ns_status(&t, NULL, NULL) == old, "the incumbent still serves");
+	check(it_lock_holder(&t) == old, "and holds the lock");
+	finish(&t);
+}
+
 TEST_T(concurrent_upgrade_refused, 60)
 {
 	struct itest t;

@@ -138,6 +138,18 @@ demo: deps
 	$(MAKE) bins
 	@scripts/demo.sh $(B)
 
+# Benchmarks (never part of check): K= upgrades, results in $(B)/bench/.
+# Both install gnuplot-nox and the peers (scripts/deps.sh --peers).
+.PHONY: bench-peers
+bench: deps
+	@scripts/deps.sh --peers
+	$(MAKE) bins
+	@scripts/bench.sh $(B)
+bench-peers: deps
+	@scripts/deps.sh --peers
+	$(MAKE) bins
+	@scripts/bench-peers.sh $(B)
+
 # libFuzzer: one target per decoder, built with clang.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FB := build-fuzz

@@ -13,6 +13,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export BATON_TEST_BIN="$tb"
 export BATON_RELEASE_BIN="$rb"
 export FUZZ_SECONDS="$fuzz_seconds"
+# The crash matrix twice: a flaky recovery shows up.
+export BATON_MATRIX_ROUNDS=${BATON_MATRIX_ROUNDS:-2}
 tests=""
 for t in "$tb"/tests/test_* "$tb"/tests/it_*; do
 	[ -x "$t" ] && tests="$tests $t"

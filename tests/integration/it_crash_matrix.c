@@ -40,6 +40,7 @@
 #define RECOVER_MS	5000
 #define SERVE_MS	15000
 #define HELD		3
+#define MAX_ROUNDS	4
 
 enum how {
 	VIA_SUPERVISOR,		/* the supervisor carries the point */
@@ -138,8 +139,9 @@ matrix_case(void)
 
 	if (geteuid() != 0)
 		tap_skip("needs root: the load creates network namespaces");
-	/* Case names: "<point>" or "<point>@successor" for j- points. */
+	/* Case names: "<point>[@successor][#round]". */
 	snprintf(point, sizeof(point), "%s", name);
+	point[strcspn(point, "#")] = '\0';
 	how = plan_for(point);
 	if (strchr(point, '@')) {
 		*strchr(point, '@') = '\0';
@@ -244,22 +246,32 @@ summary(void)
 int
 main(int argc, char **argv)
 {
-	static char names[2 * CP_COUNT][72];
+	static char names[MAX_ROUNDS * 2 * CP_COUNT][80];
 	const char *env = getenv("BATON_MATRIX_TABLE");
-	unsigned id, k = 0;
+	const char *rs = getenv("BATON_MATRIX_ROUNDS");
+	unsigned id, k = 0, round, rounds = rs ? (unsigned)atoi(rs) : 1;
+	char suffix[16] = "";
 
 	snprintf(table_path, sizeof(table_path), "%s", env ? env :
 	    "/tmp/baton-crash-matrix.txt");
 	unlink(table_path);
-	for (id = 0; id < CP_COUNT; id++) {
-		const char *n = crashpoint_name((enum crashpoint_id)id);
+	if (rounds < 1 || rounds > MAX_ROUNDS)
+		rounds = 1;
+	/* Repeated rounds make a flaky recovery show up. */
+	for (round = 1; round <= rounds; round++) {
+		if (round > 1)
+			snprintf(suffix, sizeof(suffix), "#%u", round);
+		for (id = 0; id < CP_COUNT; id++) {
+			const char *n = crashpoint_name((enum crashpoint_id)id);
 
-		snprintf(names[k], sizeof(names[k]), "%s", n);
-		tap_register(names[k++], matrix_case, 90);
-		/* Durable writes happen in the supervisor and in a successor. */
-		if (n[0] == 'j') {
-			snprintf(names[k], sizeof(names[k]), "%s@successor", n);
+			snprintf(names[k], sizeof(names[k]), "%s%s", n, suffix);
 			tap_register(names[k++], matrix_case, 90);
+			/* Durable writes: in the supervisor and in a successor. */
+			if (n[0] == 'j') {
+				snprintf(names[k], sizeof(names[k]),
+				    "%s@successor%s", n, suffix);
+				tap_register(names[k++], matrix_case, 90);
+			}
 		}
 	}
 	tap_register("summary", summary, 10);

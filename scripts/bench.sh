@@ -1,0 +1,256 @@
+#!/bin/sh
+# The benchmark behind `make bench`: baton's zero-downtime figures on this
+# machine, measured in one run, never as a timed unit test.
+#
+#   1. floor     baton-floor: fork+exec of the agent, a durable journal
+#                write, a socketpair round trip
+#   2. handoffs  steady closed-loop load on the namespace socket (STATUS, a
+#                new connection per request), then K back-to-back upgrades
+#                under that load; every request and every upgrade window is
+#                recorded and bench/benchstat.py computes the figures
+#   3. ns        the same with NS_REQUEST+ALLOCATION_ENDED on persistent
+#                connections (root only; NS_K upgrades)
+#   4. scaling   upgrade duration with 0, 100, 1000 and 10000 allocations
+#                held (root only), and create throughput with 1..8 clients
+#
+#   scripts/bench.sh BUILD_DIR
+#
+# Environment: K (200) upgrades, NS_K (50), WORKERS (2) load clients,
+# PAUSE_MS (20) between upgrades, WARM_S (3) and COOL_S (2) seconds of load
+# before and after, SCALE ("0 100 1000 10000") allocation counts, SCALE_K
+# (10) upgrades per count, OUT (BUILD_DIR/bench) for the results.
+set -eu
+
+bin=$(cd "${1:-build}" && pwd)
+here=$(cd "$(dirname "$0")/.." && pwd)
+K=${K:-200}
+NS_K=${NS_K:-50}
+WORKERS=${WORKERS:-2}
+PAUSE_MS=${PAUSE_MS:-20}
+WARM_S=${WARM_S:-3}
+COOL_S=${COOL_S:-2}
+SCALE=${SCALE-"0 100 1000 10000"}
+SCALE_K=${SCALE_K:-10}
+OUT=${OUT:-$bin/bench}
+stat="python3 $here/bench/benchstat.py"
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+root=""
+reap_pid=""
+load_pid=""
+
+cleanup() {
+	[ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null || true
+	stop_supervisor
+	[ -n "$root" ] && drop_root "$root"
+	return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Pins are bind mounts under the root; detach them before removing it.
+drop_root() {
+	if [ "$(id -u)" = 0 ]; then
+		# The pin directory is a mount of its own: detaching it lazily
+		# takes every pin under it along in one call.
+		umount -l "$1/run/pact/ns" 2>/dev/null || true
+		grep -o " $1/[^ ]*" /proc/self/mountinfo 2>/dev/null |
+		    sort -r -u | while read -r m; do
+			umount -l "$m" 2>/dev/null || true
+		done
+	fi
+	rm -rf "$1" 2>/dev/null || true
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+json_num() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }
+
+# start_supervisor NAME [SUPERVISOR-ARG...]: a fresh root, the supervisor
+# under baton-reap.
+start_supervisor() {
+	sname=$1
+	shift
+	root=$(mktemp -d /tmp/baton-bench.XXXXXX)
+	mkdir -p "$root/var/lib/pact/uenv"
+	"$bin/baton-reap" --out "$OUT/$sname.reap" --pidfile "$root/sup.pid" \
+	    --max-seconds 1800 -- "$bin/baton-supervisor" --root "$root" \
+	    --agent "$bin/baton-agent" "$@" 2>"$OUT/$sname.log" &
+	reap_pid=$!
+	i=0
+	until "$bin/batonctl" --root "$root" status >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -gt 200 ]; then
+			echo "bench: supervisor did not come up; log:" >&2
+			cat "$OUT/$sname.log" >&2
+			exit 1
+		fi
+		sleep 0.05
+	done
+	sup_pid=$(cat "$root/sup.pid")
+}
+
+stop_supervisor() {
+	if [ -n "$reap_pid" ]; then
+		[ -f "$root/sup.pid" ] && kill -TERM "$(cat "$root/sup.pid")" \
+		    2>/dev/null || true
+		wait "$reap_pid" 2>/dev/null || true
+		reap_pid=""
+	fi
+	if [ -n "$root" ]; then
+		drop_root "$root"
+		root=""
+	fi
+}
+
+agent_pid() {
+	"$bin/batonctl" --root "$root" status --json >"$OUT/.status.json"
+	json_num "$OUT/.status.json" agent_pid
+}
+
+# proc_snapshot TAG: RSS and fds of the supervisor and the current agent.
+proc_snapshot() {
+	a=$(agent_pid)
+	echo "--set rss_kb_sup_$1=$(rss_kb "$sup_pid")" \
+	    "--set rss_kb_agent_$1=$(rss_kb "$a")" \
+	    "--set rss_kb_$1=$(($(rss_kb "$sup_pid") + $(rss_kb "$a")))" \
+	    "--set fds_sup_$1=$(nfds "$sup_pid")" \
+	    "--set fds_agent_$1=$(nfds "$a")" \
+	    "--set fds_$1=$(($(nfds "$sup_pid") + $(nfds "$a")))"
+}
+
+# handoff_scenario NAME UPGRADES LOAD-ARGS...
+handoff_scenario() {
+	name=$1 k=$2
+	shift 2
+	start_supervisor "$name"
+	before=$(proc_snapshot before)
+	"$bin/baton-load" --socket "$root/run/pact/handoff.sock" \
+	    --workers "$WORKERS" --seconds 900 --trace "$OUT/$name.trace" \
+	    --json "$@" >"$OUT/$name.load.json" &
+	load_pid=$!
+	sleep "$WARM_S"
+	"$bin/baton-reload" --count "$k" --pause-ms "$PAUSE_MS" \
+	    --max-seconds 600 --out "$OUT/$name.handoffs" -- \
+	    "$bin/batonctl" --root "$root" upgrade --json >/dev/null || true
+	sleep "$COOL_S"
+	kill -TERM "$load_pid"
+	wait "$load_pid" || true
+	load_pid=""
+	after=$(proc_snapshot after)
+	stop_supervisor
+	# shellcheck disable=SC2086
+	$stat --name "$name" --trace "$OUT/$name.trace" \
+	    --handoffs "$OUT/$name.handoffs" --log "$OUT/$name.log" \
+	    --reap "$OUT/$name.reap" --floor "$OUT/floor.json" \
+	    $before $after --out "$OUT/$name.json" | tee "$OUT/$name.txt"
+	echo
+}
+
+echo "baton bench: $(uname -srm), $(nproc) cores, $("$bin/baton-agent" --version)," \
+    "K=$K, $WORKERS clients, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "results in $OUT"
+echo
+
+# 1. The floor, on the file system the state directory lives on.
+fdir=$(mktemp -d /tmp/baton-bench-floor.XXXXXX)
+"$bin/baton-floor" --agent "$bin/baton-agent" --dir "$fdir" --json \
+    >"$OUT/floor.json"
+"$bin/baton-floor" --agent "$bin/baton-agent" --dir "$fdir" --runs 50 |
+    sed 's/^/  /' | tee "$OUT/floor.txt" >/dev/null
+rm -rf "$fdir"
+echo "== floor (p50 of $(json_num "$OUT/floor.json" exec_runs) runs, us):" \
+    "exec $(json_num "$OUT/floor.json" exec_p50_us)," \
+    "journal $(json_num "$OUT/floor.json" journal_p50_us)," \
+    "rtt $(json_num "$OUT/floor.json" rtt_p50_us)"
+echo
+
+# 2. STATUS, a new connection per request, K upgrades.
+handoff_scenario baton "$K" --mix status
+set -- "$OUT/baton.json"
+
+# 3 and 4 need root: namespaces are created for real.
+if [ "$(id -u)" = 0 ] && [ "$NS_K" -gt 0 ]; then
+	handoff_scenario baton-ns "$NS_K" --mix ns --persistent \
+	    --id-prefix bench
+	set -- "$@" "$OUT/baton-ns.json"
+fi
+
+# create N CLIENTS PREFIX: NS_REQUEST{net} without release.
+create() {
+	"$bin/baton-load" --socket "$root/run/pact/handoff.sock" --mix create \
+	    --count "$1" --workers "$2" --id-prefix "$3" --seconds 600 \
+	    --json >"$OUT/create-$3.json" || true
+}
+field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$OUT/create-$1.json"; }
+held() {
+	"$bin/batonctl" --root "$root" status --json >"$OUT/.status.json"
+	sed -n 's/.*"allocations":\([0-9]*\).*/\1/p' "$OUT/.status.json"
+}
+
+if [ "$(id -u)" = 0 ] && [ -n "$SCALE" ]; then
+	max=0
+	for n in $SCALE; do [ "$n" -gt "$max" ] && max=$n; done
+	echo "== scaling: upgrade duration by allocations held (net namespaces)"
+	# The agent holds 4096 allocations by default; raise it for this run.
+	start_supervisor scale --agent-arg "--max-allocations=$((max + 1000))"
+	have=0 tput=""
+	printf '%-12s %-10s %-8s %-8s %-8s %-8s %s\n' allocations \
+	    "create/s" clients "p50 ms" "p99 ms" "max ms" \
+	    "phases p50 ms: spawn drain seal begin commit" | tee "$OUT/scale.txt"
+	for n in $SCALE; do
+		crate="-" cw="-"
+		if [ "$n" -gt "$have" ] && [ -z "$tput" ] && [ "$n" -gt 100 ]; then
+			# Create throughput by concurrent clients; the runs also
+			# fill the table towards this level.
+			each=$(((n - have) / 4))
+			for w in 1 2 4 8; do
+				create "$each" "$w" "tput$w"
+				tput="$tput
+  $w clients: $(field "tput$w" rps) created/s, p50 $(field "tput$w" p50_ms) ms, p99 $(field "tput$w" p99_ms) ms, $(field "tput$w" requests_failed) failed"
+			done
+			tput="== create throughput (NS_REQUEST{net}, new connection each, $each per run, from $have held)$tput"
+			have=$(held)
+		fi
+		if [ "$n" -gt "$have" ]; then
+			cw=1
+			[ "$n" -gt 100 ] && cw=4
+			create "$((n - have))" "$cw" "s$n"
+			crate=$(field "s$n" rps)
+			fail=$(field "s$n" requests_failed)
+			[ "${fail:-0}" -gt 0 ] && sed 's/^/  create: /' \
+			    "$OUT/create-s$n.json"
+		fi
+		have=$(held)
+		"$bin/baton-reload" --count "$SCALE_K" --pause-ms "$PAUSE_MS" \
+		    --max-seconds 600 --out "$OUT/scale-$n.handoffs" -- \
+		    "$bin/batonctl" --root "$root" upgrade --json >/dev/null ||
+		    true
+		python3 - "$OUT/scale-$n.handoffs" "$have" "$crate" "$cw" <<'EOF' | tee -a "$OUT/scale.txt"
+import json, sys
+rows = [l.rstrip('\n').split(' ', 3) for l in open(sys.argv[1])]
+d = sorted((int(r[1]) - int(r[0])) / 1000.0 for r in rows)
+js = [json.loads(r[3]) for r in rows if len(r) == 4 and r[3].startswith('{')]
+def p(v, q): return v[int(q * (len(v) - 1) + 0.5)] if v else float('nan')
+ph = ' '.join('%d' % p(sorted(j[k + '_ms'] for j in js), .5)
+              for k in ('spawn', 'drain', 'seal', 'begin', 'commit'))
+ok = sum(1 for j in js if j.get('committed'))
+print('%-12s %-10s %-8s %-8.1f %-8.1f %-8.1f %s  (%d/%d committed)' % (
+    sys.argv[2], sys.argv[3], sys.argv[4], p(d, .5), p(d, .99), d[-1] if d
+    else float('nan'), ph, ok, len(rows)))
+EOF
+	done
+	[ -n "$tput" ] && { echo; echo "$tput"; } | tee -a "$OUT/scale.txt"
+	stop_supervisor
+	echo
+fi
+
+echo "== summary (docs/BENCH.md explains each column); load average at end" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)"
+$stat --table "$@" | tee "$OUT/summary.md"
+if command -v gnuplot >/dev/null 2>&1; then
+	"$here/scripts/plot" "$OUT" baton && echo "plot: $OUT/baton.png"
+else
+	echo "plot: gnuplot not installed (scripts/deps.sh --peers); skipped"
+fi

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "common/atomicfile.h"
+#include "common/proc.h"
 #include "crashpoints/crashpoint.h"
 
 #define AF_MAGIC	"BTNF"
@@ -157,28 +158,21 @@ out:
 	return r;
 }
 
-int
-atomicfile_write(const char *path, const void *data, size_t len,
-    mode_t mode)
+/*
+ * temp file, write hdr and data, fsync, rename, fsync the directory.
+ * Crash points only on checksummed writes (the journal and the table).
+ */
+static int
+write_durable(const char *path, const uint8_t *hdr, size_t hlen,
+    const void *data, size_t len, mode_t mode)
 {
-	uint8_t hdr[AF_HDR];
 	char tmp[PATH_MAX];
-	bool created = false;
+	bool created = false, cp = hdr != NULL;
 	int fd = -1, r, n;
 
-	if (!path || (len > 0 && !data))
-		return -EINVAL;
-	if (len > ATOMICFILE_MAX)
-		return -EFBIG;
 	n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
 	if (n < 0 || (size_t)n >= sizeof(tmp))
 		return -ENAMETOOLONG;
-
-	memcpy(hdr, AF_MAGIC, 4);
-	put_be32(hdr + 4, AF_VERSION);
-	put_be64(hdr + 8, len);
-	digest(len ? data : "", len, hdr + 16);
-
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0 && errno == EEXIST) {
 		/* Our pid's leftover from an earlier life: never a writer. */
@@ -193,18 +187,20 @@ atomicfile_write(const char *path, const void *data, size_t len,
 		goto out;
 	}
 	created = true;
-	r = write_all(fd, hdr, sizeof(hdr));
+	r = hdr ? write_all(fd, hdr, hlen) : 0;
 	if (r < 0)
 		goto out;
 	r = write_all(fd, data, len);
 	if (r < 0)
 		goto out;
-	CRASHPOINT(j_after_tmp_write);
+	if (cp)
+		CRASHPOINT(j_after_tmp_write);
 	if (fsync(fd) < 0) {
 		r = -errno;
 		goto out;
 	}
-	CRASHPOINT(j_after_tmp_fsync);
+	if (cp)
+		CRASHPOINT(j_after_tmp_fsync);
 	r = close(fd) < 0 ? -errno : 0;
 	fd = -1;
 	if (r < 0)
@@ -214,7 +210,8 @@ atomicfile_write(const char *path, const void *data, size_t len,
 		goto out;
 	}
 	created = false;
-	CRASHPOINT(j_after_rename);
+	if (cp)
+		CRASHPOINT(j_after_rename);
 	r = fsync_dir_of(path);
 out:
 	if (fd >= 0)
@@ -222,6 +219,34 @@ out:
 	if (created)
 		unlink(tmp);
 	return r;
+}
+
+int
+atomicfile_write(const char *path, const void *data, size_t len,
+    mode_t mode)
+{
+	uint8_t hdr[AF_HDR];
+
+	if (!path || (len > 0 && !data))
+		return -EINVAL;
+	if (len > ATOMICFILE_MAX)
+		return -EFBIG;
+	memcpy(hdr, AF_MAGIC, 4);
+	put_be32(hdr + 4, AF_VERSION);
+	put_be64(hdr + 8, len);
+	digest(len ? data : "", len, hdr + 16);
+	return write_durable(path, hdr, sizeof(hdr), data, len, mode);
+}
+
+int
+atomicfile_write_plain(const char *path, const void *data, size_t len,
+    mode_t mode)
+{
+	if (!path || (len > 0 && !data))
+		return -EINVAL;
+	if (len > ATOMICFILE_MAX)
+		return -EFBIG;
+	return write_durable(path, NULL, 0, data, len, mode);
 }
 
 int
@@ -303,26 +328,6 @@ atomicfile_remove(const char *path)
 	return fsync_dir_of(path);
 }
 
-static bool
-proc_is_zombie(pid_t pid)
-{
-	char p[64], buf[512], *s;
-	ssize_t n;
-	int fd;
-
-	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	s = strrchr(buf, ')');
-	return s && s[1] == ' ' && (s[2] == 'Z' || s[2] == 'X');
-}
-
 /* "<digits>" that names a process still running (other than us)? */
 static bool
 owner_alive(const char *digits)
@@ -336,10 +341,8 @@ owner_alive(const char *digits)
 		return false;
 	if ((pid_t)pid == getpid())
 		return false;
-	if (kill((pid_t)pid, 0) < 0 && errno != EPERM)
-		return false;
 	/* A killed writer not yet reaped is a zombie: it writes no more. */
-	return !proc_is_zombie((pid_t)pid);
+	return proc_running((pid_t)pid);
 }
 
 int

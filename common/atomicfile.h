@@ -18,6 +18,13 @@ int atomicfile_write(const char *path, const void *data, size_t len,
     mode_t mode);
 
 /*
+ * The same durable steps for a small text file readers take as it is
+ * (pidfile, readiness file): no header, no checksum, no crash points.
+ */
+int atomicfile_write_plain(const char *path, const void *data, size_t len,
+    mode_t mode);
+
+/*
  * Read and verify.  Returns 0 with an owned buffer (free()), -ENOENT,
  * -EBADMSG for a bad magic/length/checksum, -EFBIG over max, or -errno.
  * max is capped at ATOMICFILE_MAX.  An empty payload still gets a buffer.

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/atomicfile.h"
 #include "common/lock.h"
 
 #define LOCK_NAME	"baton.lock"
@@ -74,56 +75,14 @@ read_pidfile(const char *dir)
 }
 
 static int
-write_pidfile(const char *dir, const char *path)
+write_pidfile(const char *path)
 {
-	char tmp[PATH_MAX], buf[32];
-	int fd = -1, dfd = -1, r, n;
-	bool created = false;
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
 
-	n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	/* We hold the lock, so any file by this name is ours to replace. */
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	created = true;
-	errno = 0;
-	if (write(fd, buf, (size_t)n) != n) {
-		r = errno ? -errno : -EIO;
-		goto out;
-	}
-	if (fsync(fd) < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = close(fd) < 0 ? -errno : 0;
-	fd = -1;
-	if (r < 0)
-		goto out;
-	if (rename(tmp, path) < 0) {
-		r = -errno;
-		goto out;
-	}
-	created = false;
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = 0;
-out:
-	if (dfd >= 0)
-		close(dfd);
-	if (fd >= 0)
-		close(fd);
-	if (created)
-		unlink(tmp);
-	return r;
+	/* Leftovers of a holder that died mid-write are ours to remove. */
+	(void)atomicfile_cleanup(path);
+	return atomicfile_write_plain(path, buf, (size_t)n, 0600);
 }
 
 int
@@ -159,7 +118,7 @@ lock_acquire(const char *dir, struct dirlock **ret, pid_t *ret_holder)
 	r = join(l->pidpath, sizeof(l->pidpath), dir, PID_NAME);
 	if (r < 0)
 		goto out;
-	r = write_pidfile(dir, l->pidpath);
+	r = write_pidfile(l->pidpath);
 	if (r < 0)
 		goto out;
 	l->fd = fd;
@@ -192,7 +151,14 @@ lock_acquire_wait(const char *dir, int timeout_ms, struct dirlock **ret,
 
 	for (;;) {
 		r = lock_acquire(dir, ret, ret_holder);
-		if (r != -EWOULDBLOCK || mono_ms() >= deadline)
+		/*
+		 * A pidfile write that failed with a transient I/O error
+		 * dropped the flock again: retry it like a busy lock rather
+		 * than give up ownership (an incumbent resuming after an
+		 * abort would otherwise leave with nobody serving).
+		 */
+		if ((r != -EWOULDBLOCK && r != -EIO && r != -ENOSPC &&
+		    r != -EINTR && r != -EAGAIN) || mono_ms() >= deadline)
 			return r;
 		nanosleep(&nap, NULL);
 	}

@@ -125,26 +125,16 @@ handoff_id_or_dash(const struct agent *a)
 static int
 write_ready(const struct agent *a)
 {
-	char tmp[PATH_MAX + 16], buf[128];
-	int fd, n, r = 0;
+	char buf[128];
+	int n, r;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", a->cfg->paths.ready_file,
-	    (int)getpid());
 	n = snprintf(buf, sizeof(buf), "pid=%d build_id=%s\n", (int)getpid(),
 	    a->build_id);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, buf, (size_t)n) != n || fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && rename(tmp, a->cfg->paths.ready_file) < 0)
-		r = -errno;
-	if (r < 0) {
-		(void)unlink(tmp);
+	r = atomicfile_write_plain(a->cfg->paths.ready_file, buf, (size_t)n,
+	    0644);
+	if (r < 0)
 		log_error("agent.ready", strerror(-r), "path=%s",
 		    a->cfg->paths.ready_file);
-	}
 	return r;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/version.h"
+#include "common/jsonout.h"
 #include "common/paths.h"
 #include "proto/wire.h"
 #include "supervisor/ctl_ns.h"
@@ -49,27 +50,6 @@ usage(FILE *f)
 "\n"
 "  --root DIR   prefix for every default path (default /)\n"
 "  --help, --version\n");
-}
-
-static void
-json_str(const char *s)
-{
-	if (!s) {
-		fputs("null", stdout);
-		return;
-	}
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
 }
 
 /* One request, one reply on the supervisor's socket. */
@@ -155,18 +135,18 @@ cmd_status(int argc, char **argv)
 			const struct msg_body_65 *s = &sf.m.u.CTL_STATUS_REPLY;
 
 			printf("{\"pid\":%u,\"state\":", s->supervisor_pid);
-			json_str(s->state);
+			json_put_str(stdout, s->state);
 			printf(",\"agent_pid\":%u,\"agent_binary\":", s->agent_pid);
-			json_str(s->agent_binary);
+			json_put_str(stdout, s->agent_binary);
 			printf(",\"handoff_id\":");
-			json_str(s->handoff_id);
+			json_put_str(stdout, s->handoff_id);
 			printf(",\"handoffs_committed\":%" PRIu64
 			    ",\"handoffs_rolled_back\":%" PRIu64
 			    ",\"agent_restarts\":%" PRIu64 ",\"uptime_ms\":%" PRIu64
 			    ",\"build_id\":", s->handoffs_committed,
 			    s->handoffs_rolled_back, s->agent_restarts,
 			    s->uptime_ms);
-			json_str(s->build_id);
+			json_put_str(stdout, s->build_id);
 			printf("}");
 		} else {
 			printf("null");
@@ -176,7 +156,7 @@ cmd_status(int argc, char **argv)
 			const struct msg_body_38 *a = &af.m.u.STATUS_REPLY;
 
 			printf("{\"pid\":%u,\"build_id\":", a->pid);
-			json_str(a->build_id);
+			json_put_str(stdout, a->build_id);
 			printf(",\"generation\":%" PRIu64 ",\"allocations\":%"
 			    PRIu64 ",\"ready\":%s}", a->generation, a->allocations,
 			    a->ready ? "true" : "false");
@@ -325,10 +305,10 @@ cmd_upgrade(int argc, char **argv)
 	r = &f.m.u.CTL_UPGRADE_RESULT;
 	if (json) {
 		printf("{\"handoff_id\":");
-		json_str(r->handoff_id);
+		json_put_str(stdout, r->handoff_id);
 		printf(",\"committed\":%s,\"abort_reason\":",
 		    r->committed ? "true" : "false");
-		json_str(r->abort_reason);
+		json_put_str(stdout, r->abort_reason);
 		printf(",\"old_pid\":%u,\"new_pid\":%u,\"hello_ms\":%" PRIu64
 		    ",\"spawn_ms\":%" PRIu64 ",\"drain_ms\":%" PRIu64
 		    ",\"seal_ms\":%" PRIu64 ",\"begin_ms\":%" PRIu64
@@ -370,15 +350,15 @@ cmd_journal(int argc, char **argv)
 	if (json) {
 		printf("{\"active\":%s,\"handoff_id\":", j->active ? "true" :
 		    "false");
-		json_str(j->handoff_id);
+		json_put_str(stdout, j->handoff_id);
 		printf(",\"phase\":");
-		json_str(j->phase);
+		json_put_str(stdout, j->phase);
 		printf(",\"incumbent_pid\":%u,\"successor_pid\":%u,\"binary\":",
 		    j->incumbent_pid, j->successor_pid);
-		json_str(j->binary);
+		json_put_str(stdout, j->binary);
 		printf(",\"started_at_ms\":%" PRIu64 ",\"last_outcome\":",
 		    j->started_at_ms);
-		json_str(j->last_outcome);
+		json_put_str(stdout, j->last_outcome);
 		printf("}\n");
 	} else {
 		if (j->active)

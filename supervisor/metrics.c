@@ -6,9 +6,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/atomicfile.h"
 #include "common/log.h"
 #include "supervisor/handoff.h"
 #include "supervisor/metrics.h"
@@ -65,20 +67,15 @@ put_histo(FILE *f, const char *name, const char *help, const struct histo *h)
 void
 metrics_write(struct sup *s)
 {
-	char tmp[PATH_MAX + 16];
-	const char *path = s->cfg->paths.metrics;
 	const char *last_help = "";
+	char *text = NULL;
+	size_t len = 0;
 	FILE *f;
-	int fd;
+	int r;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || !(f = fdopen(fd, "w"))) {
-		if (fd >= 0)
-			close(fd);
-		log_warn("metrics.write", "cannot open", "path=%s", tmp);
+	f = open_memstream(&text, &len);
+	if (!f)
 		return;
-	}
 #define COUNTER(id, name, help) \
 	if (strcmp(last_help, help) != 0) { \
 		char base[128]; \
@@ -91,14 +88,16 @@ metrics_write(struct sup *s)
 #include "supervisor/metrics.def"
 #undef COUNTER
 #undef HISTOGRAM
-	if (fflush(f) != 0 || fsync(fileno(f)) < 0) {
-		fclose(f);
-		unlink(tmp);
+	if (fclose(f) != 0) {
+		free(text);
 		return;
 	}
-	fclose(f);
-	if (rename(tmp, path) < 0)
-		unlink(tmp);
+	/* A collector reads the whole file or the previous one. */
+	r = atomicfile_write_plain(s->cfg->paths.metrics, text, len, 0644);
+	if (r < 0)
+		log_warn("metrics.write", strerror(-r), "path=%s",
+		    s->cfg->paths.metrics);
+	free(text);
 }
 
 void

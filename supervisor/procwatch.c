@@ -85,9 +85,3 @@ procwatch_kill(struct procwatch *w, int sig)
 		return -errno;
 	return 0;
 }
-
-bool
-procwatch_alive(pid_t pid)
-{
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}

@@ -20,6 +20,5 @@ int procwatch_start(uv_loop_t *loop, pid_t pid, procwatch_cb cb, void *data,
 void procwatch_stop(struct procwatch *w);
 /* Send a signal through the pidfd (no pid-reuse race).  0 or -errno. */
 int procwatch_kill(struct procwatch *w, int sig);
-bool procwatch_alive(pid_t pid);
 
 #endif

@@ -44,6 +44,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/jsonout.h"
 #include "common/atomicfile.h"
 #include "common/clock.h"
 #include "common/paths.h"
@@ -341,27 +342,6 @@ jbool(const char *js, const char *path)
 	if (p && strncmp(p, "false", 5) == 0)
 		return 0;
 	return -1;
-}
-
-static void
-put_json_str(const char *s)
-{
-	if (!s) {
-		fputs("null", stdout);
-		return;
-	}
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
 }
 
 /* ---- host list ---- */
@@ -1223,26 +1203,26 @@ report(const struct rollout *r, const char *result, int code)
 			const struct host *h = &r->h[i];
 
 			printf("%s{\"host\":", i ? "," : "");
-			put_json_str(h->name);
+			json_put_str(stdout, h->name);
 			if (h->batch < 0)
 				printf(",\"batch\":null");
 			else
 				printf(",\"batch\":%d", h->batch);
 			printf(",\"outcome\":\"%s\",\"handoff_id\":",
 			    outcome_names[h->outcome]);
-			put_json_str(h->handoff_id[0] ? h->handoff_id : NULL);
+			json_put_str(stdout, h->handoff_id[0] ? h->handoff_id : NULL);
 			printf(",\"old_pid\":%u,\"new_pid\":%u,\"duration_ms\":%"
 			    PRIu64 ",\"handoff_ms\":%" PRIu64 ",\"abort_reason\":",
 			    h->old_pid, h->new_pid, h->ms, h->handoff_ms);
-			put_json_str(h->abort_reason[0] ? h->abort_reason : NULL);
+			json_put_str(stdout, h->abort_reason[0] ? h->abort_reason : NULL);
 			printf(",\"error_kind\":");
-			put_json_str(h->kind);
+			json_put_str(stdout, h->kind);
 			printf(",\"error\":");
-			put_json_str(h->error[0] ? h->error : NULL);
+			json_put_str(stdout, h->error[0] ? h->error : NULL);
 			printf(",\"previous_binary\":");
-			put_json_str(h->prev_binary[0] ? h->prev_binary : NULL);
+			json_put_str(stdout, h->prev_binary[0] ? h->prev_binary : NULL);
 			printf(",\"binary\":");
-			put_json_str(h->binary[0] ? h->binary : NULL);
+			json_put_str(stdout, h->binary[0] ? h->binary : NULL);
 			printf("}");
 		}
 		printf("]}\n");
@@ -1444,9 +1424,9 @@ probe_binary_main(const char *path)
 	else if (access(path, X_OK) < 0)
 		err = strerror(errno);
 	printf("{\"binary\":");
-	put_json_str(path);
+	json_put_str(stdout, path);
 	printf(",\"ok\":%s,\"error\":", err ? "false" : "true");
-	put_json_str(err);
+	json_put_str(stdout, err);
 	printf("}\n");
 	return err ? 1 : 0;
 }

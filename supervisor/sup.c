@@ -30,6 +30,7 @@
 #include "common/clock.h"
 #include "common/lock.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/spawn.h"
 #include "common/sandbox.h"
 #include "common/usock.h"
@@ -333,7 +334,7 @@ sup_handoff_done(struct sup *s, const struct handoff_result *r)
 	snprintf(s->last_handoff_id, sizeof(s->last_handoff_id), "%s", r->id);
 	metrics_handoff(s, r);
 	ctl_upgrade_done(s, r);
-	if (s->agent_pid > 0 && !procwatch_alive(s->agent_pid))
+	if (s->agent_pid > 0 && !proc_running(s->agent_pid))
 		s->agent_pid = 0;
 	if (s->stop_after_handoff) {
 		s->state = SUP_RUNNING;
@@ -435,7 +436,7 @@ kill_stray(pid_t pid, const char *binary, pid_t keep)
 	char exe[PATH_MAX];
 	int i;
 
-	if (pid <= 0 || pid == keep || pid == getpid() || !procwatch_alive(pid))
+	if (pid <= 0 || pid == keep || pid == getpid() || !proc_running(pid))
 		return;
 	/* Only a process still running the journaled binary is ours. */
 	if (proc_exe(pid, exe, sizeof(exe)) < 0 || strcmp(exe, binary) != 0)
@@ -443,11 +444,11 @@ kill_stray(pid_t pid, const char *binary, pid_t keep)
 	log_warn("recover.kill", "agent left from the interrupted handoff",
 	    "pid=%d", (int)pid);
 	kill(pid, SIGTERM);
-	for (i = 0; i < 40 && procwatch_alive(pid); i++) {
+	for (i = 0; i < 40 && proc_running(pid); i++) {
 		(void)waitpid(pid, NULL, WNOHANG);
 		usleep(50000);
 	}
-	if (procwatch_alive(pid))
+	if (proc_running(pid))
 		kill(pid, SIGKILL);
 }
 
@@ -584,7 +585,7 @@ begin_stop(struct sup *s)
 	s->state = SUP_STOPPING;
 	notify("STOPPING=1");
 	ctl_stop(s);
-	if (s->agent_pid <= 0 || !procwatch_alive(s->agent_pid)) {
+	if (s->agent_pid <= 0 || !proc_running(s->agent_pid)) {
 		stop_done(s);
 		return;
 	}

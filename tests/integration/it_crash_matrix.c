@@ -85,18 +85,6 @@ crashed(struct itest *t, const char *point)
 	return found;
 }
 
-static int
-upgrade(struct itest *t, char *out, size_t len, const char *const *extra)
-{
-	const char *args[16] = { "upgrade", "--json" };
-	int i, k = 2;
-
-	for (i = 0; extra && extra[i] && k < 15; i++)
-		args[k++] = extra[i];
-	args[k] = NULL;
-	return it_ctl(t, out, len, args);
-}
-
 static enum how
 plan_for(const char *point)
 {
@@ -155,7 +143,7 @@ matrix_case(void)
 	require(it_wait_serving(&t, SERVE_MS) > 0, "serving");
 	itc_hold(&t, HELD);
 	if (how == VIA_INCUMBENT || how == VIA_PROVIDER) {
-		rc = upgrade(&t, out, sizeof(out),
+		rc = it_upgrade(&t, out, sizeof(out),
 		    (const char *[]){ "--env", env, "--env", menv, NULL });
 		require(rc == 0, "%s: arming upgrade commits (%d): %s", point, rc,
 		    out);
@@ -164,10 +152,10 @@ matrix_case(void)
 	itc_load_start(&t, &l);
 	usleep(150000);
 	if (how == VIA_SUCCESSOR)
-		rc = upgrade(&t, out, sizeof(out),
+		rc = it_upgrade(&t, out, sizeof(out),
 		    (const char *[]){ "--env", env, "--env", menv, NULL });
 	else if (how != VIA_PROVIDER)
-		rc = upgrade(&t, out, sizeof(out), NULL);
+		rc = it_upgrade(&t, out, sizeof(out), NULL);
 	until = clock_mono_ms() + 10000;
 	while (!crashed(&t, point) && clock_mono_ms() < until)
 		usleep(5000);
@@ -210,7 +198,7 @@ matrix_case(void)
 		outcome = "nothing journaled";
 
 	/* 4. the next upgrade commits. */
-	rc = upgrade(&t, out, sizeof(out), NULL);
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0, "%s: following upgrade commits (%d): %s", point, rc, out);
 
 	row(point, how_names[how], outcome, took > 0 ? (uint64_t)took : 0,

@@ -30,19 +30,6 @@ start(struct itest *t, const char *const *env)
 	}
 }
 
-/* batonctl upgrade --json [extra...]; returns exit code, JSON in out. */
-static int
-upgrade(struct itest *t, char *out, size_t len, const char *const *extra)
-{
-	const char *args[40] = { "upgrade", "--json" };
-	int i, k = 2;
-
-	for (i = 0; extra && extra[i] && k < 39; i++)
-		args[k++] = extra[i];
-	args[k] = NULL;
-	return it_ctl(t, out, len, args);
-}
-
 static long
 json_num(const char *json, const char *key)
 {
@@ -82,7 +69,7 @@ TEST_T(happy_path, 60)
 
 	start(&t, NULL);
 	old = it_ns_status(&t, NULL, NULL);
-	rc = upgrade(&t, out, sizeof(out), NULL);
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0, "upgrade exits 0 (got %d): %s", rc, out);
 	check(strstr(out, "\"committed\":true") != NULL, "committed: %s", out);
 	check(json_num(out, "old_pid") == old, "old_pid is the incumbent");
@@ -114,7 +101,7 @@ TEST_T(back_to_back_100_under_load, 600)
 	kids0 = it_count_children(t.sup);
 	load = it_load_start(&t);
 	for (i = 0; i < 100; i++) {
-		rc = upgrade(&t, out, sizeof(out), NULL);
+		rc = it_upgrade(&t, out, sizeof(out), NULL);
 		if (rc == 0)
 			committed++;
 		else
@@ -158,13 +145,13 @@ successor_crash(const char *point)
 	snprintf(env, sizeof(env), "HANDOFF_CRASH_AT=%s", point);
 	snprintf(markers, sizeof(markers), "HANDOFF_CRASH_MARKER_DIR=%s",
 	    t.markers);
-	rc = upgrade(&t, out, sizeof(out),
+	rc = it_upgrade(&t, out, sizeof(out),
 	    (const char *[]){ "--env", env, "--env", markers, NULL });
 	check(rc == 1, "%s: rolled back, exit 1 (got %d): %s", point, rc, out);
 	check(strstr(out, "\"committed\":false") != NULL, "not committed");
 	check(it_ns_status(&t, NULL, NULL) == old, "the incumbent serves");
 	check(it_lock_holder(&t) == old, "the incumbent holds the lock");
-	rc = upgrade(&t, out, sizeof(out), NULL);
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0, "the next upgrade commits (%d): %s", rc, out);
 	if (rc != 0)
 		it_dump_log(&t);
@@ -190,7 +177,7 @@ TEST_T(successor_never_answers, 60)
 	bin = it_script(&t, "mute-agent", "exec sleep 1000");
 	snprintf(arg, sizeof(arg), "%s", bin);
 	t0 = clock_mono_ms();
-	rc = upgrade(&t, out, sizeof(out), (const char *[]){ "--binary", arg,
+	rc = it_upgrade(&t, out, sizeof(out), (const char *[]){ "--binary", arg,
 	    NULL });
 	check(rc == 1, "rolled back (%d): %s", rc, out);
 	check(strstr(out, "timeout") != NULL, "reason names the timeout: %s",
@@ -209,11 +196,11 @@ TEST_T(seal_failure_keeps_incumbent, 60)
 
 	start(&t, NULL);
 	/* The next incumbent carries the fault: its seal will fail. */
-	rc = upgrade(&t, out, sizeof(out),
+	rc = it_upgrade(&t, out, sizeof(out),
 	    (const char *[]){ "--env", "BATON_FAULT_SEAL=1", NULL });
 	require(rc == 0, "first upgrade commits (%d): %s", rc, out);
 	o = it_ns_status(&t, NULL, NULL);
-	rc = upgrade(&t, out, sizeof(out), NULL);
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 1, "rolled back (%d): %s", rc, out);
 	check(strstr(out, "seal failed") != NULL, "reason: %s", out);
 	check(it_ns_status(&t, NULL, NULL) == o, "the incumbent still serves");
@@ -234,17 +221,17 @@ incumbent_crash(const char *point)
 	snprintf(env, sizeof(env), "HANDOFF_CRASH_AT=%s", point);
 	snprintf(markers, sizeof(markers), "HANDOFF_CRASH_MARKER_DIR=%s",
 	    t.markers);
-	rc = upgrade(&t, out, sizeof(out),
+	rc = it_upgrade(&t, out, sizeof(out),
 	    (const char *[]){ "--env", env, "--env", markers, NULL });
 	require(rc == 0, "arming upgrade commits (%d): %s", rc, out);
 	o = it_ns_status(&t, NULL, NULL);
-	rc = upgrade(&t, out, sizeof(out), NULL);
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	n = it_ns_status(&t, NULL, NULL);
 	tap_diag("%s: rc %d %s", point, rc, out);
 	check(wait_dead(o, 5000), "the incumbent died");
 	check(n > 0 && n != o, "someone else serves (%d)", (int)n);
 	check(it_lock_holder(&t) == n, "the server holds the lock");
-	rc = upgrade(&t, out, sizeof(out), NULL);
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0, "the next upgrade commits (%d): %s", rc, out);
 	if (rc != 0)
 		it_dump_log(&t);
@@ -274,7 +261,7 @@ TEST_T(supervisor_killed_at_each_point, 900)
 			continue;
 		snprintf(env, sizeof(env), "HANDOFF_CRASH_AT=%s", name);
 		start(&t, (const char *[]){ env, NULL });
-		rc = upgrade(&t, out, sizeof(out), NULL);
+		rc = it_upgrade(&t, out, sizeof(out), NULL);
 		waitpid(t.sup, &status, 0);
 		check(WIFEXITED(status) && WEXITSTATUS(status) == 99,
 		    "%s: supervisor crashed with 99 (status %d, upgrade rc %d)",
@@ -288,7 +275,7 @@ TEST_T(supervisor_killed_at_each_point, 900)
 		    "--json", NULL });
 		check(rc == 0 && strstr(out, "\"active\":false"),
 		    "%s: journal cleared: %s", name, out);
-		rc = upgrade(&t, out, sizeof(out), NULL);
+		rc = it_upgrade(&t, out, sizeof(out), NULL);
 		check(rc == 0, "%s: next upgrade commits (%d): %s", name, rc, out);
 		if (rc != 0 || serving <= 0)
 			it_dump_log(&t);
@@ -311,11 +298,11 @@ TEST_T(binary_outside_allowed_dir_refused, 60)
 	old = it_ns_status(&t, NULL, NULL);
 	snprintf(body, sizeof(body), "exec %s \"$@\"", t.agent);
 	snprintf(arg, sizeof(arg), "%s", it_script(&t, "elsewhere-agent", body));
-	rc = upgrade(&t, out, sizeof(out), (const char *[]){ "--binary", arg,
+	rc = it_upgrade(&t, out, sizeof(out), (const char *[]){ "--binary", arg,
 	    NULL });
 	check(rc == 69, "refused with 69 (got %d)", rc);
 	check(it_ns_status(&t, NULL, NULL) == old, "the incumbent serves");
-	rc = upgrade(&t, out, sizeof(out), NULL);
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0, "a binary inside the directory upgrades (%d): %s", rc, out);
 	finish(&t);
 }
@@ -341,7 +328,7 @@ TEST_T(incumbent_enforces_deadline, 60)
 	t0 = clock_mono_ms();
 	up = fork();
 	if (up == 0)
-		_exit(upgrade(&t, out, sizeof(out), (const char *[]){
+		_exit(it_upgrade(&t, out, sizeof(out), (const char *[]){
 		    "--deadline-ms", "1500", NULL }));
 	/* Wait for the supervisor to stop itself after PREPARE. */
 	while (clock_mono_ms() - t0 < 10000) {
@@ -388,10 +375,10 @@ TEST_T(concurrent_upgrade_refused, 60)
 	snprintf(arg, sizeof(arg), "%s", it_script(&t, "slow-agent", body));
 	first = fork();
 	if (first == 0)
-		_exit(upgrade(&t, out, sizeof(out), (const char *[]){ "--binary",
+		_exit(it_upgrade(&t, out, sizeof(out), (const char *[]){ "--binary",
 		    arg, NULL }));
 	usleep(400000);
-	rc = upgrade(&t, out, sizeof(out), NULL);
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 69, "second request refused with 69 (got %d)", rc);
 	waitpid(first, &status, 0);
 	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -412,7 +399,7 @@ TEST_T(wrong_pid_hello, 60)
 	snprintf(body, sizeof(body), "sh -c 'LISTEN_PID=$$ exec %s \"$@\"' sh "
 	    "\"$@\"", t.agent);
 	snprintf(arg, sizeof(arg), "%s", it_script(&t, "fork-agent", body));
-	rc = upgrade(&t, out, sizeof(out), (const char *[]){ "--binary", arg,
+	rc = it_upgrade(&t, out, sizeof(out), (const char *[]){ "--binary", arg,
 	    NULL });
 	check(rc == 1, "rolled back (%d): %s", rc, out);
 	check(strstr(out, "pid") != NULL, "reason names the pid: %s", out);
@@ -454,7 +441,7 @@ TEST_T(supervisor_restart_adopts_agent, 60)
 	    "the agent serves while the supervisor is down");
 	it_start_supervisor(&t, NULL);
 	check(it_wait_serving(&t, SERVE_MS) == agent, "the same agent is adopted");
-	rc = upgrade(&t, out, sizeof(out), NULL);
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0, "an upgrade after adoption commits (%d): %s", rc, out);
 	check(wait_dead(agent, 5000), "the adopted agent handed over and left");
 	finish(&t);

@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/lock.h"
 #include "common/paths.h"
+#include "common/proc.h"
 #include "proto/wire.h"
 #include "tests/lib/itest.h"
 #include "tests/lib/tap.h"
@@ -178,29 +179,22 @@ it_ctl(struct itest *t, char *out, size_t outlen, const char *const *args)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+int
+it_upgrade(struct itest *t, char *out, size_t len, const char *const *extra)
+{
+	const char *args[40] = { "upgrade", "--json" };
+	int i, k = 2;
+
+	for (i = 0; extra && extra[i] && k < 39; i++)
+		args[k++] = extra[i];
+	args[k] = NULL;
+	return it_ctl(t, out, len, args);
+}
+
 bool
 it_alive(pid_t pid)
 {
-	char p[64];
-	char buf[512];
-	int fd;
-	ssize_t n;
-	char *s;
-
-	if (pid <= 0)
-		return false;
-	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	s = strrchr(buf, ')');
-	/* A zombie is not alive. */
-	return s && s[1] == ' ' && s[2] != 'Z' && s[2] != 'X';
+	return proc_running(pid);
 }
 
 pid_t

@@ -30,6 +30,9 @@ pid_t it_start_supervisor(struct itest *t, const char *const *env);
 pid_t it_wait_serving(struct itest *t, int timeout_ms);
 /* Run batonctl --root ROOT args...; stdout into out.  Returns exit code. */
 int it_ctl(struct itest *t, char *out, size_t outlen, const char *const *args);
+/* batonctl upgrade --json [extra...]; exit code, the JSON in out. */
+int it_upgrade(struct itest *t, char *out, size_t len,
+    const char *const *extra);
 /* STATUS on the namespace socket: agent pid, or -errno. */
 pid_t it_ns_status(struct itest *t, uint64_t *generation, uint64_t *allocs);
 /* Stop everything (SIGTERM then SIGKILL), remove the root. */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/nsclient.h"
 #include "crashpoints/crashpoint.h"
 #include "tests/lib/itest.h"
 #include "tests/lib/tap.h"
@@ -127,6 +128,48 @@ TEST_T(back_to_back_100_under_load, 600)
 	check(kids0 == kids1, "supervisor child count constant");
 	check(gen1 == gen0 + 100, "state saw 100 handoffs");
 	if (failed || committed != 100)
+		it_dump_log(&t);
+	finish(&t);
+}
+
+/*
+ * No leak in supervisor or agents over 100 upgrades: LeakSanitizer runs in
+ * every process at exit (seccomp off: LSan needs ptrace) and reports into
+ * the supervisor's log.
+ */
+TEST_T(no_leaks_over_100_upgrades, 300)
+{
+	struct itest t;
+	char out[2048], logp[PATH_MAX + 32], line[512];
+	int i, rc, committed = 0, reports = 0, status = 0;
+	FILE *f;
+
+	it_setup(&t);
+	t.sup_args = (const char *[]){ "--no-seccomp", "--agent-arg",
+	    "--no-seccomp", NULL };
+	require(it_start_supervisor(&t, (const char *[]){
+	    "ASAN_OPTIONS=detect_leaks=1:exitcode=23", NULL }) > 0, "supervisor");
+	require(it_wait_serving(&t, SERVE_MS) > 0, "serving");
+	for (i = 0; i < 100; i++) {
+		rc = it_upgrade(&t, out, sizeof(out), NULL);
+		committed += rc == 0;
+	}
+	check(committed == 100, "%d of 100 committed", committed);
+	kill(t.sup, SIGTERM);
+	waitpid(t.sup, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "supervisor exits 0 after its leak check (status %d)", status);
+	t.sup = -1;
+	snprintf(logp, sizeof(logp), "%s/supervisor.log", t.root);
+	f = fopen(logp, "r");
+	require(f, "log");
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "LeakSanitizer"))
+			reports++;
+	fclose(f);
+	check(reports == 0, "%d LeakSanitizer reports in 101 agents and the "
+	    "supervisor", reports);
+	if (reports)
 		it_dump_log(&t);
 	finish(&t);
 }
@@ -282,6 +325,58 @@ TEST_T(supervisor_killed_at_each_point, 900)
 		tap_diag("%s: recovered, serving %d", name, (int)serving);
 		it_teardown(&t);
 	}
+}
+
+static void
+ns_inodes(struct itest *t, const char *id, unsigned long long ino[3])
+{
+	static const char *const pnm[] = { "pid", "net", "mount" };
+	struct nsclient_req req = { .allocation_id = id, .namespaces = pnm,
+	    .n = 3 };
+	struct nsclient_ns ns;
+	char sock[PATH_MAX + 32];
+	struct stat st;
+	unsigned i;
+
+	snprintf(sock, sizeof(sock), "%s/run/pact/handoff.sock", t->root);
+	require(nsclient_request_path(sock, &req, NSCLIENT_NO_FALLBACK, &ns) ==
+	    0, "request %s", id);
+	for (i = 0; i < 3; i++) {
+		require(fstat(ns.fds[i], &st) == 0, "fstat");
+		ino[i] = (unsigned long long)st.st_ino;
+	}
+	nsclient_ns_free(&ns);
+}
+
+/* Allocations ride the handoff: same namespaces, releasable by the new agent. */
+TEST_T(allocations_survive_upgrades, 60)
+{
+	unsigned long long before[3], after[3];
+	struct itest t;
+	char out[2048], sock[PATH_MAX + 32], pin[PATH_MAX + 32];
+	struct nsclient *c;
+	int i, rc;
+
+	if (geteuid() != 0)
+		tap_skip("needs root: namespaces");
+	start(&t, NULL);
+	ns_inodes(&t, "keep-1", before);
+	for (i = 0; i < 3; i++) {
+		rc = it_upgrade(&t, out, sizeof(out), NULL);
+		require(rc == 0, "upgrade %d commits (%d): %s", i, rc, out);
+	}
+	/* A repeated request is idempotent: it names the same namespaces. */
+	ns_inodes(&t, "keep-1", after);
+	for (i = 0; i < 3; i++)
+		check(before[i] == after[i], "namespace %d inode %llu -> %llu", i,
+		    before[i], after[i]);
+	snprintf(sock, sizeof(sock), "%s/run/pact/handoff.sock", t.root);
+	require(nsclient_open(sock, &c) == 0, "connect");
+	check(nsclient_release(c, "keep-1") == 0, "the new agent releases it");
+	nsclient_close(c);
+	snprintf(pin, sizeof(pin), "%s/run/pact/ns/keep-1", t.root);
+	check(access(pin, F_OK) < 0, "pins removed");
+	finish(&t);
 }
 
 TEST_T(binary_outside_allowed_dir_refused, 60)

@@ -164,6 +164,22 @@ itc_verify_load(struct itest *t, const struct itc_load *l, const char *label,
 	    res->refused);
 }
 
+static int
+count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
 /* Temp files "<name>.tmp.<pid>" whose writer is gone (a live one is busy). */
 static int
 count_stale_tmp(const char *dir)
@@ -287,6 +303,7 @@ void
 itc_check_clean(struct itest *t, const char *label)
 {
 	char dir[PATH_MAX + 64], out[2048];
+	uint64_t allocs = 0;
 	int rc;
 	int agents = itc_count_agents(t);
 
@@ -301,6 +318,12 @@ itc_check_clean(struct itest *t, const char *label)
 	    NULL });
 	check(rc == 0 && strstr(out, "\"active\":false"), "%s: journal: %s",
 	    label, out);
+	/* Every pin directory belongs to an allocation the agent serves. */
+	snprintf(dir, sizeof(dir), "%s/run/pact/ns", t->root);
+	if (it_ns_status(t, NULL, &allocs) > 0)
+		check(count_entries(dir) == (int)allocs, "%s: %d pin directories "
+		    "for %llu allocations", label, count_entries(dir),
+		    (unsigned long long)allocs);
 }
 
 void

@@ -191,6 +191,12 @@ persist(struct nsserver *s)
 		r = atomicfile_write(s->state_path, buf, len, 0600);
 	if (r < 0) {
 		s->t.seq--;
+		/*
+		 * The file may hold the new table anyway (rename done, then
+		 * the directory fsync failed): memory and disk may differ, so
+		 * the next persist or seal must write again.
+		 */
+		s->dirty = true;
 		log_error("ns.persist_failed", strerror(-r), "path=%s",
 		    s->state_path);
 		goto out;
@@ -394,7 +400,13 @@ commit_creation(struct nsserver *s, struct creation *cr)
 	a->reaper = cr->last.reaper;
 	memcpy(a->ino, cr->last.ino, sizeof(a->ino));
 	a->created_ms = clock_wall_ms();
-	nsstate_insert(&s->t, a);
+	if (nsstate_insert(&s->t, a) < 0) {
+		(void)nsprov_destroy(s->pin_dir, cr->id, cr->last.reaper,
+		    cr->last.ino[NSK_PID]);
+		nsstate_alloc_free(a);
+		answer_waiters(cr, NULL, "creation_failed", "out of memory");
+		return;
+	}
 	r = persist(s);
 	if (r < 0) {
 		destroy_alloc(s, a);

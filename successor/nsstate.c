@@ -41,23 +41,64 @@ nsstate_alloc_free(struct ns_alloc *a)
 	free(a);
 }
 
+/* FNV-1a: ids are short, and this only spreads them over buckets. */
+static unsigned
+hash_id(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 16777619u;
+	return h;
+}
+
 struct ns_alloc *
 nsstate_find(const struct ns_table *t, const char *id)
 {
 	struct ns_alloc *a;
 
-	for (a = t->head; a; a = a->next)
+	if (!t->nbucket)
+		return NULL;
+	for (a = t->bucket[hash_id(id) & (t->nbucket - 1)]; a; a = a->hnext)
 		if (strcmp(a->id, id) == 0)
 			return a;
 	return NULL;
 }
 
-void
+/* Double the index when it is full. */
+static int
+grow(struct ns_table *t)
+{
+	unsigned n = t->nbucket ? t->nbucket * 2 : 64, i;
+	struct ns_alloc **b = calloc(n, sizeof(*b)), *a;
+
+	if (!b)
+		return -ENOMEM;
+	free(t->bucket);
+	t->bucket = b;
+	t->nbucket = n;
+	for (a = t->head; a; a = a->next) {
+		i = hash_id(a->id) & (n - 1);
+		a->hnext = b[i];
+		b[i] = a;
+	}
+	return 0;
+}
+
+int
 nsstate_insert(struct ns_table *t, struct ns_alloc *a)
 {
+	unsigned i;
+
+	if (t->n >= t->nbucket && grow(t) < 0)
+		return -ENOMEM;
 	a->next = t->head;
 	t->head = a;
 	t->n++;
+	i = hash_id(a->id) & (t->nbucket - 1);
+	a->hnext = t->bucket[i];
+	t->bucket[i] = a;
+	return 0;
 }
 
 void
@@ -65,6 +106,14 @@ nsstate_remove(struct ns_table *t, struct ns_alloc *a)
 {
 	struct ns_alloc **pp;
 
+	if (t->nbucket)
+		for (pp = &t->bucket[hash_id(a->id) & (t->nbucket - 1)]; *pp;
+		    pp = &(*pp)->hnext)
+			if (*pp == a) {
+				*pp = a->hnext;
+				a->hnext = NULL;
+				break;
+			}
 	for (pp = &t->head; *pp; pp = &(*pp)->next) {
 		if (*pp == a) {
 			*pp = a->next;
@@ -85,6 +134,9 @@ nsstate_clear(struct ns_table *t)
 		nsstate_alloc_free(a);
 	}
 	t->n = 0;
+	free(t->bucket);
+	t->bucket = NULL;
+	t->nbucket = 0;
 }
 
 void
@@ -313,11 +365,14 @@ nsstate_decode(const void *buf, size_t len, struct ns_table *ret)
 			r = -EBADMSG;
 			goto out;
 		}
-		nsstate_insert(&t, a);
+		if (nsstate_insert(&t, a) < 0) {
+			nsstate_alloc_free(a);
+			r = -ENOMEM;
+			goto out;
+		}
 	}
 	*ret = t;
-	t.head = NULL;
-	t.n = 0;
+	memset(&t, 0, sizeof(t));	/* ownership went to *ret */
 	r = 0;
 out:
 	nsstate_clear(&t);

@@ -24,7 +24,8 @@ struct ns_alloc {
 	bool cg_seen;			/* its scope was seen populated */
 	/* Runtime only, never persisted. */
 	int cg_wd;			/* inotify watch on cgroup.events, -1 */
-	struct ns_alloc *next;
+	struct ns_alloc *next;		/* the table's list */
+	struct ns_alloc *hnext;		/* its hash bucket */
 };
 
 struct ns_table {
@@ -32,6 +33,9 @@ struct ns_table {
 	uint64_t generation;		/* +1 per handoff */
 	unsigned n;
 	struct ns_alloc *head;
+	/* Index by id: lookups stay O(1) with thousands of allocations. */
+	struct ns_alloc **bucket;
+	unsigned nbucket;		/* a power of two, or 0 */
 };
 
 /* A zeroed allocation with cg_wd -1.  NULL on ENOMEM. */
@@ -39,10 +43,11 @@ struct ns_alloc *nsstate_alloc_new(void);
 void nsstate_alloc_free(struct ns_alloc *a);
 
 struct ns_alloc *nsstate_find(const struct ns_table *t, const char *id);
-/* Link a (taken) at the head. */
-void nsstate_insert(struct ns_table *t, struct ns_alloc *a);
+/* Link a (taken) at the head.  0, or -ENOMEM (a is not linked). */
+int nsstate_insert(struct ns_table *t, struct ns_alloc *a);
 /* Unlink a (not freed). */
 void nsstate_remove(struct ns_table *t, struct ns_alloc *a);
+/* Free every allocation and the index; t is empty and reusable. */
 void nsstate_clear(struct ns_table *t);
 
 /* Encode t into an owned buffer (free()).  0 or -ENOMEM. */

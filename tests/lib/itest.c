@@ -52,12 +52,31 @@ it_setup(struct itest *t)
 pid_t
 it_start_supervisor(struct itest *t, const char *const *env)
 {
+	/* Seccomp on: every integration test runs the real filters. */
+	return it_start_supervisor_wrapped(t, env, NULL, t->sup_args);
+}
+
+pid_t
+it_start_supervisor_wrapped(struct itest *t, const char *const *env,
+    const char *const *wrap, const char *const *extra)
+{
 	char exe[PATH_MAX + 32], logp[PATH_MAX + 16];
+	const char *argv[64];
 	pid_t pid;
-	int i;
+	int i, k = 0;
 
 	snprintf(exe, sizeof(exe), "%s/baton-supervisor", t->bin);
 	snprintf(logp, sizeof(logp), "%s/supervisor.log", t->root);
+	for (i = 0; wrap && wrap[i] && k < 40; i++)
+		argv[k++] = wrap[i];
+	argv[k++] = exe;
+	argv[k++] = "--root";
+	argv[k++] = t->root;
+	argv[k++] = "--agent";
+	argv[k++] = t->agent;
+	for (i = 0; extra && extra[i] && k < 63; i++)
+		argv[k++] = extra[i];
+	argv[k] = NULL;
 	if (t->sup_log_fd < 0)
 		t->sup_log_fd = open(logp, O_WRONLY | O_CREAT | O_APPEND |
 		    O_CLOEXEC, 0644);
@@ -68,20 +87,15 @@ it_start_supervisor(struct itest *t, const char *const *env)
 		dup2(t->sup_log_fd, 1);
 		dup2(t->sup_log_fd, 2);
 		setenv("HANDOFF_CRASH_MARKER_DIR", t->markers, 1);
-		setenv("ASAN_OPTIONS", "detect_leaks=0", 0);
+		/*
+		 * Daemons run under seccomp, where LeakSanitizer's exit-time
+		 * tracer is denied and hangs: off, whatever the caller set
+		 * (a test that wants it passes ASAN_OPTIONS in env).
+		 */
+		setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
 		for (i = 0; env && env[i]; i++)
 			putenv((char *)env[i]);
-		/* Seccomp on: every integration test runs the real filters. */
-		{
-			const char *argv[40] = { exe, "--root", t->root,
-			    "--agent", t->agent };
-			int k = 5;
-
-			for (i = 0; t->sup_args && t->sup_args[i] && k < 39; i++)
-				argv[k++] = t->sup_args[i];
-			argv[k] = NULL;
-			execv(exe, (char *const *)argv);
-		}
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	t->sup = pid;
@@ -290,6 +304,48 @@ kill_wait(pid_t pid, int ms)
 	(void)waitpid(pid, NULL, 0);
 }
 
+/*
+ * Allocations outlive agents by design: their pid namespaces' inits
+ * (baton-nsinit, forks of an agent of this root) are ended here.
+ */
+static void
+kill_inits(const char *root)
+{
+	char p[300], buf[4096];
+	struct dirent *e;
+	DIR *d = opendir("/proc");
+	ssize_t n, i;
+	int fd;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(p, sizeof(p), "/proc/%s/comm", e->d_name);
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0 || strncmp(buf, "baton-nsinit\n", 13) != 0)
+			continue;
+		snprintf(p, sizeof(p), "/proc/%s/cmdline", e->d_name);
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		for (i = 0; i < n; i++)
+			if (buf[i] == '\0')
+				buf[i] = ' ';
+		buf[n > 0 ? n : 0] = '\0';
+		if (strstr(buf, root))
+			kill(atoi(e->d_name), SIGKILL);
+	}
+	closedir(d);
+}
+
 /* Detach every mount below root, deepest first. */
 static void
 umount_below(const char *root)
@@ -328,6 +384,7 @@ it_teardown(struct itest *t)
 		close(t->sup_log_fd);
 	if (getenv("BATON_KEEP_ROOT"))
 		return;
+	kill_inits(t->root);
 	umount_below(t->root);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->root);
 	r = system(cmd);

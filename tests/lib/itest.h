@@ -26,6 +26,13 @@ struct itest {
 void it_setup(struct itest *t);
 /* Start the supervisor; env "K=V" entries (NULL-terminated) are added. */
 pid_t it_start_supervisor(struct itest *t, const char *const *env);
+/*
+ * Same, run through a wrapper (wrap: argv prefix, e.g. fiu-run -x -c ...,
+ * NULL-terminated; NULL for none) with extra supervisor arguments (extra,
+ * NULL-terminated; NULL for none).  The agent is t->agent, as above.
+ */
+pid_t it_start_supervisor_wrapped(struct itest *t, const char *const *env,
+    const char *const *wrap, const char *const *extra);
 /* Wait until the namespace socket answers STATUS with ready; agent pid. */
 pid_t it_wait_serving(struct itest *t, int timeout_ms);
 /* Run batonctl --root ROOT args...; stdout into out.  Returns exit code. */

@@ -18,12 +18,22 @@ proc_running(pid_t pid)
 	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
 		return false;
 	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+	/*
+	 * kill() found it: only ENOENT (or an empty read) proves it gone.
+	 * EMFILE, EINTR, EIO... are our trouble, not its death; calling a
+	 * live agent dead made the supervisor forget it and cold-start
+	 * another one against the held lock.
+	 */
 	fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return errno == EACCES;	/* exists, but not ours to read */
-	n = read(fd, buf, sizeof(buf) - 1);
+		return errno != ENOENT;
+	do
+		n = read(fd, buf, sizeof(buf) - 1);
+	while (n < 0 && errno == EINTR);
 	close(fd);
-	if (n <= 0)
+	if (n < 0)
+		return true;
+	if (n == 0)
 		return false;
 	buf[n] = '\0';
 	/* The state letter follows the last ')' (comm may contain one). */

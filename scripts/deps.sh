@@ -10,7 +10,7 @@ set -eu
 
 pkgs="build-essential pkg-config clang libclang-rt-14-dev
 libuv1-dev libmsgpack-dev libseccomp-dev uuid-dev nettle-dev
-python3 python3-msgpack perl util-linux iproute2 squashfs-tools procps pdsh"
+python3 python3-msgpack perl util-linux iproute2 squashfs-tools procps pdsh fiu-utils"
 
 if [ "${1:-}" = "--peers" ]; then
 	pkgs="$pkgs haproxy nginx-light golang-go golang-github-cloudflare-tableflip-dev gnuplot-nox"

@@ -115,7 +115,7 @@ TEST_T(random_kills_during_upgrades, 900)
 		took = itc_wait_one_agent(&t, RECOVER_MS + (died ? 3000 : 0), NULL);
 		if (took > worst)
 			worst = took;
-		itc_check_clean(&t, label);
+		itc_check_clean(&t, label, false);
 		if (tap_failures()) {
 			it_dump_log(&t);
 			break;
@@ -123,6 +123,7 @@ TEST_T(random_kills_during_upgrades, 900)
 	}
 	usleep(300000);
 	itc_load_stop(&l);
+	itc_check_clean(&t, "after the chaos", true);
 	itc_verify_load(&t, &l, "chaos", &res);
 	itc_check_held(&t, HELD, "chaos");
 	rc = it_ctl(&t, out, sizeof(out), (const char *[]){ "upgrade", NULL });

@@ -179,7 +179,7 @@ matrix_case(void)
 	itc_check_held(&t, HELD, point);
 
 	/* 3. nothing stray: one agent, no temp files, journal cleared. */
-	itc_check_clean(&t, point);
+	itc_check_clean(&t, point, true);
 	rc = it_ctl(&t, out, sizeof(out), (const char *[]){ "journal", "--json",
 	    NULL });
 	if (strstr(out, "recovered-committed"))

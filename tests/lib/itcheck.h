@@ -46,8 +46,12 @@ pid_t itc_supervisor_agent(struct itest *t);
  * the one the supervisor names.  Returns the ms it took, or -1.
  */
 long itc_wait_one_agent(struct itest *t, int timeout_ms, pid_t *ret_pid);
-/* Invariant 3: no temp files, journal inactive (checks, with label). */
-void itc_check_clean(struct itest *t, const char *label);
+/*
+ * Invariant 3: no stray agent, temp file or journal (checks, with label).
+ * quiescent: no request is in flight, so every pin directory must also
+ * belong to a served allocation (a creation in flight pins first).
+ */
+void itc_check_clean(struct itest *t, const char *label, bool quiescent);
 
 /* Create allocations held-0.. (held-0 with pid,net,mount; others net). */
 void itc_hold(struct itest *t, unsigned n);

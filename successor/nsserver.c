@@ -1097,6 +1097,22 @@ out:
 	return r;
 }
 
+/* The memory of s, once no handle or client refers to it. */
+static void
+free_server(struct nsserver *s)
+{
+	nsstate_clear(&s->t);
+	free(s->pin_dir);
+	free(s->uenv_dir);
+	free(s->uenv_base);
+	free(s->state_path);
+	free(s->cgroup_root);
+	free(s->build_id);
+	free(s->allow_uids);
+	free(s->allow_gids);
+	free(s);
+}
+
 int
 nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
     struct nsserver **ret)
@@ -1196,16 +1212,7 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 	*ret = s;
 	return 0;
 fail:
-	nsstate_clear(&s->t);
-	free(s->pin_dir);
-	free(s->uenv_dir);
-	free(s->uenv_base);
-	free(s->state_path);
-	free(s->cgroup_root);
-	free(s->build_id);
-	free(s->allow_uids);
-	free(s->allow_gids);
-	free(s);
+	free_server(s);
 	return r;
 }
 
@@ -1427,16 +1434,7 @@ maybe_free(struct nsserver *s)
 {
 	if (!s->freeing || s->open_handles || s->nclients)
 		return;
-	nsstate_clear(&s->t);
-	free(s->pin_dir);
-	free(s->uenv_dir);
-	free(s->uenv_base);
-	free(s->state_path);
-	free(s->cgroup_root);
-	free(s->build_id);
-	free(s->allow_uids);
-	free(s->allow_gids);
-	free(s);
+	free_server(s);
 }
 
 void

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -539,6 +541,57 @@ TEST_T(supervisor_restart_adopts_agent, 60)
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0, "an upgrade after adoption commits (%d): %s", rc, out);
 	check(wait_dead(agent, 5000), "the adopted agent handed over and left");
+	finish(&t);
+}
+
+/* Read notify datagrams until one contains want (or time runs out). */
+static bool
+notified(int fd, const char *want, int ms)
+{
+	uint64_t until = clock_mono_ms() + (uint64_t)ms;
+	char buf[512];
+	ssize_t n;
+
+	while (clock_mono_ms() < until) {
+		n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (strstr(buf, want))
+				return true;
+			continue;
+		}
+		usleep(10000);
+	}
+	return false;
+}
+
+/* sd_notify: READY=1 when serving, RELOADING=1 ... READY=1 around a handoff. */
+TEST_T(sd_notify_protocol, 60)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char env[sizeof(sa.sun_path) + 32], out[2048];
+	struct itest t;
+	int fd;
+
+	it_setup(&t);
+	if (strlen(t.root) + 8 > sizeof(sa.sun_path))
+		tap_skip("root path too long for a unix socket");
+	memcpy(sa.sun_path, t.root, strlen(t.root));
+	memcpy(sa.sun_path + strlen(t.root), "/notify", 8);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	require(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+	    "notify socket");
+	snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", sa.sun_path);
+	require(it_start_supervisor(&t, (const char *[]){ env, NULL }) > 0,
+	    "supervisor");
+	check(notified(fd, "READY=1", 15000), "READY=1 once the agent serves");
+	require(it_wait_serving(&t, SERVE_MS) > 0, "serving");
+	check(it_upgrade(&t, out, sizeof(out), NULL) == 0, "upgrade: %s", out);
+	check(notified(fd, "RELOADING=1", 2000), "RELOADING=1 for the handoff");
+	check(notified(fd, "READY=1", 2000), "READY=1 after it");
+	kill(t.sup, SIGTERM);
+	check(notified(fd, "STOPPING=1", 5000), "STOPPING=1 on SIGTERM");
+	close(fd);
 	finish(&t);
 }
 

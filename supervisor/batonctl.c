@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "common/version.h"
-#include "common/jsonout.h"
+#include "common/json.h"
 #include "common/paths.h"
 #include "proto/wire.h"
 #include "supervisor/ctl_ns.h"

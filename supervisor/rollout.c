@@ -44,7 +44,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/jsonout.h"
+#include "common/json.h"
 #include "common/atomicfile.h"
 #include "common/clock.h"
 #include "common/paths.h"
@@ -56,19 +56,14 @@
 #define EX_USAGE_ 64
 
 #define MAX_HOSTS 4096
-#define HOST_MAX 64		/* name length + NUL */
-#define BIN_MAX 1024
 #define ERR_MAX 256
-#define MAX_TMPL 32		/* --remote-cmd words */
 #define MAX_FANOUT 512
 #define LINE_MAX_ 16384
 #define RECORD_MAX (MAX_HOSTS * (HOST_MAX + 2 * BIN_MAX + 4) + 64)
 #define STATUS_TIMEOUT_MS 30000	/* preflight and re-check commands */
-#define KILL_GRACE_MS 2000
 #define DEFAULT_TEMPLATE "ssh -o BatchMode=yes %h batonctl"
 #define DEFAULT_HOST_TIMEOUT_MS 360000	/* upgrade deadline 300 s + 60 s */
 #define RECORD_REL "var/lib/baton/rollout.record"
-#define TRAILER "@baton-rollout "
 #define RECORD_MAGIC "baton-rollout-record 1\n"
 
 enum outcome {
@@ -173,175 +168,6 @@ usage(FILE *f)
 "the canary, or finished within the budget); 2 could not start (preflight\n"
 "failed or pdsh missing; no host was changed); 64 usage.\n",
 	    MAX_FANOUT, DEFAULT_HOST_TIMEOUT_MS, DEFAULT_TEMPLATE, RECORD_REL);
-}
-
-/* ---- small JSON reader for batonctl's own one-line objects ---- */
-
-static const char *
-jws(const char *p)
-{
-	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-		p++;
-	return p;
-}
-
-/* End of the string starting at p ('"'), past the closing quote; NULL bad. */
-static const char *
-jskip_str(const char *p)
-{
-	for (p++; *p; p++) {
-		if (*p == '\\') {
-			if (!*++p)
-				return NULL;
-		} else if (*p == '"') {
-			return p + 1;
-		}
-	}
-	return NULL;
-}
-
-static const char *
-jskip(const char *p, int depth)
-{
-	p = jws(p);
-	if (depth > 16)
-		return NULL;
-	if (*p == '"')
-		return jskip_str(p);
-	if (*p == '{' || *p == '[') {
-		char close = *p == '{' ? '}' : ']';
-
-		p = jws(p + 1);
-		if (*p == close)
-			return p + 1;
-		for (;;) {
-			if (close == '}') {
-				if (*p != '"' || !(p = jskip_str(p)))
-					return NULL;
-				p = jws(p);
-				if (*p++ != ':')
-					return NULL;
-			}
-			if (!(p = jskip(p, depth + 1)))
-				return NULL;
-			p = jws(p);
-			if (*p == close)
-				return p + 1;
-			if (*p++ != ',')
-				return NULL;
-			p = jws(p);
-		}
-	}
-	if (*p == '-' || (*p >= '0' && *p <= '9') || *p == 't' || *p == 'f' ||
-	    *p == 'n') {
-		while (*p && !strchr(",}] \t\r\n", *p))
-			p++;
-		return p;
-	}
-	return NULL;
-}
-
-/* The value at a dotted path of object keys ("supervisor.state"), or NULL. */
-static const char *
-jfind(const char *js, const char *path)
-{
-	const char *p = jws(js), *dot, *k, *ke;
-	size_t len;
-
-	while (*path) {
-		dot = strchr(path, '.');
-		len = dot ? (size_t)(dot - path) : strlen(path);
-		if (*p != '{')
-			return NULL;
-		p = jws(p + 1);
-		for (;;) {
-			if (*p != '"')
-				return NULL;
-			k = p + 1;
-			if (!(ke = jskip_str(p)))
-				return NULL;
-			p = jws(ke);
-			if (*p++ != ':')
-				return NULL;
-			p = jws(p);
-			if ((size_t)(ke - 1 - k) == len &&
-			    memcmp(k, path, len) == 0)
-				break;
-			if (!(p = jskip(p, 0)))
-				return NULL;
-			p = jws(p);
-			if (*p++ != ',')
-				return NULL;
-			p = jws(p);
-		}
-		path += len + (dot ? 1 : 0);
-	}
-	return p;
-}
-
-/* 1 a string (copied, escapes decoded), 0 null, -1 missing or another type. */
-static int
-jstr(const char *js, const char *path, char *out, size_t len)
-{
-	const char *p = jfind(js, path);
-	size_t o = 0;
-
-	if (len)
-		out[0] = '\0';
-	if (!p)
-		return -1;
-	if (strncmp(p, "null", 4) == 0)
-		return 0;
-	if (*p != '"' || !jskip_str(p))
-		return -1;
-	for (p++; *p != '"' && o + 1 < len; p++) {
-		char c = *p;
-
-		if (c == '\\') {
-			c = *++p;
-			if (c == 'n')
-				c = '\n';
-			else if (c == 't')
-				c = '\t';
-			else if (c == 'u') {
-				unsigned v = 0;
-
-				if (sscanf(p + 1, "%4x", &v) != 1)
-					return -1;
-				p += 4;
-				c = v < 0x80 ? (char)v : '?';
-			}
-		}
-		out[o++] = c;
-	}
-	out[o] = '\0';
-	return 1;
-}
-
-static bool
-jnum(const char *js, const char *path, uint64_t *v)
-{
-	const char *p = jfind(js, path);
-	char *end;
-
-	if (!p || *p < '0' || *p > '9')
-		return false;
-	errno = 0;
-	*v = strtoull(p, &end, 10);
-	return errno == 0 && end != p;
-}
-
-/* 1 true, 0 false, -1 missing or another type. */
-static int
-jbool(const char *js, const char *path)
-{
-	const char *p = jfind(js, path);
-
-	if (p && strncmp(p, "true", 4) == 0)
-		return 1;
-	if (p && strncmp(p, "false", 5) == 0)
-		return 0;
-	return -1;
 }
 
 /* ---- host list ---- */
@@ -749,21 +575,21 @@ judge_status(struct rollout *r, struct host *h, uint64_t exit_code)
 	char state[32], hid[64], msg[ERR_MAX + 64];
 	uint64_t pid = 0;
 
-	if (!h->json || jfind(h->json, "supervisor") == NULL) {
+	if (!h->json || json_find(h->json, "supervisor") == NULL) {
 		snprintf(msg, sizeof(msg), "status failed (exit %" PRIu64 ")%s%s",
 		    exit_code, h->lasterr[0] ? ": " : "", h->lasterr);
 		fail_host(h, O_PREFLIGHT_FAILED, "unreachable", msg);
 		return;
 	}
-	if (jstr(h->json, "supervisor", state, sizeof(state)) == 0) {
+	if (json_get_str(h->json, "supervisor", state, sizeof(state)) == 0) {
 		snprintf(msg, sizeof(msg), "supervisor not reachable%s%s",
 		    h->lasterr[0] ? ": " : "", h->lasterr);
 		fail_host(h, O_PREFLIGHT_FAILED, "unreachable", msg);
 		return;
 	}
 	if (r->pass == P_RECHECK) {
-		jnum(h->json, "supervisor.agent_pid", &pid);
-		if (jstr(h->json, "supervisor.handoff_id", hid, sizeof(hid)) == 1)
+		json_get_u64(h->json, "supervisor.agent_pid", &pid);
+		if (json_get_str(h->json, "supervisor.handoff_id", hid, sizeof(hid)) == 1)
 			snprintf(msg, sizeof(msg), "; now handoff %s in progress, "
 			    "agent pid %" PRIu64, hid, pid);
 		else
@@ -772,7 +598,7 @@ judge_status(struct rollout *r, struct host *h, uint64_t exit_code)
 		append(h->error, sizeof(h->error), msg);
 		return;
 	}
-	jstr(h->json, "supervisor.state", state, sizeof(state));
+	json_get_str(h->json, "supervisor.state", state, sizeof(state));
 	if (strcmp(state, "running") != 0) {
 		snprintf(msg, sizeof(msg), "supervisor state is '%s', not "
 		    "running", state);
@@ -780,19 +606,19 @@ judge_status(struct rollout *r, struct host *h, uint64_t exit_code)
 		    "handoff-in-progress" : "not-running", msg);
 		return;
 	}
-	if (jstr(h->json, "supervisor.handoff_id", hid, sizeof(hid)) == 1) {
+	if (json_get_str(h->json, "supervisor.handoff_id", hid, sizeof(hid)) == 1) {
 		snprintf(msg, sizeof(msg), "handoff %s in progress", hid);
 		fail_host(h, O_PREFLIGHT_FAILED, "handoff-in-progress", msg);
 		return;
 	}
-	if (!jnum(h->json, "supervisor.agent_pid", &pid) || pid == 0 ||
-	    jfind(h->json, "agent.pid") == NULL) {
+	if (!json_get_u64(h->json, "supervisor.agent_pid", &pid) || pid == 0 ||
+	    json_find(h->json, "agent.pid") == NULL) {
 		fail_host(h, O_PREFLIGHT_FAILED, "agent-unreachable",
 		    "no agent serves");
 		return;
 	}
 	h->agent_pid = (unsigned)pid;
-	jstr(h->json, "supervisor.agent_binary", h->prev_binary,
+	json_get_str(h->json, "supervisor.agent_binary", h->prev_binary,
 	    sizeof(h->prev_binary));
 	h->outcome = O_READY;
 }
@@ -802,10 +628,10 @@ judge_probe(struct host *h, uint64_t exit_code)
 {
 	char msg[ERR_MAX + BIN_MAX + 8], err[ERR_MAX];
 
-	if (h->json && jbool(h->json, "ok") == 1)
+	if (h->json && json_get_bool(h->json, "ok") == 1)
 		return;
-	if (h->json && jbool(h->json, "ok") == 0) {
-		jstr(h->json, "error", err, sizeof(err));
+	if (h->json && json_get_bool(h->json, "ok") == 0) {
+		json_get_str(h->json, "error", err, sizeof(err));
 		snprintf(msg, sizeof(msg), "%s: %s", h->binary, err);
 		fail_host(h, O_PREFLIGHT_FAILED, "binary-missing", msg);
 		return;
@@ -821,30 +647,30 @@ judge_upgrade(struct rollout *r, struct host *h, const char *trailer)
 	uint64_t code = 0, v;
 	char msg[ERR_MAX + 64], why[32];
 
-	jnum(trailer, "ms", &h->ms);
-	jnum(trailer, "exit", &code);
-	if (jbool(trailer, "skipped") == 1) {
-		jstr(trailer, "why", why, sizeof(why));
+	json_get_u64(trailer, "ms", &h->ms);
+	json_get_u64(trailer, "exit", &code);
+	if (json_get_bool(trailer, "skipped") == 1) {
+		json_get_str(trailer, "why", why, sizeof(why));
 		fail_host(h, O_SKIPPED, NULL, why);
 		return;
 	}
 	r->attempted++;
 	r->done++;
-	if (jbool(trailer, "timed_out") == 1) {
+	if (json_get_bool(trailer, "timed_out") == 1) {
 		snprintf(msg, sizeof(msg), "no result within %" PRIu64 " ms",
 		    r->host_timeout_ms);
 		fail_host(h, O_UNKNOWN, "timeout", msg);
-	} else if (h->json && jbool(h->json, "committed") >= 0) {
-		jstr(h->json, "handoff_id", h->handoff_id, sizeof(h->handoff_id));
-		if (jnum(h->json, "old_pid", &v))
+	} else if (h->json && json_get_bool(h->json, "committed") >= 0) {
+		json_get_str(h->json, "handoff_id", h->handoff_id, sizeof(h->handoff_id));
+		if (json_get_u64(h->json, "old_pid", &v))
 			h->old_pid = (unsigned)v;
-		if (jnum(h->json, "new_pid", &v))
+		if (json_get_u64(h->json, "new_pid", &v))
 			h->new_pid = (unsigned)v;
-		jnum(h->json, "total_ms", &h->handoff_ms);
-		if (jbool(h->json, "committed") == 1 && code == 0) {
+		json_get_u64(h->json, "total_ms", &h->handoff_ms);
+		if (json_get_bool(h->json, "committed") == 1 && code == 0) {
 			h->outcome = O_COMMITTED;
 		} else {
-			jstr(h->json, "abort_reason", h->abort_reason,
+			json_get_str(h->json, "abort_reason", h->abort_reason,
 			    sizeof(h->abort_reason));
 			h->outcome = O_ROLLED_BACK;
 			h->kind = "rolled-back";
@@ -865,17 +691,17 @@ on_trailer(struct rollout *r, struct host *h, const char *trailer)
 	uint64_t code = 0;
 
 	h->trailer = true;
-	jnum(trailer, "exit", &code);
+	json_get_u64(trailer, "exit", &code);
 	switch (r->pass) {
 	case P_STATUS:
-		if (jbool(trailer, "timed_out") == 1)
+		if (json_get_bool(trailer, "timed_out") == 1)
 			fail_host(h, O_PREFLIGHT_FAILED, "timeout",
 			    "status query timed out");
 		else
 			judge_status(r, h, code);
 		break;
 	case P_PROBE:
-		if (jbool(trailer, "timed_out") == 1)
+		if (json_get_bool(trailer, "timed_out") == 1)
 			fail_host(h, O_PREFLIGHT_FAILED, "timeout",
 			    "binary check timed out");
 		else
@@ -1255,182 +1081,6 @@ report(const struct rollout *r, const char *result, int code)
 	    r->attempted, ok, failed, unknown, skipped, (double)ms / 1000.0);
 }
 
-/* ---- host side: the gate (runs under pdsh) and the binary probe ---- */
-
-static unsigned
-count_failures(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	unsigned n = 0;
-
-	if (!d)
-		return UINT32_MAX;	/* fail closed: no new host */
-	while ((e = readdir(d)))
-		if (strncmp(e->d_name, "failed.", 7) == 0)
-			n++;
-	closedir(d);
-	return n;
-}
-
-static int
-map_lookup(const char *map, const char *host, char *out, size_t len)
-{
-	char line[HOST_MAX + BIN_MAX + 8], *tab;
-	FILE *f = fopen(map, "re");
-	int rc = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = '\0';
-		if (!(tab = strchr(line, '\t')))
-			continue;
-		*tab = '\0';
-		if (strcmp(line, host) == 0) {
-			snprintf(out, len, "%s", tab + 1);
-			rc = 0;
-			break;
-		}
-	}
-	fclose(f);
-	return rc;
-}
-
-static void
-trailer(bool skipped, const char *why, int code, bool timed_out, uint64_t ms)
-{
-	fflush(stdout);
-	printf(TRAILER "{\"skipped\":%s,\"why\":\"%s\",\"exit\":%d,"
-	    "\"timed_out\":%s,\"ms\":%" PRIu64 "}\n", skipped ? "true" : "false",
-	    why, code, timed_out ? "true" : "false", ms);
-	fflush(stdout);
-}
-
-/* Wait for pid up to ms; 1 exited (status filled), 0 timeout, -errno. */
-static int
-wait_child(pid_t pid, int pidfd, uint64_t ms, int *status)
-{
-	uint64_t until = clock_mono_ms() + ms;
-	struct pollfd pf = { .fd = pidfd, .events = POLLIN };
-	int r;
-
-	for (;;) {
-		r = (int)waitpid(pid, status, WNOHANG);
-		if (r == pid)
-			return 1;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		uint64_t now = clock_mono_ms();
-		if (now >= until)
-			return 0;
-		if (pidfd >= 0)
-			(void)poll(&pf, 1, (int)(until - now));
-		else
-			usleep(10000);
-	}
-}
-
-static int
-exec_host_main(const char *host, const char *gate, unsigned budget,
-    uint64_t timeout_ms, const char *map, char **cmd, int ncmd)
-{
-	char *argv[MAX_TMPL + 16], binary[BIN_MAX], path[PATH_MAX + HOST_MAX];
-	uint64_t t0 = clock_mono_ms();
-	int i, k = 0, status = 0, code, pidfd = -1, w, fd;
-	bool timed_out = false;
-	pid_t pid;
-
-	if (ncmd <= 0 || ncmd > MAX_TMPL + 8) {
-		fprintf(stderr, "rollout: %s: no command\n", host);
-		trailer(false, "", 64, false, 0);
-		return 0;
-	}
-	if (gate) {
-		snprintf(path, sizeof(path), "%s/stop", gate);
-		if (access(path, F_OK) == 0) {
-			trailer(true, "interrupted", 0, false, 0);
-			return 0;
-		}
-		if (count_failures(gate) > budget) {
-			trailer(true, "failure budget spent", 0, false, 0);
-			return 0;
-		}
-	}
-	for (i = 0; i < ncmd; i++)
-		argv[k++] = cmd[i];
-	if (map) {
-		if (map_lookup(map, host, binary, sizeof(binary)) < 0) {
-			fprintf(stderr, "rollout: %s: not in the binary map\n",
-			    host);
-			trailer(false, "", 64, false, 0);
-			return 0;
-		}
-		argv[k++] = binary;
-	}
-	argv[k] = NULL;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		fprintf(stderr, "rollout: %s: fork: %s\n", host, strerror(errno));
-		trailer(false, "", 71, false, 0);
-		return 0;
-	}
-	if (pid == 0) {
-		setpgid(0, 0);
-		execvp(argv[0], argv);
-		fprintf(stderr, "exec '%s': %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	setpgid(pid, pid);
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	w = wait_child(pid, pidfd, timeout_ms, &status);
-	if (w == 0) {
-		/* Only batonctl is killed; the supervisor finishes the handoff. */
-		timed_out = true;
-		fprintf(stderr, "timed out after %" PRIu64 " ms; stopping the "
-		    "command\n", timeout_ms);
-		kill(-pid, SIGTERM);
-		if (wait_child(pid, pidfd, KILL_GRACE_MS, &status) == 0) {
-			kill(-pid, SIGKILL);
-			(void)waitpid(pid, &status, 0);
-		}
-	}
-	if (pidfd >= 0)
-		close(pidfd);
-	code = WIFEXITED(status) ? WEXITSTATUS(status) :
-	    128 + WTERMSIG(status);
-	if (gate && (code != 0 || timed_out)) {
-		/* Before our exit: pdsh reuses this slot only after it. */
-		snprintf(path, sizeof(path), "%s/failed.%s", gate, host);
-		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-		if (fd >= 0)
-			close(fd);
-	}
-	trailer(false, "", code, timed_out, clock_mono_ms() - t0);
-	return 0;
-}
-
-static int
-probe_binary_main(const char *path)
-{
-	struct stat st;
-	const char *err = NULL;
-
-	if (stat(path, &st) < 0)
-		err = strerror(errno);
-	else if (!S_ISREG(st.st_mode))
-		err = "not a regular file";
-	else if (access(path, X_OK) < 0)
-		err = strerror(errno);
-	printf("{\"binary\":");
-	json_put_str(stdout, path);
-	printf(",\"ok\":%s,\"error\":", err ? "false" : "true");
-	json_put_str(stdout, err);
-	printf("}\n");
-	return err ? 1 : 0;
-}
-
 /* ---- the rollout ---- */
 
 static int
@@ -1694,7 +1344,7 @@ rollout_main(const char *root, int argc, char **argv)
 				return EX_USAGE_;
 			break;
 		case 'M': map = optarg; break;
-		case 'Q': return probe_binary_main(optarg);
+		case 'Q': return rollout_probe_binary(optarg);
 		default:
 			fprintf(stderr, "batonctl: rollout: see 'batonctl rollout "
 			    "--help'\n");
@@ -1702,7 +1352,7 @@ rollout_main(const char *root, int argc, char **argv)
 		}
 	}
 	if (xhost)
-		return exec_host_main(xhost, gate, (unsigned)gbudget, gtimeout,
+		return rollout_exec_host(xhost, gate, (unsigned)gbudget, gtimeout,
 		    map, argv + optind, argc - optind);
 	if (optind != argc) {
 		fprintf(stderr, "batonctl: rollout: unexpected argument '%s'\n",

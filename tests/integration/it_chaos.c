@@ -30,8 +30,8 @@
 static pid_t
 other_agent(struct itest *t, pid_t not)
 {
-	char p[64], comm[32];
-	pid_t pid;
+	char p[64];
+	pid_t pid, found = 0;
 	FILE *f;
 
 	/* The successor is the supervisor's child that is not the incumbent. */
@@ -40,25 +40,11 @@ other_agent(struct itest *t, pid_t not)
 	f = fopen(p, "r");
 	if (!f)
 		return 0;
-	while (fscanf(f, "%d", &pid) == 1) {
-		FILE *c;
-
-		if (pid == not)
-			continue;
-		snprintf(p, sizeof(p), "/proc/%d/comm", (int)pid);
-		c = fopen(p, "r");
-		if (!c)
-			continue;
-		if (fgets(comm, sizeof(comm), c) &&
-		    strcmp(comm, "baton-agent\n") == 0) {
-			fclose(c);
-			fclose(f);
-			return pid;
-		}
-		fclose(c);
-	}
+	while (!found && fscanf(f, "%d", &pid) == 1)
+		if (pid != not && it_proc_named(pid, "baton-agent"))
+			found = pid;
 	fclose(f);
-	return 0;
+	return found;
 }
 
 TEST_T(random_kills_during_upgrades, 900)

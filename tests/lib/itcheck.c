@@ -200,65 +200,23 @@ count_stale_tmp(const char *dir)
 	return n;
 }
 
-static bool
-read_small(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	return true;
-}
-
 int
 itc_count_agents(struct itest *t)
 {
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	char p[300], buf[8192];
-	int n = 0, ppid;
-	size_t i, len;
+	pid_t pids[256];
+	unsigned i, n, count = 0;
 
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		/* Namespace inits are forks of the agent: tell them by comm. */
-		snprintf(p, sizeof(p), "/proc/%s/comm", e->d_name);
-		if (!read_small(p, buf, sizeof(buf)) ||
-		    strcmp(buf, "baton-agent\n") != 0)
-			continue;
-		/* Helpers are the agent's children: a real agent's parent never
-		 * is an agent (this also covers a fork not yet renamed). */
-		snprintf(p, sizeof(p), "/proc/%s/stat", e->d_name);
-		if (!read_small(p, buf, sizeof(buf)) || !strrchr(buf, ')') ||
-		    sscanf(strrchr(buf, ')') + 2, "%*c %d", &ppid) != 1)
-			continue;
-		snprintf(p, sizeof(p), "/proc/%d/comm", ppid);
-		if (read_small(p, buf, sizeof(buf)) &&
-		    strcmp(buf, "baton-agent\n") == 0)
-			continue;
-		snprintf(p, sizeof(p), "/proc/%s/cmdline", e->d_name);
-		if (!read_small(p, buf, sizeof(buf)))
-			continue;
-		len = strlen(buf);
-		/* cmdline is NUL-separated: scan all of it for the root. */
-		for (i = 0; i < sizeof(buf) - 1 && (buf[i] || buf[i + 1]); i++)
-			if (!buf[i])
-				buf[i] = ' ';
-		(void)len;
-		if (strstr(buf, t->root) && it_alive(atoi(e->d_name)))
-			n++;
+	/* Namespace inits are forks of the agent named baton-nsinit. */
+	n = it_find_procs(t->root, "baton-agent", pids, 256);
+	/* Helpers are the agent's children: a real agent's parent never is
+	 * an agent (this also covers a fork not yet renamed). */
+	for (i = 0; i < n; i++) {
+		pid_t ppid = it_proc_ppid(pids[i]);
+
+		if (ppid > 0 && !it_proc_named(ppid, "baton-agent"))
+			count++;
 	}
-	closedir(d);
-	return n;
+	return (int)count;
 }
 
 pid_t

@@ -23,6 +23,53 @@
 #include "tests/lib/itest.h"
 #include "tests/lib/tap.h"
 
+/* Read a small /proc file, NUL-terminated; bytes read, or -1. */
+static ssize_t
+read_proc(const char *pid, const char *what, char *buf, size_t len)
+{
+	char p[300];
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "/proc/%s/%s", pid, what);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
+/* State letter and parent of /proc/<pid>/stat; false when unreadable. */
+static bool
+proc_stat(const char *pid, char *ret_state, pid_t *ret_ppid)
+{
+	char buf[512], *s;
+	int ppid;
+
+	if (read_proc(pid, "stat", buf, sizeof(buf)) < 0)
+		return false;
+	/* comm may hold ')': the fields follow the last one. */
+	s = strrchr(buf, ')');
+	if (!s || sscanf(s + 2, "%c %d", ret_state, &ppid) != 2)
+		return false;
+	*ret_ppid = (pid_t)ppid;
+	return true;
+}
+
+pid_t
+it_proc_ppid(pid_t pid)
+{
+	char id[16], st;
+	pid_t ppid;
+
+	snprintf(id, sizeof(id), "%d", (int)pid);
+	return proc_stat(id, &st, &ppid) ? ppid : -1;
+}
+
 void
 it_setup(struct itest *t)
 {
@@ -245,29 +292,16 @@ it_count_children(pid_t pid)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
-	char p[300], buf[512], *s;
-	int n = 0, fd, ppid;
-	ssize_t len;
+	pid_t ppid;
+	char st;
+	int n = 0;
 
 	if (!d)
 		return -1;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(p, sizeof(p), "/proc/%s/stat", e->d_name);
-		fd = open(p, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		len = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		buf[len] = '\0';
-		s = strrchr(buf, ')');
-		if (s && sscanf(s + 2, "%*c %d", &ppid) == 1 && ppid == pid &&
-		    s[2] != 'Z')
+	while ((e = readdir(d)))
+		if (e->d_name[0] >= '1' && e->d_name[0] <= '9' &&
+		    proc_stat(e->d_name, &st, &ppid) && ppid == pid && st != 'Z')
 			n++;
-	}
 	closedir(d);
 	return n;
 }
@@ -304,6 +338,44 @@ kill_wait(pid_t pid, int ms)
 	(void)waitpid(pid, NULL, 0);
 }
 
+bool
+it_proc_named(pid_t pid, const char *comm)
+{
+	char id[16], buf[64];
+	size_t cl = strlen(comm);
+
+	snprintf(id, sizeof(id), "%d", (int)pid);
+	return read_proc(id, "comm", buf, sizeof(buf)) > 0 &&
+	    strncmp(buf, comm, cl) == 0 && buf[cl] == '\n';
+}
+
+unsigned
+it_find_procs(const char *root, const char *comm, pid_t *pids, unsigned max)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	char buf[8192];
+	unsigned n = 0;
+	ssize_t len, i;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)) && n < max) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' ||
+		    !it_proc_named(atoi(e->d_name), comm))
+			continue;
+		/* cmdline is NUL-separated: join it to look for the root. */
+		len = read_proc(e->d_name, "cmdline", buf, sizeof(buf));
+		for (i = 0; i < len; i++)
+			if (buf[i] == '\0')
+				buf[i] = ' ';
+		if (len > 0 && strstr(buf, root) && it_alive(atoi(e->d_name)))
+			pids[n++] = atoi(e->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
 /*
  * Allocations outlive agents by design: their pid namespaces' inits
  * (baton-nsinit, forks of an agent of this root) are ended here.
@@ -311,39 +383,11 @@ kill_wait(pid_t pid, int ms)
 static void
 kill_inits(const char *root)
 {
-	char p[300], buf[4096];
-	struct dirent *e;
-	DIR *d = opendir("/proc");
-	ssize_t n, i;
-	int fd;
+	pid_t pids[1024];
+	unsigned i, n = it_find_procs(root, "baton-nsinit", pids, 1024);
 
-	if (!d)
-		return;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
-			continue;
-		snprintf(p, sizeof(p), "/proc/%s/comm", e->d_name);
-		fd = open(p, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0 || strncmp(buf, "baton-nsinit\n", 13) != 0)
-			continue;
-		snprintf(p, sizeof(p), "/proc/%s/cmdline", e->d_name);
-		fd = open(p, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		for (i = 0; i < n; i++)
-			if (buf[i] == '\0')
-				buf[i] = ' ';
-		buf[n > 0 ? n : 0] = '\0';
-		if (strstr(buf, root))
-			kill(atoi(e->d_name), SIGKILL);
-	}
-	closedir(d);
+	for (i = 0; i < n; i++)
+		kill(pids[i], SIGKILL);
 }
 
 /* Detach every mount below root, deepest first. */

@@ -47,6 +47,16 @@ void it_teardown(struct itest *t);
 /* Print the supervisor's log as TAP diagnostics. */
 void it_dump_log(struct itest *t);
 
+/* Parent pid from /proc, or -1. */
+pid_t it_proc_ppid(pid_t pid);
+/* The process's comm is exactly `comm`. */
+bool it_proc_named(pid_t pid, const char *comm);
+/*
+ * Live processes named `comm` whose command line contains root (all of
+ * a test's daemons carry --root ROOT); up to max pids into pids[].
+ */
+unsigned it_find_procs(const char *root, const char *comm, pid_t *pids,
+    unsigned max);
 /* Number of fds / direct children of a process. */
 int it_count_fds(pid_t pid);
 int it_count_children(pid_t pid);

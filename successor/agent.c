@@ -798,6 +798,7 @@ successor_start(struct agent *a)
 	struct msg m = { .type = MSG_HELLO };
 	const char *s = getenv("HANDOFF_SOCK_FD");
 	const char *d = getenv("HANDOFF_DEADLINE_MS");
+	unsigned long long deadline;
 	char *end;
 	struct stat st;
 	long fd;
@@ -816,13 +817,13 @@ successor_start(struct agent *a)
 		    "value=%s", s);
 		return 78;
 	}
+	a->begin_wait_ms = BEGIN_WAIT_MS;
+	if (d && (deadline = strtoull(d, NULL, 10)) > 0)
+		a->begin_wait_ms = deadline + 10000;
 	unsetenv("HANDOFF_SOCK_FD");
 	unsetenv("HANDOFF_ROLE");
 	unsetenv("HANDOFF_DEADLINE_MS");
 	(void)fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-	a->begin_wait_ms = BEGIN_WAIT_MS;
-	if (d && strtoull(d, NULL, 10) > 0)
-		a->begin_wait_ms = strtoull(d, NULL, 10) + 10000;
 	if (find_ns_listener(a) < 0 || a->own_ns_fd >= 0) {
 		log_error("successor.listeners", "a successor must inherit the "
 		    "\"ns\" listener", NULL);

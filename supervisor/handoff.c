@@ -145,28 +145,35 @@ remaining(const struct handoff *h)
 
 static void timer_cb(uv_timer_t *t);
 
+/* Fire the timer at the earlier of the phase deadline and liveness. */
+static void
+schedule(struct handoff *h, uint64_t now)
+{
+	uint64_t at = h->phase_at < h->live_at ? h->phase_at : h->live_at;
+
+	uv_timer_start(&h->timer, timer_cb, at > now ? at - now : 0, 0);
+}
+
 /* Wait at most phase_ms for the phase; liveness resets on every frame. */
 static void
 arm(struct handoff *h, uint64_t phase_ms, bool liveness)
 {
-	uint64_t now = clock_mono_ms(), at;
+	uint64_t now = clock_mono_ms();
 
 	h->phase_at = now + phase_ms;
 	h->live_at = liveness ? now + LIVENESS_MS : UINT64_MAX;
-	at = h->phase_at < h->live_at ? h->phase_at : h->live_at;
-	uv_timer_start(&h->timer, timer_cb, at - now, 0);
+	schedule(h, now);
 }
 
 static void
 touch(struct handoff *h)
 {
-	uint64_t now = clock_mono_ms(), at;
+	uint64_t now = clock_mono_ms();
 
 	if (h->live_at == UINT64_MAX)
 		return;
 	h->live_at = now + LIVENESS_MS;
-	at = h->phase_at < h->live_at ? h->phase_at : h->live_at;
-	uv_timer_start(&h->timer, timer_cb, at > now ? at - now : 0, 0);
+	schedule(h, now);
 }
 
 static uint64_t

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/nsclient.h"
 #include "crashpoints/crashpoint.h"
 #include "tests/lib/itest.h"
@@ -33,15 +34,13 @@ start(struct itest *t, const char *const *env)
 	}
 }
 
+/* A top-level integer of batonctl's JSON, or -1. */
 static long
 json_num(const char *json, const char *key)
 {
-	char pat[64];
-	const char *p;
+	uint64_t v;
 
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(json, pat);
-	return p ? strtol(p + strlen(pat), NULL, 10) : -1;
+	return json_get_u64(json, key, &v) ? (long)v : -1;
 }
 
 static bool

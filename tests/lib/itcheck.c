@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/nsclient.h"
 #include "tests/lib/itcheck.h"
 #include "tests/lib/tap.h"
@@ -222,13 +223,14 @@ itc_count_agents(struct itest *t)
 pid_t
 itc_supervisor_agent(struct itest *t)
 {
-	char out[2048], *p;
+	char out[2048];
 	const char *args[] = { "status", "--json", NULL };
+	uint64_t pid;
 
-	if (it_ctl(t, out, sizeof(out), args) != 0)
+	if (it_ctl(t, out, sizeof(out), args) != 0 ||
+	    !json_get_u64(out, "supervisor.agent_pid", &pid))
 		return -1;
-	p = strstr(out, "\"agent_pid\":");
-	return p ? (pid_t)atoi(p + 12) : -1;
+	return (pid_t)pid;
 }
 
 long

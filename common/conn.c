@@ -584,6 +584,17 @@ on_poll(uv_poll_t *h, int status, int events)
 }
 
 int
+conn_read_now(struct conn *c, unsigned max_frames)
+{
+	unsigned n = 0;
+
+	while (n < max_frames && !c->closed && !c->paused && !c->draining &&
+	    read_frame(c) == 1)
+		n++;
+	return (int)n;
+}
+
+int
 conn_open(uv_loop_t *loop, int fd, const struct conn_opts *opts,
     conn_frame_cb frame_cb, conn_close_cb close_cb, void *data,
     struct conn **ret)

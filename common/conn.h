@@ -68,6 +68,14 @@ int conn_open(uv_loop_t *loop, int fd, const struct conn_opts *opts,
 int conn_send(struct conn *c, const struct msg *m, const int *fds,
     unsigned nfds);
 
+/*
+ * Read and deliver, right now, up to max_frames frames already waiting in
+ * the socket (never blocks).  For an owner about to act on a timer: what
+ * the peer said before the timer fired must count first.  Returns the
+ * number delivered.
+ */
+int conn_read_now(struct conn *c, unsigned max_frames);
+
 /* Stop / restart reading (writes go on). */
 void conn_pause(struct conn *c);
 void conn_resume(struct conn *c);

@@ -11,6 +11,12 @@
  *  - The pidfile is replaced with tmp+fsync+rename, so a reader sees the
  *    old pid or the new one, never a torn number.
  *  - The lock fd is CLOEXEC: an exec'd child never inherits ownership.
+ *  - The holder is named by the kernel (/proc/locks records the pid that
+ *    took the flock, atomically with the lock itself), so "held, holder
+ *    unknown" cannot be seen in the window between a new owner's flock and
+ *    its pidfile write, nor can a stale pidfile name a dead owner while a
+ *    live one holds the lock.  The pidfile is only the fallback when
+ *    /proc/locks cannot be read.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,6 +82,53 @@ read_pidfile(const char *dir)
 	return (pid_t)v;
 }
 
+/*
+ * The pid that holds a flock on the file at path, from /proc/locks: 0
+ * when nobody does, -errno when the table cannot be read.
+ */
+static pid_t
+locks_holder(const char *path)
+{
+	char line[256];
+	unsigned maj, min;
+	unsigned long long ino;
+	long pid;
+	struct stat st;
+	pid_t found = 0;
+	FILE *f;
+
+	if (stat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	f = fopen("/proc/locks", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		/* "1: FLOCK  ADVISORY  WRITE 123 fe:00:4567 0 EOF"; waiters
+		 * have "->" after the number and hold nothing. */
+		if (strstr(line, "->") || !strstr(line, " FLOCK "))
+			continue;
+		if (sscanf(line, "%*u: FLOCK %*s %*s %ld %x:%x:%llu", &pid, &maj,
+		    &min, &ino) != 4)
+			continue;
+		if (maj == major(st.st_dev) && min == minor(st.st_dev) &&
+		    ino == (unsigned long long)st.st_ino && pid > 0) {
+			found = (pid_t)pid;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* The holder of a lock known to be held: the kernel's word, else the pidfile. */
+static pid_t
+holder_of(const char *dir, const char *lockpath)
+{
+	pid_t p = locks_holder(lockpath);
+
+	return p > 0 ? p : read_pidfile(dir);
+}
+
 static int
 write_pidfile(const char *path)
 {
@@ -107,7 +162,7 @@ lock_acquire(const char *dir, struct dirlock **ret, pid_t *ret_holder)
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		r = -errno;
 		if (r == -EWOULDBLOCK && ret_holder)
-			*ret_holder = read_pidfile(dir);
+			*ret_holder = holder_of(dir, path);
 		goto out;
 	}
 	l = calloc(1, sizeof(*l));
@@ -180,12 +235,23 @@ lock_probe(const char *dir, pid_t *ret_pid)
 {
 	char path[PATH_MAX];
 	int fd = -1, r;
+	pid_t pid;
 
 	if (!dir)
 		return -EINVAL;
 	r = join(path, sizeof(path), dir, LOCK_NAME);
 	if (r < 0)
 		goto out;
+	/*
+	 * The kernel's table answers without touching the lock, so a probe
+	 * never makes an owner-to-be's lock_acquire fail.
+	 */
+	pid = locks_holder(path);
+	if (pid >= 0) {
+		if (ret_pid)
+			*ret_pid = pid;
+		return pid > 0 ? 1 : 0;
+	}
 	/* No lock file: nobody ever locked this dir.  Do not create one. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
@@ -201,7 +267,7 @@ lock_probe(const char *dir, pid_t *ret_pid)
 		goto out;
 	}
 	if (ret_pid)
-		*ret_pid = read_pidfile(dir);
+		*ret_pid = holder_of(dir, path);
 	r = 1;
 out:
 	if (fd >= 0)

@@ -13,7 +13,8 @@ struct dirlock;
 
 /*
  * Try once.  Returns 0 and an owned lock, or -EWOULDBLOCK with the
- * holder's pid in *ret_holder (0 if unknown; may be NULL), or -errno.
+ * holder's pid in *ret_holder (the kernel's record; 0 if unknown; may be
+ * NULL), or -errno.
  */
 int lock_acquire(const char *dir, struct dirlock **ret, pid_t *ret_holder);
 
@@ -25,10 +26,11 @@ int lock_acquire_wait(const char *dir, int timeout_ms, struct dirlock **ret,
 void lock_release(struct dirlock *l);
 
 /*
- * Who holds the lock, without keeping it: returns 1 and the pidfile's pid
- * when it is held (pid 0 if the pidfile is unreadable), 0 when free,
- * -errno on error.  (Probes with a non-blocking flock that it drops at
- * once; a concurrent lock_acquire_wait absorbs the short overlap.)
+ * Who holds the lock, without taking it: returns 1 and the holder's pid
+ * (from /proc/locks, so known from the instant the lock is taken) when it
+ * is held, 0 when free, -errno on error.  Only where /proc/locks cannot be
+ * read does it fall back to a non-blocking flock it drops at once and the
+ * pidfile (pid 0 then means "held, holder unknown": treat as alive).
  */
 int lock_probe(const char *dir, pid_t *ret_pid);
 

@@ -114,6 +114,7 @@ static void sess_close_cb(struct conn *c, int err, void *data);
 static int start_control(struct agent *a);
 static void reclaim_paths(struct agent *a);
 static void agent_exit(struct agent *a, int code);
+static int reload_nsserver(struct agent *a);
 
 static const char *
 handoff_id_or_dash(const struct agent *a)
@@ -163,6 +164,7 @@ stop_handoff_timers(struct agent *a)
 static int
 resume_local(struct agent *a, const char *why)
 {
+	bool relocked = false;
 	pid_t holder = 0;
 	int r;
 
@@ -178,6 +180,20 @@ resume_local(struct agent *a, const char *why)
 			agent_exit(a, 0);
 			return r;
 		}
+		relocked = true;
+	}
+	/*
+	 * The lock was let go: a successor may have held it, served and
+	 * written the table meanwhile.  Memory is a cache valid only while
+	 * the lock is held without a break; the file is the truth.
+	 */
+	if (relocked && reload_nsserver(a) < 0) {
+		log_error("handoff.reload", "cannot reload the allocation table "
+		    "after retaking the lock; leaving so a fresh agent starts",
+		    "handoff_id=%s", handoff_id_or_dash(a));
+		a->ost = OS_NONE;
+		agent_exit(a, 69);
+		return -EIO;
 	}
 	nsserver_resume(a->ns, a->ns_fd);
 	reclaim_paths(a);
@@ -196,6 +212,9 @@ hb_cb(uv_timer_t *t)
 	m.u.HEARTBEAT.ts_ms = clock_wall_ms();
 	if (a->sess)
 		send_or_log(a->sess, &m);
+	/* A successor in start-up shows it is alive too (SPEC §4). */
+	if (a->up && a->nst != NST_OFF)
+		send_or_log(a->up, &m);
 }
 
 static void
@@ -237,6 +256,15 @@ do_seal(struct agent *a)
 	int r;
 
 	CRASHPOINT(o_inside_seal);
+	/* The write below may be long: tell the supervisor we are at it. */
+	{
+		struct msg p = { .type = MSG_SEAL_PROGRESS };
+
+		p.u.SEAL_PROGRESS.handoff_id = a->hid;
+		p.u.SEAL_PROGRESS.done = 0;
+		p.u.SEAL_PROGRESS.total = nsserver_count(a->ns);
+		send_or_log(a->sess, &p);
+	}
 #ifdef BATON_CRASHPOINTS
 	/* Test builds: BATON_FAULT_SEAL makes the seal fail (docs/TESTING.md). */
 	if (getenv("BATON_FAULT_SEAL"))
@@ -336,6 +364,9 @@ sess_frame_cb(struct conn *c, struct frame *f, void *data)
 		if (!id_matches(a, m->u.PREPARE_HANDOFF.handoff_id))
 			goto out;
 		budget = m->u.PREPARE_HANDOFF.deadline_ms;
+		/* The loop's cached time may be stale: timers count from now. */
+		uv_update_time(a->loop);
+		now = clock_mono_ms();
 		uv_timer_start(&a->wd_timer, wd_cb, budget + WATCHDOG_SLACK_MS, 0);
 		uv_timer_start(&a->hb_timer, hb_cb, HEARTBEAT_MS, HEARTBEAT_MS);
 		if (m->u.PREPARE_HANDOFF.drain_grace_ms < budget)
@@ -560,6 +591,33 @@ open_nsserver(struct agent *a)
 	return r;
 }
 
+/*
+ * Drop the in-memory table and load it again from disk, as a cold start
+ * does (pins reconciled, unknown pins swept).  Only while sealed or
+ * drained: no creation is in flight and no client is being answered.
+ */
+static int
+reload_nsserver(struct agent *a)
+{
+	struct nsserver *old = a->ns;
+	uint64_t seq_before = 0, seq_after = 0;
+	uint8_t d[NSSERVER_DIGEST_LEN];
+
+	if (old)
+		nsserver_state(old, &seq_before, d);
+	a->ns = NULL;
+	if (open_nsserver(a) < 0) {
+		a->ns = old;
+		return -EIO;
+	}
+	nsserver_free(old);
+	nsserver_state(a->ns, &seq_after, d);
+	log_info("ns.reloaded", "table reloaded from disk after the lock was "
+	    "let go", "seq_memory=%" PRIu64 " seq_disk=%" PRIu64
+	    " allocations=%u", seq_before, seq_after, nsserver_count(a->ns));
+	return 0;
+}
+
 /* The "ns" listener: inherited when supervised, bound here when alone. */
 static int
 find_ns_listener(struct agent *a)
@@ -721,6 +779,7 @@ do_begin(struct agent *a, const struct msg *m)
 	CRASHPOINT(n_before_announce_ready);
 	send_or_log(a->up, &r);
 	a->nst = NST_OFF;
+	uv_timer_stop(&a->hb_timer);
 	crashpoint_set_role("incumbent");
 	log_info("agent.serving", promoted ? "successor promoted" :
 	    "successor took over", "handoff_id=%s allocations=%u "
@@ -842,6 +901,7 @@ successor_start(struct agent *a)
 	send_or_log(a->up, &m);
 	a->nst = NST_HELLO_SENT;
 	uv_timer_start(&a->n_timer, n_timer_cb, HELLO_ACK_MS, 0);
+	uv_timer_start(&a->hb_timer, hb_cb, HEARTBEAT_MS, HEARTBEAT_MS);
 	return 0;
 }
 

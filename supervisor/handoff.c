@@ -13,6 +13,16 @@
  *   the successor serves and becomes the supervisor's agent;
  * - if the incumbent dies after PREPARE, the successor is promoted
  *   (BEGIN with an empty digest: adopt what is on disk), never nobody;
+ * - roll forward: once the successor holds the data-dir lock it may have
+ *   answered clients, so an expired deadline does not abort it while it
+ *   shows signs of life; only a successor silent for the liveness period
+ *   is killed (and then the incumbent or a cold start reloads the table
+ *   from disk, where every acknowledged change already is);
+ * - a timer never acts before the frames already waiting in the sockets
+ *   are read, and timers count from the current time, not libuv's cached
+ *   loop time (stale after any blocking call, a stall, an fsync);
+ * - a journal record that guards a recovery decision and cannot be
+ *   written aborts the handoff before the step it guards;
  * - every phase is in the journal before the step it guards, and the
  *   journal is cleared (last outcome kept) when the handoff ends.
  */
@@ -29,6 +39,7 @@
 
 #include "common/clock.h"
 #include "common/conn.h"
+#include "common/lock.h"
 #include "common/log.h"
 #include "common/spawn.h"
 #include "crashpoints/crashpoint.h"
@@ -97,6 +108,7 @@ struct handoff {
 	pid_t o_pid, n_pid;
 	struct procwatch *n_watch, *o_watch;
 	bool o_alive, n_alive, promoted;
+	bool forward;			/* deadline passed, N holds the lock */
 	enum hstate lost_in;		/* where O's EOF came, for H_O_LOST */
 
 	uint64_t t0, deadline_at, phase_at, live_at, t_phase;
@@ -120,7 +132,7 @@ static enum hstate finish(struct handoff *h, bool committed);
 
 /* ---- helpers ---- */
 
-static void
+static int
 journal(struct handoff *h, const char *phase)
 {
 	int r;
@@ -131,6 +143,32 @@ journal(struct handoff *h, const char *phase)
 	if (r < 0)
 		log_error("journal.write", proto_strerror(r), "handoff_id=%s "
 		    "phase=%s path=%s", h->id, phase, h->sup->cfg->paths.journal);
+	return r;
+}
+
+/* Signal a process of this handoff through its pidfd (no pid reuse). */
+static void
+signal_proc(struct handoff *h, struct procwatch *w, pid_t pid, int sig)
+{
+	int r;
+
+	if (w) {
+		r = procwatch_kill(w, sig);
+		if (r < 0 && r != -ESRCH)
+			log_warn("handoff.kill", proto_strerror(r), "handoff_id=%s "
+			    "pid=%d signal=%d", h->id, (int)pid, sig);
+		return;
+	}
+	/* No pidfd (procwatch_start failed and was logged): plain kill. */
+	if (pid > 0 && ((pid == h->n_pid && h->n_alive) ||
+	    (pid == h->o_pid && h->o_alive)))
+		(void)kill(pid, sig);
+}
+
+static uint64_t
+min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
 }
 
 static uint64_t
@@ -151,6 +189,8 @@ schedule(struct handoff *h, uint64_t now)
 {
 	uint64_t at = h->phase_at < h->live_at ? h->phase_at : h->live_at;
 
+	/* libuv counts from its cached loop time: make it now. */
+	uv_update_time(h->sup->loop);
 	uv_timer_start(&h->timer, timer_cb, at > now ? at - now : 0, 0);
 }
 
@@ -308,13 +348,16 @@ a_o_hello(struct handoff *h)
 	send_to(h, h->o, &ack);
 	h->res.hello_ms = lap(h);
 	CRASHPOINT(s_after_o_hello);
-	journal(h, "spawning");
+	/* The successor's pid is journaled once known ("negotiating"). */
+	if (journal(h, "spawning") < 0)
+		return begin_abort(h, "cannot write the journal");
 	r = spawn_successor(h);
 	if (r < 0)
 		return begin_abort(h, "spawn %s: %s", h->binary, proto_strerror(r));
 	CRASHPOINT(s_after_spawn_successor);
-	journal(h, "negotiating");
-	arm(h, HELLO_READ_MS, false);
+	if (journal(h, "negotiating") < 0)
+		return begin_abort(h, "cannot write the journal");
+	arm(h, min_u64(HELLO_READ_MS, remaining(h)), false);
 	return H_N_HELLO;
 }
 
@@ -341,7 +384,8 @@ a_n_hello(struct handoff *h)
 	send_to(h, h->n, &ack);
 	h->res.spawn_ms = lap(h);
 	CRASHPOINT(s_after_n_hello);
-	journal(h, "draining");
+	if (journal(h, "draining") < 0)
+		return begin_abort(h, "cannot write the journal");
 	prep.u.PREPARE_HANDOFF.handoff_id = h->id;
 	prep.u.PREPARE_HANDOFF.successor_pid = (uint32_t)h->n_pid;
 	prep.u.PREPARE_HANDOFF.deadline_ms = remaining(h);
@@ -362,7 +406,8 @@ a_drained(struct handoff *h)
 		return a_bad(h);
 	h->res.drain_ms = lap(h);
 	CRASHPOINT(s_after_drained_recv);
-	journal(h, "sealing");
+	if (journal(h, "sealing") < 0)
+		return begin_abort(h, "cannot write the journal");
 	m.u.SEAL_REQUEST.handoff_id = h->id;
 	send_to(h, h->o, &m);
 	CRASHPOINT(s_after_seal_request_sent);
@@ -375,7 +420,11 @@ send_begin(struct handoff *h)
 {
 	struct msg m = { .type = MSG_BEGIN };
 
-	journal(h, "beginning");
+	/* Recovery after our crash adopts whoever holds the lock: a record
+	 * that cannot be written only costs the outcome's label, but stop
+	 * here anyway, before the successor takes the lock. */
+	if (journal(h, "beginning") < 0)
+		return begin_abort(h, "cannot write the journal");
 	m.u.BEGIN.handoff_id = h->id;
 	m.u.BEGIN.state_seq = h->promoted ? 0 : h->seal_seq;
 	m.u.BEGIN.state_digest.p = h->seal_digest;
@@ -451,6 +500,37 @@ a_o_lost_alive(struct handoff *h)
 	    "resumes by itself", state_names[h->lost_in]);
 }
 
+/*
+ * The BEGIN phase's timer.  A successor that holds the lock may already
+ * have answered clients: aborting it now would throw away nothing (the
+ * table is durable) but would kill the only process serving.  So the
+ * deadline rolls forward while it shows signs of life (heartbeats), and
+ * only a successor silent for the whole liveness period is given up.
+ */
+static enum hstate
+a_begin_timeout(struct handoff *h)
+{
+	uint64_t now = clock_mono_ms();
+	pid_t holder = 0;
+
+	if (now >= h->live_at)
+		return begin_abort(h, "successor silent for %d ms in begin%s",
+		    LIVENESS_MS, h->forward ? " while holding the lock" : "");
+	if (h->n_alive && lock_probe(h->sup->cfg->paths.state_dir, &holder) ==
+	    1 && holder == h->n_pid) {
+		if (!h->forward)
+			log_warn("handoff.roll_forward", "deadline passed, but "
+			    "the successor holds the lock: waiting for READY "
+			    "while it shows signs of life", "handoff_id=%s "
+			    "pid=%d", h->id, (int)h->n_pid);
+		h->forward = true;
+		h->phase_at = UINT64_MAX;
+		schedule(h, now);
+		return H_BEGIN;
+	}
+	return a_timeout(h);
+}
+
 static enum hstate
 a_o_gone_waiting(struct handoff *h)
 {
@@ -484,8 +564,9 @@ a_ready(struct handoff *h)
 		return begin_abort(h, "successor state does not match the sealed "
 		    "state (seq %" PRIu64 " vs %" PRIu64 ")",
 		    m->u.READY.state_seq, h->seal_seq);
-	journal(h, "committing");
-	/* No way back from here: the successor serves. */
+	/* No way back from here: the successor serves.  A journal that
+	 * cannot be written is logged; recovery adopts the lock holder. */
+	(void)journal(h, "committing");
 	procwatch_stop(h->n_watch);
 	h->n_watch = NULL;
 	sup_set_agent(h->sup, h->n_pid, h->binary);
@@ -512,7 +593,7 @@ a_commit_timeout(struct handoff *h)
 {
 	log_warn("handoff.commit_slow", "incumbent did not exit after COMMIT; "
 	    "killing it", "handoff_id=%s pid=%d", h->id, (int)h->o_pid);
-	kill(h->o_pid, SIGKILL);
+	signal_proc(h, h->o_watch, h->o_pid, SIGKILL);
 	h->res.commit_ms = lap(h);
 	return finish(h, true);
 }
@@ -524,7 +605,7 @@ resume_incumbent(struct handoff *h)
 
 	if (!h->o_alive || !h->o)
 		return finish(h, false);
-	journal(h, "resuming");
+	(void)journal(h, "resuming");
 	m.u.RESUME_AFTER_ABORT.handoff_id = h->id;
 	send_to(h, h->o, &m);
 	arm(h, RESUME_MS, false);
@@ -543,7 +624,7 @@ a_kill_timeout(struct handoff *h)
 {
 	log_warn("handoff.kill", "successor ignored SIGTERM; SIGKILL",
 	    "handoff_id=%s pid=%d", h->id, (int)h->n_pid);
-	kill(h->n_pid, SIGKILL);
+	signal_proc(h, h->n_watch, h->n_pid, SIGKILL);
 	arm(h, HELLO_READ_MS, false);
 	return H_KILL_N;
 }
@@ -573,7 +654,7 @@ a_resume_timeout(struct handoff *h)
 	log_error("handoff.resume_timeout", "incumbent did not confirm resume; "
 	    "killing it so a fresh agent can start", "handoff_id=%s pid=%d",
 	    h->id, (int)h->o_pid);
-	kill(h->o_pid, SIGKILL);
+	signal_proc(h, h->o_watch, h->o_pid, SIGKILL);
 	return finish(h, false);
 }
 
@@ -599,7 +680,7 @@ static const action_fn cells[H_NSTATES][EV_NEVENTS] = {
 	    a_timeout, a_bad),
 	[H_BEGIN] = ROW(a_bad, a_bad, a_bad, a_bad, a_bad, a_ready, a_bad,
 	    a_ignore, a_o_gone_waiting, a_o_gone_waiting, a_n_lost, a_n_lost,
-	    a_timeout, a_bad),
+	    a_begin_timeout, a_bad),
 	[H_COMMIT] = ROW(a_ignore, a_ignore, a_ignore, a_ignore, a_ignore,
 	    a_ignore, a_ignore, a_ignore, a_ignore, a_commit_o_exit, a_ignore,
 	    a_ignore, a_commit_timeout, a_ignore),
@@ -631,13 +712,13 @@ begin_abort(struct handoff *h, const char *fmt, ...)
 	va_end(ap);
 	log_warn("handoff.abort", h->res.abort_reason, "handoff_id=%s phase=%s",
 	    h->id, state_names[h->st]);
-	journal(h, "aborting");
+	(void)journal(h, "aborting");
 	if (!h->n_alive)
 		return resume_incumbent(h);
 	m.u.ABORT.handoff_id = h->id;
 	m.u.ABORT.reason = h->res.abort_reason;
 	send_to(h, h->n, &m);
-	kill(h->n_pid, SIGTERM);
+	signal_proc(h, h->n_watch, h->n_pid, SIGTERM);
 	arm(h, KILL_GRACE_MS, false);
 	return H_KILL_N;
 }
@@ -738,10 +819,28 @@ dispatch(struct handoff *h, enum hevent ev, const struct msg *m)
 
 /* ---- event sources ---- */
 
+/* Frames read ahead of a timer: enough for any backlog of heartbeats. */
+#define READ_AHEAD_FRAMES	1024
+
 static void
 timer_cb(uv_timer_t *t)
 {
-	dispatch(t->data, EV_TIMEOUT, NULL);
+	struct handoff *h = t->data;
+	enum hstate st = h->st;
+
+	/*
+	 * A READY (or DRAINED, SEAL_COMPLETE) may already wait in a socket,
+	 * e.g. after this process was stopped past the deadline: what the
+	 * peers said before the timer fired decides first.
+	 */
+	if (h->n)
+		(void)conn_read_now(h->n, READ_AHEAD_FRAMES);
+	if (h->st == st && h->o)
+		(void)conn_read_now(h->o, READ_AHEAD_FRAMES);
+	if (h->st != st || h->st == H_DONE ||
+	    uv_is_active((uv_handle_t *)&h->timer))
+		return;	/* moved on, or a frame re-armed the timer */
+	dispatch(h, EV_TIMEOUT, NULL);
 }
 
 static enum hevent
@@ -935,7 +1034,7 @@ handoff_start(struct sup *s, const struct handoff_params *p,
 	snprintf(h->res.id, sizeof(h->res.id), "%s", h->id);
 	h->res.old_pid = h->o_pid;
 	h->st = H_O_HELLO;
-	arm(h, HELLO_READ_MS, false);
+	arm(h, min_u64(HELLO_READ_MS, p->deadline_ms), false);
 	log_info("handoff.start", NULL, "handoff_id=%s incumbent_pid=%d "
 	    "binary=%s deadline_ms=%" PRIu64, h->id, (int)h->o_pid, h->binary,
 	    p->deadline_ms);

@@ -10,7 +10,13 @@
  *   rather than bound again, so the socket clients know never changes;
  * - a cold start happens only when no live agent holds the data-dir lock;
  * - a journal left by a dead supervisor is resolved (adopt the lock
- *   holder, kill the other agent of that handoff) and cleared at start.
+ *   holder, kill the other agent of that handoff) and cleared at start;
+ * - recovery never kills a process that holds or may hold the lock, and
+ *   never binds fresh listeners while a journaled agent may still take
+ *   the lock: the holder is known from the kernel's lock table the
+ *   instant it locks; a free lock with a live journaled agent is waited
+ *   for; a holder that does not answer is retried, and killed only after
+ *   ADOPT_GIVE_UP_MS of silence.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,8 +53,10 @@
 #define BACKOFF_MAX_MS		30000
 #define HEALTHY_MS		10000
 #define STOP_GRACE_MS		15000
-#define ADOPT_WAIT_MS		5000
-#define RELOCK_WAIT_MS		3000
+#define ADOPT_WAIT_MS		5000	/* one adopt() attempt */
+#define ADOPT_GIVE_UP_MS	15000	/* a silent holder, then SIGKILL */
+#define RELOCK_WAIT_MS		3000	/* lock free, no journaled agent alive */
+#define JOURNALED_WAIT_MS	15000	/* lock free, a journaled agent alive */
 
 const char *const sup_env_drop[] = {
 	"HANDOFF_CRASH_AT", "HANDOFF_STALL_AT", "HANDOFF_CRASH_MARKER_DIR",
@@ -452,13 +460,102 @@ kill_stray(pid_t pid, const char *binary, pid_t keep)
 		kill(pid, SIGKILL);
 }
 
+/* A process of the interrupted handoff still runs its journaled binary. */
+static bool
+journaled_alive(const struct journal_rec *jr)
+{
+	char exe[PATH_MAX];
+
+	if (jr->incumbent_pid > 0 && proc_running(jr->incumbent_pid) &&
+	    proc_exe(jr->incumbent_pid, exe, sizeof(exe)) == 0 &&
+	    strcmp(exe, jr->incumbent_binary) == 0)
+		return true;
+	return jr->successor_pid > 0 && proc_running(jr->successor_pid) &&
+	    proc_exe(jr->successor_pid, exe, sizeof(exe)) == 0 &&
+	    strcmp(exe, jr->successor_binary) == 0;
+}
+
+/*
+ * Wait for the lock to settle.  A free lock while an agent of the
+ * interrupted handoff lives is not "nobody serves": a sealed incumbent
+ * retakes it when it sees us gone, a successor that got BEGIN takes it.
+ * A held lock whose holder is not known yet (only possible without
+ * /proc/locks) is "alive, wait" too.  Returns lock_probe's answer.
+ */
+static int
+settle_lock(struct sup *s, const struct journal_rec *jr, bool have_j,
+    pid_t *holder)
+{
+	uint64_t t0 = clock_mono_ms(), now;
+	int held;
+
+	for (;;) {
+		*holder = 0;
+		held = lock_probe(s->cfg->paths.state_dir, holder);
+		now = clock_mono_ms();
+		if (held == 1 && *holder > 0)
+			return held;
+		if (held == 1 && now - t0 < ADOPT_GIVE_UP_MS) {
+			usleep(25000);	/* held, holder unknown: alive */
+			continue;
+		}
+		if (held != 0 || !have_j)
+			return held;
+		if (now - t0 >= JOURNALED_WAIT_MS ||
+		    (now - t0 >= RELOCK_WAIT_MS && !journaled_alive(jr)))
+			return held;
+		usleep(25000);
+	}
+}
+
+/*
+ * Adopt the lock holder, retrying while it lives and holds the lock: a
+ * successor that has the lock but has not yet moved its control socket
+ * into place answers a moment later.  Only a holder silent for
+ * ADOPT_GIVE_UP_MS is killed.  Returns true when adopted.
+ */
+static bool
+adopt_holder(struct sup *s, pid_t holder)
+{
+	uint64_t t0 = clock_mono_ms();
+	pid_t now_holder = 0;
+	int r, i;
+
+	for (;;) {
+		r = adopt(s, holder, !s->from_systemd);
+		if (r == 0)
+			return true;
+		if (!proc_running(holder) ||
+		    lock_probe(s->cfg->paths.state_dir, &now_holder) != 1 ||
+		    now_holder != holder) {
+			log_warn("recover.adopt", proto_strerror(r), "pid=%d "
+			    "msg_detail=\"holder gone or lock moved\"",
+			    (int)holder);
+			return false;
+		}
+		if (clock_mono_ms() - t0 >= ADOPT_GIVE_UP_MS)
+			break;
+		log_warn("recover.adopt", proto_strerror(r), "pid=%d "
+		    "msg_detail=\"lock holder does not answer yet; retrying\"",
+		    (int)holder);
+	}
+	log_error("recover.adopt", proto_strerror(r), "pid=%d waited_ms=%d "
+	    "msg_detail=\"lock holder silent; killing it\"", (int)holder,
+	    ADOPT_GIVE_UP_MS);
+	kill(holder, SIGKILL);
+	for (i = 0; i < 100 && proc_running(holder); i++) {
+		(void)waitpid(holder, NULL, WNOHANG);
+		usleep(20000);
+	}
+	return false;
+}
+
 /* Returns true when a running agent was adopted. */
 static bool
 recover(struct sup *s)
 {
 	struct journal_rec jr;
 	bool have_j, adopted = false;
-	uint64_t until;
 	pid_t holder = 0;
 	int r, held;
 
@@ -475,35 +572,24 @@ recover(struct sup *s)
 		    "handoff_id=%s phase=%s incumbent_pid=%d successor_pid=%d",
 		    jr.handoff_id, jr.phase, (int)jr.incumbent_pid,
 		    (int)jr.successor_pid);
-	held = lock_probe(s->cfg->paths.state_dir, &holder);
-	/* A sealed incumbent retakes the lock when it notices we are gone. */
-	until = clock_mono_ms() + RELOCK_WAIT_MS;
-	while (have_j && held == 0 && clock_mono_ms() < until) {
-		usleep(25000);
-		held = lock_probe(s->cfg->paths.state_dir, &holder);
-	}
+	held = settle_lock(s, &jr, have_j, &holder);
 	if (held == 1 && holder > 0) {
-		r = adopt(s, holder, !s->from_systemd);
-		if (r == 0) {
+		adopted = adopt_holder(s, holder);
+		if (adopted) {
 			char exe[PATH_MAX];
 
-			adopted = true;
 			if (proc_exe(holder, exe, sizeof(exe)) == 0)
 				snprintf(s->agent_binary, sizeof(s->agent_binary),
 				    "%s", exe);
 			log_info("recover.adopt", "adopted the running agent",
 			    "pid=%d binary=%s listeners=%u", (int)holder,
 			    s->agent_binary, s->nl);
-		} else {
-			log_error("recover.adopt", proto_strerror(r), "pid=%d "
-			    "msg_detail=\"lock holder does not answer; killing "
-			    "it\"", (int)holder);
-			kill(holder, SIGKILL);
-			usleep(100000);
 		}
 	}
 	if (have_j) {
-		pid_t keep = adopted ? holder : 0;
+		/* Never the lock holder, adopted or not (it may serve). */
+		pid_t keep = adopted || (held == 1 && holder > 0 &&
+		    proc_running(holder)) ? holder : 0;
 		char tmp[PATH_MAX + 32];
 
 		kill_stray(jr.incumbent_pid, jr.incumbent_binary, keep);

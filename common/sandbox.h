@@ -64,4 +64,10 @@ int sandbox_check_dir(const char *path, bool parent_of);
 /* Test builds: the BATON_TEST_FORBIDDEN_SYSCALL probe (see above). */
 void sandbox_test_forbidden(enum sandbox_role role);
 
+/*
+ * True in sanitizer builds, whose filters also allow what LeakSanitizer's
+ * exit check needs (ptrace, PR_SET_PTRACER, PR_SET_DUMPABLE).
+ */
+bool sandbox_sanitizer_rules(void);
+
 #endif

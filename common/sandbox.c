@@ -386,7 +386,9 @@ add_sanitizer_rules(scmp_filter_ctx f)
 #ifdef SANDBOX_SAN
 	int r;
 
-	r = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ptrace), 0);
+	/* The tracer attaches to its own threads; never TRACEME. */
+	r = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ptrace), 1,
+	    SCMP_A0(SCMP_CMP_NE, PTRACE_TRACEME));
 	if (r == 0)
 		r = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
 		    SCMP_A0(SCMP_CMP_EQ, PR_SET_PTRACER));

@@ -308,9 +308,9 @@ remember_dying(struct nsserver *s, pid_t pid)
 	s->dying[s->ndying++] = pid;
 }
 
-/* Undo the allocation on the host and forget it (no persist). */
+/* Undo the allocation on the host (pins, init, watch); the table is untouched. */
 static void
-destroy_alloc(struct nsserver *s, struct ns_alloc *a)
+undo_on_host(struct nsserver *s, struct ns_alloc *a)
 {
 	int r;
 
@@ -322,10 +322,24 @@ destroy_alloc(struct nsserver *s, struct ns_alloc *a)
 		log_warn("ns.destroy", strerror(-r), "allocation_id=%s",
 		    a->id);
 	remember_dying(s, a->reaper);
+}
+
+/* Undo the allocation on the host and forget it (no persist). */
+static void
+destroy_alloc(struct nsserver *s, struct ns_alloc *a)
+{
+	undo_on_host(s, a);
 	nsstate_remove(&s->t, a);
 }
 
-/* Release: destroy, persist, tell subscribers.  0 or the persist error. */
+/*
+ * Release: the table without it is made durable first, then the host is
+ * undone and subscribers told.  When the write fails nothing is undone:
+ * the allocation stays (in memory, and on disk as far as anyone can tell)
+ * and the caller answers with an error.  A crash between the write and
+ * the undo leaves pins no table names: the next load sweeps them.
+ * 0 or the persist error.
+ */
 static int
 release_alloc(struct nsserver *s, struct ns_alloc *a, const char *why)
 {
@@ -333,16 +347,26 @@ release_alloc(struct nsserver *s, struct ns_alloc *a, const char *why)
 	int r;
 
 	snprintf(id, sizeof(id), "%s", a->id);
-	destroy_alloc(s, a);
-	nsstate_alloc_free(a);
+	nsstate_remove(&s->t, a);
 	CRASHPOINT(p_before_release_persist);
 	r = persist(s);
-	if (r < 0)
+	if (r < 0) {
+		if (nsstate_insert(&s->t, a) < 0) {
+			/* Cannot keep it in memory either: undo it fully. */
+			undo_on_host(s, a);
+			nsstate_alloc_free(a);
+		}
 		s->dirty = true;
+		log_warn("ns.release_failed", strerror(-r), "allocation_id=%s "
+		    "reason=%s", id, why);
+		return r;
+	}
+	undo_on_host(s, a);
+	nsstate_alloc_free(a);
 	log_info("ns.release", NULL, "allocation_id=%s reason=%s "
 	    "allocations=%u", id, why, s->t.n);
 	notify_subscribers(s, id);
-	return r;
+	return 0;
 }
 
 /* ---- creations ---- */
@@ -692,7 +716,9 @@ handle_release(struct client *cl, const char *id)
 {
 	struct nsserver *s = cl->s;
 	struct ns_alloc *a = nsstate_find(&s->t, id);
+	char msg[160];
 	struct msg m;
+	int r;
 
 	if (!a) {
 		send_error(cl, id, find_creation(s, id) ? "invalid_request" :
@@ -706,7 +732,14 @@ handle_release(struct client *cl, const char *id)
 		    "provider is sealed for a handoff");
 		return;
 	}
-	(void)release_alloc(s, a, "allocation_ended");
+	r = release_alloc(s, a, "allocation_ended");
+	if (r < 0) {
+		/* Not durable: not released.  The client may ask again. */
+		snprintf(msg, sizeof(msg), "persist allocation table: %s; the "
+		    "allocation is kept", strerror(-r));
+		send_error(cl, id, "creation_failed", msg);
+		return;
+	}
 	memset(&m, 0, sizeof(m));
 	m.type = MSG_ALLOCATION_RELEASED;
 	m.u.ALLOCATION_RELEASED.allocation_id = id;

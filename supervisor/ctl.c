@@ -90,6 +90,63 @@ reply_journal(struct sup *s, struct conn *c)
 	(void)conn_send(c, &m, NULL, 0);
 }
 
+/*
+ * Variables `upgrade --env` must not set: anyone allowed on the control
+ * socket could otherwise steer the handoff (LISTEN_*, HANDOFF_*), the
+ * service manager's view (NOTIFY_SOCKET, WATCHDOG_*, ...) or the dynamic
+ * loader and libc of a root process (glibc's unsecure-envvars list).
+ * Crash-point builds keep the test hooks that tests inject this way.
+ */
+static const char *const env_refused_prefix[] = {
+	"LISTEN_", "HANDOFF_", "LD_", "MALLOC_", "WATCHDOG_", NULL,
+};
+static const char *const env_refused_name[] = {
+	"NOTIFY_SOCKET", "MAINPID", "JOURNAL_STREAM", "GCONV_PATH",
+	"GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN",
+	"LOCPATH", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS",
+	"TMPDIR", "TZDIR", "BATON_FAULT_SEAL", NULL,
+};
+#ifdef BATON_CRASHPOINTS
+static const char *const env_test_hooks[] = {
+	"HANDOFF_CRASH_AT", "HANDOFF_STALL_AT", "HANDOFF_CRASH_MARKER_DIR",
+	"BATON_FAULT_SEAL", NULL,
+};
+#endif
+
+/* NULL when K=V may be passed to a successor, else why not. */
+static const char *
+env_refusal(const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	size_t n = eq ? (size_t)(eq - kv) : 0, i;
+	unsigned k;
+
+	if (!eq || n == 0)
+		return "--env takes K=V";
+	for (i = 0; i < n; i++)
+		if (!(kv[i] == '_' || (kv[i] >= 'A' && kv[i] <= 'Z') ||
+		    (kv[i] >= 'a' && kv[i] <= 'z') ||
+		    (i > 0 && kv[i] >= '0' && kv[i] <= '9')))
+			return "--env: the name must be [A-Za-z_][A-Za-z0-9_]*";
+#ifdef BATON_CRASHPOINTS
+	for (k = 0; env_test_hooks[k]; k++)
+		if (strlen(env_test_hooks[k]) == n &&
+		    strncmp(kv, env_test_hooks[k], n) == 0)
+			return NULL;
+#endif
+	for (k = 0; env_refused_prefix[k]; k++)
+		if (strncmp(kv, env_refused_prefix[k],
+		    strlen(env_refused_prefix[k])) == 0)
+			return "--env: this variable steers the handoff, the "
+			    "service manager or the loader and cannot be set";
+	for (k = 0; env_refused_name[k]; k++)
+		if (strlen(env_refused_name[k]) == n &&
+		    strncmp(kv, env_refused_name[k], n) == 0)
+			return "--env: this variable steers the handoff, the "
+			    "service manager or the loader and cannot be set";
+	return NULL;
+}
+
 static void
 start_upgrade(struct sup *s, struct conn *c, const struct msg *m)
 {
@@ -99,10 +156,12 @@ start_upgrade(struct sup *s, struct conn *c, const struct msg *m)
 	int r;
 
 	for (i = 0; i < u->env.n; i++) {
-		const char *eq = strchr(u->env.v[i], '=');
+		const char *why = env_refusal(u->env.v[i]);
 
-		if (!eq || eq == u->env.v[i]) {
-			send_error(c, "invalid", "--env takes K=V");
+		if (why) {
+			log_warn("control.env_refused", why, "variable=%.*s",
+			    (int)strcspn(u->env.v[i], "="), u->env.v[i]);
+			send_error(c, "invalid", why);
 			return;
 		}
 	}

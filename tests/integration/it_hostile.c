@@ -814,6 +814,72 @@ TEST_T(unsafe_agent_binary_refused, 60)
 	it_teardown(&t);
 }
 
+/* Variables that steer the handoff, the service manager or the loader. */
+static const char *const refused_env[] = {
+	"LD_PRELOAD=/tmp/evil.so", "LD_LIBRARY_PATH=/tmp", "LISTEN_FDS=7",
+	"LISTEN_PID=1", "HANDOFF_SOCK_FD=3", "HANDOFF_ROLE=successor",
+	"HANDOFF_DEADLINE_MS=1", "NOTIFY_SOCKET=/tmp/x", "GLIBC_TUNABLES=x",
+	"GCONV_PATH=/tmp", "1BAD=x", "=x", "NOEQUALS", NULL,
+};
+
+/* Each refused variable: a clear error, no handoff, the agent unchanged. */
+static void
+check_env_refused(struct itest *t, const char *build)
+{
+	char out[2048];
+	pid_t agent = it_ns_status(t, NULL, NULL);
+	int i, rc;
+
+	for (i = 0; refused_env[i]; i++) {
+		rc = it_upgrade(t, out, sizeof(out),
+		    (const char *[]){ "--env", refused_env[i], NULL });
+		check(rc != 0 && rc != 1, "%s: --env %s refused (exit %d): %s",
+		    build, refused_env[i], rc, out);
+	}
+	check(LOG_HAS(read_log(t), "event=control.env_refused",
+	    "variable=LD_PRELOAD"), "%s: the refusal is logged", build);
+	check(it_ns_status(t, NULL, NULL) == agent, "%s: the same agent "
+	    "serves", build);
+}
+
+TEST_T(upgrade_env_refused, 60)
+{
+	const char *rb = getenv("BATON_RELEASE_BIN");
+	struct itest t;
+	char out[2048];
+	int rc;
+
+	/* Crash-point build: refused, except the test hooks. */
+	it_setup(&t);
+	start_with(&t, NULL, NULL, NULL);
+	require(it_wait_serving(&t, 10000) > 0, "serving");
+	check_env_refused(&t, "test build");
+	rc = it_upgrade(&t, out, sizeof(out), (const char *[]){ "--env",
+	    "HANDOFF_STALL_AT=no-such-point", NULL });
+	check(rc == 0, "test build: a crash-point hook is accepted (exit %d): "
+	    "%s", rc, out);
+	it_teardown(&t);
+
+	/* Release build: the hooks are refused too. */
+	it_setup(&t);
+	require(realpath(rb ? rb : "build", t.bin) != NULL,
+	    "release binaries built (BATON_RELEASE_BIN)");
+	snprintf(t.agent, sizeof(t.agent), "%s/baton-agent", t.bin);
+	start_with(&t, NULL, NULL, NULL);
+	require(it_wait_serving(&t, 10000) > 0, "release serving");
+	check_env_refused(&t, "release build");
+	rc = it_upgrade(&t, out, sizeof(out), (const char *[]){ "--env",
+	    "HANDOFF_CRASH_AT=s-after-begin-sent", NULL });
+	check(rc != 0 && rc != 1 && LOG_HAS(read_log(&t),
+	    "event=control.env_refused", "variable=HANDOFF_CRASH_AT"),
+	    "release build: HANDOFF_CRASH_AT refused (exit %d): %s", rc, out);
+	rc = it_upgrade(&t, out, sizeof(out), (const char *[]){ "--env",
+	    "JOB_TAG=ok", NULL });
+	check(rc == 0, "release build: an ordinary variable passes (exit %d): "
+	    "%s", rc, out);
+	it_teardown(&t);
+}
+
 int
 main(int argc, char **argv)
 {

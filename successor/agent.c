@@ -578,6 +578,8 @@ open_nsserver(struct agent *a)
 		.n_allow_gids = a->cfg->n_allow_gids,
 		.max_conns = a->cfg->max_conns,
 		.max_pending = a->cfg->max_pending,
+		.max_conns_per_uid = a->cfg->max_conns_per_uid,
+		.max_pending_per_uid = a->cfg->max_pending_per_uid,
 		.max_allocations = a->cfg->max_allocations,
 		.max_subscribers = a->cfg->max_subscribers,
 		.max_body = a->cfg->max_frame,

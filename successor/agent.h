@@ -23,6 +23,7 @@ struct agent_config {
 	/* Namespace-socket limits (nsserver_config); 0 = its default. */
 	unsigned max_conns, max_pending, max_allocations, max_subscribers;
 	unsigned max_frame, max_buffered;	/* bytes */
+	unsigned max_conns_per_uid, max_pending_per_uid;
 };
 
 /* Run the agent until it exits; returns the process exit code. */

@@ -23,7 +23,8 @@ usage(FILE *f)
 "                   [--ns-socket PATH] [--allow-uid UID]... [--allow-gid GID]...\n"
 "                   [--max-conns N] [--max-pending N] [--max-allocations N]\n"
 "                   [--max-subscribers N] [--max-frame-bytes N]\n"
-"                   [--max-buffered-bytes N] [--no-seccomp]\n"
+"                   [--max-buffered-bytes N] [--max-conns-per-uid N]\n"
+"                   [--max-pending-per-uid N] [--no-seccomp]\n"
 "\n"
 "The baton node agent: serves the namespace socket (run/pact/handoff.sock)\n"
 "and hands its state over to a successor when baton-supervisor upgrades it.\n"
@@ -44,6 +45,9 @@ usage(FILE *f)
 "  --max-subscribers N   SUBSCRIBE connections (64)\n"
 "  --max-frame-bytes N   request frame body, at most 1048576 (65536)\n"
 "  --max-buffered-bytes N  answers queued per connection (262144)\n"
+"  --max-conns-per-uid N    connections of one peer uid (max-conns / 2)\n"
+"  --max-pending-per-uid N  creations in flight of one uid (max-pending / 2)\n"
+"                        (root and the agent's own uid: global limits only)\n"
 "                        (at a limit the peer gets limit_exceeded)\n"
 "  --no-seccomp          do not install the seccomp filter (debugging)\n"
 "  --help, --version\n"
@@ -85,6 +89,8 @@ main(int argc, char **argv)
 		{ "max-subscribers", required_argument, NULL, 4 },
 		{ "max-frame-bytes", required_argument, NULL, 5 },
 		{ "max-buffered-bytes", required_argument, NULL, 6 },
+		{ "max-conns-per-uid", required_argument, NULL, 7 },
+		{ "max-pending-per-uid", required_argument, NULL, 8 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -122,7 +128,7 @@ main(int argc, char **argv)
 			else
 				gids[cfg.n_allow_gids++] = id;
 			break;
-		case 1: case 2: case 3: case 4: case 5: case 6:
+		case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 8:
 			if (parse_id(optarg, &id) < 0 || id == 0 ||
 			    id > (c == 5 ? 1048576u : 1u << 30)) {
 				fprintf(stderr, "baton-agent: bad limit '%s' for "
@@ -132,7 +138,8 @@ main(int argc, char **argv)
 			*(c == 1 ? &cfg.max_conns : c == 2 ? &cfg.max_pending :
 			    c == 3 ? &cfg.max_allocations : c == 4 ?
 			    &cfg.max_subscribers : c == 5 ? &cfg.max_frame :
-			    &cfg.max_buffered) = id;
+			    c == 6 ? &cfg.max_buffered : c == 7 ?
+			    &cfg.max_conns_per_uid : &cfg.max_pending_per_uid) = id;
 			break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("baton-agent %s\n", baton_version); return 0;

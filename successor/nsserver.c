@@ -12,7 +12,10 @@
  * - One request per connection at a time: a connection waiting for a
  *   creation is paused, so answers keep their order and a peer cannot
  *   queue unbounded work.  Connections, creations in flight,
- *   allocations and subscribers all have limits (limit_exceeded).
+ *   allocations and subscribers all have limits (limit_exceeded), and
+ *   connections and creations also per peer uid other than root and
+ *   ours, so one uid's flood cannot take the slots every other client
+ *   needs.
  * - Requests for one allocation id are idempotent: the same namespace
  *   set (and image) gets fds to the same namespaces, in each request's
  *   order; a request during the creation joins it.
@@ -48,7 +51,9 @@
 #include "common/conn.h"
 #include "common/log.h"
 #include "common/nsclient.h"
+#include "common/usock.h"
 #include "crashpoints/crashpoint.h"
+#include "proto/frame.h"
 #include "proto/msg.h"
 #include "successor/nsprov.h"
 #include "successor/nsserver.h"
@@ -56,6 +61,7 @@
 
 #define DEF_MAX_CONNS		1024
 #define DEF_MAX_PENDING		64
+#define UID_SHARE		2	/* one uid: 1/UID_SHARE of a limit */
 #define DEF_MAX_ALLOCS		4096
 #define DEF_MAX_SUBS		64
 #define MAX_BODY		(64u << 10)	/* requests are tiny */
@@ -75,9 +81,16 @@ struct waiter {
 	struct waiter *next;
 };
 
+/* What one peer uid holds; a slot is freed when it holds nothing. */
+struct uidslot {
+	uid_t uid;
+	unsigned conns, pending;
+};
+
 struct client {
 	struct nsserver *s;
 	struct conn *c;
+	uid_t uid;
 	bool subscriber;
 	struct waiter *w;		/* set while waiting for a creation */
 	unsigned requests;		/* frames received */
@@ -86,6 +99,7 @@ struct client {
 
 struct creation {
 	struct nsserver *s;
+	uid_t uid;			/* who started it (per-uid limit) */
 	char id[NSCLIENT_ID_MAX + 1];
 	unsigned mask;
 	char *image;
@@ -115,6 +129,10 @@ struct nsserver {
 	gid_t *allow_gids;
 	unsigned n_allow_gids;
 	unsigned max_conns, max_pending, max_allocs, max_subs;
+	unsigned max_conns_uid, max_pending_uid;
+	struct uidslot *uids;		/* one per uid holding something */
+	unsigned nuids, cap_uids;
+	uint64_t uid_refused;		/* connections over a uid's share */
 	unsigned max_body, max_queued;
 
 	struct ns_table t;
@@ -174,6 +192,57 @@ static char *
 dup_or_null(const char *p)
 {
 	return p ? strdup(p) : NULL;
+}
+
+/* The slot of uid, created when create is set; NULL when none (or ENOMEM). */
+static struct uidslot *
+uid_slot(struct nsserver *s, uid_t uid, bool create)
+{
+	struct uidslot *u;
+	unsigned i, cap;
+
+	for (i = 0; i < s->nuids; i++)
+		if (s->uids[i].uid == uid)
+			return &s->uids[i];
+	if (!create)
+		return NULL;
+	if (s->nuids == s->cap_uids) {
+		cap = s->cap_uids ? s->cap_uids * 2 : 8;
+		u = realloc(s->uids, cap * sizeof(*u));
+		if (!u)
+			return NULL;
+		s->uids = u;
+		s->cap_uids = cap;
+	}
+	u = &s->uids[s->nuids++];
+	memset(u, 0, sizeof(*u));
+	u->uid = uid;
+	return u;
+}
+
+/*
+ * Root and our own uid are the node's own services (the supervisor,
+ * batonctl, the job launcher): only the global limits bind them.
+ */
+static bool
+uid_exempt(uid_t uid)
+{
+	return uid == 0 || uid == geteuid();
+}
+
+static void
+uid_put(struct nsserver *s, uid_t uid, bool conn)
+{
+	struct uidslot *u = uid_slot(s, uid, false);
+
+	if (!u)
+		return;
+	if (conn && u->conns)
+		u->conns--;
+	else if (!conn && u->pending)
+		u->pending--;
+	if (!u->conns && !u->pending)
+		*u = s->uids[--s->nuids];
 }
 
 static int
@@ -457,6 +526,7 @@ remove_creation(struct nsserver *s, struct creation *cr)
 		if (*pp == cr) {
 			*pp = cr->next;
 			s->ncreations--;
+			uid_put(s, cr->uid, false);
 			break;
 		}
 	}
@@ -634,6 +704,7 @@ handle_request(struct client *cl, const struct msg *m)
 	uint8_t order[NSCLIENT_MAX_NS];
 	struct ns_alloc *a;
 	struct creation *cr;
+	struct uidslot *u;
 	char err[512];
 	unsigned i, mask = 0;
 	int k, r;
@@ -690,11 +761,18 @@ handle_request(struct client *cl, const struct msg *m)
 		    "provider is sealed for a handoff");
 		return;
 	}
-	if (s->ncreations >= s->max_pending ||
+	u = uid_slot(s, cl->uid, true);
+	if (s->ncreations >= s->max_pending || !u ||
+	    (!uid_exempt(cl->uid) && u->pending >= s->max_pending_uid) ||
 	    s->t.n + s->ncreations >= s->max_allocs) {
 		send_error(cl, b->allocation_id, "limit_exceeded",
+		    !u || (!uid_exempt(cl->uid) &&
+		    u->pending >= s->max_pending_uid) ?
+		    "too many creations in flight for this uid" :
 		    s->ncreations >= s->max_pending ?
 		    "too many creations in flight" : "too many allocations");
+		if (u && !u->conns && !u->pending)
+			uid_put(s, cl->uid, true);
 		return;
 	}
 	err[0] = '\0';
@@ -706,6 +784,8 @@ handle_request(struct client *cl, const struct msg *m)
 		    err[0] ? err : strerror(-r));
 		return;
 	}
+	cr->uid = cl->uid;
+	u->pending++;
 	if (add_waiter(cr, cl, order, b->namespaces.n) < 0)
 		send_error(cl, b->allocation_id, "creation_failed",
 		    "out of memory");
@@ -815,6 +895,7 @@ close_cb(struct conn *c, int err, void *data)
 		cl->w->cl = NULL;
 	if (cl->subscriber)
 		s->nsubs--;
+	uid_put(s, cl->uid, true);
 	if (cl->prev)
 		cl->prev->next = cl->next;
 	else
@@ -843,6 +924,41 @@ peer_allowed(const struct nsserver *s, uid_t uid, gid_t gid)
 	return false;
 }
 
+/*
+ * A uid already at its share of connections: answered and closed right
+ * here, with no connection object, so a flood drains from the kernel's
+ * backlog as fast as it can be accepted.  True when fd was consumed.
+ */
+static bool
+over_uid_share(struct nsserver *s, int fd)
+{
+	struct msg m;
+	struct uidslot *u;
+	uint8_t *buf = NULL;
+	size_t len;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+
+	if (usock_peer(fd, &pid, &uid, &gid) < 0)
+		return false;	/* conn_open reports it */
+	if (uid_exempt(uid))
+		return false;
+	u = uid_slot(s, uid, false);
+	if (!u || u->conns < s->max_conns_uid)
+		return false;
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_NS_ERROR;
+	m.u.NS_ERROR.kind = "limit_exceeded";
+	m.u.NS_ERROR.message = "too many connections from this uid";
+	if (frame_encode(&m, 0, &buf, &len) == 0)
+		(void)send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	free(buf);
+	close(fd);
+	s->uid_refused++;
+	return true;
+}
+
 static void
 accept_cb(uv_poll_t *h, int status, int events)
 {
@@ -852,6 +968,7 @@ accept_cb(uv_poll_t *h, int status, int events)
 	    .max_queued = s->max_queued, .max_fds = 0,
 	    .errstyle = CONN_ERR_NS };
 	struct client *cl;
+	struct uidslot *u;
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
@@ -873,6 +990,8 @@ accept_cb(uv_poll_t *h, int status, int events)
 			}
 			return;
 		}
+		if (over_uid_share(s, fd))
+			continue;
 		cl = calloc(1, sizeof(*cl));
 		if (!cl) {
 			close(fd);
@@ -890,13 +1009,19 @@ accept_cb(uv_poll_t *h, int status, int events)
 		s->clients = cl;
 		s->nclients++;
 		conn_peer(cl->c, &pid, &uid, &gid);
+		cl->uid = uid;
+		u = uid_slot(s, uid, true);
+		if (u)
+			u->conns++;
 		if (!peer_allowed(s, uid, gid)) {
 			log_warn("ns.peer_refused", NULL, "peer_pid=%d uid=%u "
 			    "gid=%u", (int)pid, (unsigned)uid, (unsigned)gid);
 			conn_reject(cl->c, -EACCES, "peer not allowed");
-		} else if (s->nclients > s->max_conns) {
-			send_error(cl, NULL, "limit_exceeded",
-			    "too many connections");
+		} else if (s->nclients > s->max_conns || (!uid_exempt(uid) &&
+		    (!u || u->conns > s->max_conns_uid))) {
+			send_error(cl, NULL, "limit_exceeded", s->nclients >
+			    s->max_conns ? "too many connections" :
+			    "too many connections from this uid");
 			conn_close_after_flush(cl->c);
 		}
 	}
@@ -1143,6 +1268,7 @@ free_server(struct nsserver *s)
 	free(s->build_id);
 	free(s->allow_uids);
 	free(s->allow_gids);
+	free(s->uids);
 	free(s);
 }
 
@@ -1177,6 +1303,11 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 	    DEF_MAX_ALLOCS;
 	s->max_subs = cfg->max_subscribers ? cfg->max_subscribers :
 	    DEF_MAX_SUBS;
+	s->max_conns_uid = cfg->max_conns_per_uid ? cfg->max_conns_per_uid :
+	    s->max_conns / UID_SHARE ? s->max_conns / UID_SHARE : 1;
+	s->max_pending_uid = cfg->max_pending_per_uid ?
+	    cfg->max_pending_per_uid : s->max_pending / UID_SHARE ?
+	    s->max_pending / UID_SHARE : 1;
 	s->max_body = cfg->max_body ? cfg->max_body : MAX_BODY;
 	s->max_queued = cfg->max_queued ? cfg->max_queued : DEF_MAX_QUEUED;
 	if (cfg->n_allow_uids) {
@@ -1489,6 +1620,7 @@ nsserver_free(struct nsserver *s)
 	while ((cr = s->creations)) {
 		s->creations = cr->next;
 		s->ncreations--;
+		uid_put(s, cr->uid, false);
 		(void)kill(cr->helper, SIGKILL);
 		if (!cr->reaped)
 			(void)waitpid(cr->helper, &st, 0);

@@ -37,6 +37,8 @@ struct nsserver_config {
 	unsigned n_allow_gids;
 	unsigned max_conns;		/* 0 = default 1024 */
 	unsigned max_pending;		/* creations in flight; 0 = 64 */
+	unsigned max_conns_per_uid;	/* one peer uid; 0 = max_conns / 2 */
+	unsigned max_pending_per_uid;	/* one peer uid; 0 = max_pending / 2 */
 	unsigned max_allocations;	/* 0 = 4096 */
 	unsigned max_subscribers;	/* 0 = 64 */
 	unsigned max_body;		/* request frame body; 0 = 64 KiB */

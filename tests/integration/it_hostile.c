@@ -33,6 +33,7 @@
 
 #include "common/clock.h"
 #include "common/fdpass.h"
+#include "common/json.h"
 #include "common/nsclient.h"
 #include "common/paths.h"
 #include "proto/frame.h"
@@ -811,6 +812,135 @@ TEST_T(unsafe_agent_binary_refused, 60)
 	check(LOG_HAS(log, "event=supervisor.agent_binary",
 	    "writable by others"), "says why");
 	t.sup = -1;
+	it_teardown(&t);
+}
+
+/*
+ * One good client's STATUS load (a new connection per request) for secs
+ * seconds, through baton-load: answered, failed and refused.
+ */
+static void
+good_load(struct itest *t, const char *sock, int secs, uint64_t *ok,
+    uint64_t *failed, uint64_t *refused)
+{
+	char cmd[PATH_MAX * 2 + 64], out[1024];
+	size_t n;
+	FILE *p;
+
+	*ok = *failed = *refused = 0;
+	snprintf(cmd, sizeof(cmd), "%s/baton-load --socket %s --seconds %d "
+	    "--workers 1 --json", t->bin, sock, secs);
+	p = popen(cmd, "r");
+	require(p != NULL, "baton-load");
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	pclose(p);
+	check(json_get_u64(out, "requests_ok", ok) &&
+	    json_get_u64(out, "requests_failed", failed) &&
+	    json_get_u64(out, "refused", refused), "baton-load output: %s", out);
+}
+
+/*
+ * As nobody, for secs seconds: connect as fast as possible and hold up to
+ * `hold` connections.  Writes "<connects> <held> <closed by the agent>"
+ * to fd out.
+ */
+static __attribute__((noreturn)) void
+flood_held(const char *path, int secs, unsigned hold, int out)
+{
+	struct rlimit rl = { hold + 64, hold + 64 };
+	uint64_t until = clock_mono_ms() + (uint64_t)secs * 1000;
+	unsigned long connects = 0, closed = 0;
+	unsigned nh = 0, i;
+	struct pollfd pf;
+	char line[96];
+	int *held = calloc(hold, sizeof(int)), fd, n;
+
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (!held || setgid(65534) < 0 || setuid(65534) < 0)
+		_exit(2);
+	while (clock_mono_ms() < until) {
+		fd = wire_connect(path, 1000);
+		if (fd < 0)
+			continue;
+		connects++;
+		if (nh < hold)
+			held[nh++] = fd;
+		else
+			close(fd);
+	}
+	/* The agent answered the excess with NS_ERROR and closed it. */
+	for (i = 0; i < nh; i++) {
+		pf.fd = held[i];
+		pf.events = POLLIN;
+		if (poll(&pf, 1, 0) == 1)
+			closed++;
+	}
+	n = snprintf(line, sizeof(line), "%lu %u %lu\n", connects, nh, closed);
+	if (write(out, line, (size_t)n) != n)
+		_exit(3);
+	_exit(0);
+}
+
+/*
+ * Fairness: one uid holding as many connections as it can get must not
+ * take the slots of others.  The good client (root) is measured alone,
+ * then during the flood; nothing of it may fail or be refused.
+ */
+TEST_T(uid_flood_fair, 90)
+{
+	struct itest t;
+	struct baton_paths bp;
+	uint64_t ok0, f0, r0, ok1, f1, r1;
+	unsigned long connects = 0, closed = 0;
+	unsigned held = 0;
+	char buf[128];
+	int p[2], st = 0;
+	ssize_t n;
+	pid_t fl;
+
+	it_setup(&t);
+	paths_init(&bp, t.root);
+	start_with(&t, NULL, (const char *[]){ "--allow-uid", "65534", NULL },
+	    NULL);
+	(void)serving(&t);
+	chmod(t.root, 0755);
+	chmod(bp.ns_socket, 0666);
+	good_load(&t, bp.ns_socket, 2, &ok0, &f0, &r0);
+	require(pipe(p) == 0, "pipe");
+	fl = fork();
+	require(fl >= 0, "fork");
+	if (fl == 0) {
+		close(p[0]);
+		flood_held(bp.ns_socket, 4, 3000, p[1]);
+	}
+	close(p[1]);
+	usleep(500000);	/* the flood holds what it can get */
+	good_load(&t, bp.ns_socket, 2, &ok1, &f1, &r1);
+	waitpid(fl, &st, 0);
+	n = read(p[0], buf, sizeof(buf) - 1);
+	close(p[0]);
+	buf[n > 0 ? n : 0] = '\0';
+	check(sscanf(buf, "%lu %u %lu", &connects, &held, &closed) == 3,
+	    "flooder reported (%s, status %d)", buf, st);
+	tap_diag("good client alone %.0f/s, during the flood %.0f/s; flood: %lu "
+	    "connects, %u held, %lu of them closed by the agent",
+	    ok0 / 2.0, ok1 / 2.0, connects, held, closed);
+	check(f0 == 0 && r0 == 0 && f1 == 0 && r1 == 0, "no good request "
+	    "failed or was refused (%llu/%llu alone, %llu/%llu in the flood)",
+	    (unsigned long long)f0, (unsigned long long)r0,
+	    (unsigned long long)f1, (unsigned long long)r1);
+	check(closed > 0 && held - closed <= 512, "the flood got at most its "
+	    "share (max-conns / 2 = 512) of connections (%u held, %lu closed)",
+	    held, closed);
+	/*
+	 * The flood's excess is closed at once, so it reconnects as fast as
+	 * it can: the good client still queues behind it in the kernel's
+	 * FIFO backlog, which no per-uid rule can reorder.  It must keep
+	 * being served (before per-uid limits it got nothing but errors).
+	 */
+	check(ok1 >= 20, "the good client is served throughout the flood "
+	    "(%llu answers in 2 s)", (unsigned long long)ok1);
 	it_teardown(&t);
 }
 

@@ -43,6 +43,7 @@
 #include "proto/wire.h"
 #include "supervisor/handoff.h"
 #include "supervisor/journal.h"
+#include "supervisor/listentake.h"
 #include "supervisor/metrics.h"
 #include "supervisor/procwatch.h"
 #include "supervisor/sup.h"
@@ -509,6 +510,39 @@ settle_lock(struct sup *s, const struct journal_rec *jr, bool have_j,
 }
 
 /*
+ * Before a live agent of the old generation is killed: take its listening
+ * sockets, so the clients queued in their backlogs are served by the next
+ * agent instead of being cut off by freshly bound sockets.
+ */
+static void
+take_listeners(struct sup *s, pid_t pid)
+{
+	int fds[LISTENFDS_MAX];
+	unsigned i;
+	int r;
+
+	if (s->nl > 0 || pid <= 0 || !proc_running(pid))
+		return;
+	r = listen_take(pid, (const char (*)[PATH_MAX])s->cfg->listen_paths,
+	    s->cfg->n_listen, fds);
+	if (r < 0) {
+		log_warn("recover.listeners", proto_strerror(r), "pid=%d "
+		    "msg_detail=\"could not take its listening sockets\"",
+		    (int)pid);
+		return;
+	}
+	for (i = 0; i < s->cfg->n_listen; i++) {
+		s->lfds[i] = fds[i];
+		snprintf(s->lnames[i], sizeof(s->lnames[i]), "%s",
+		    s->cfg->listen_names[i]);
+	}
+	s->nl = s->cfg->n_listen;
+	log_info("recover.listeners", "took the listening sockets of a live "
+	    "agent: queued clients are kept", "pid=%d listeners=%u", (int)pid,
+	    s->nl);
+}
+
+/*
  * Adopt the lock holder, retrying while it lives and holds the lock: a
  * successor that has the lock but has not yet moved its control socket
  * into place answers a moment later.  Only a holder silent for
@@ -542,6 +576,7 @@ adopt_holder(struct sup *s, pid_t holder)
 	log_error("recover.adopt", proto_strerror(r), "pid=%d waited_ms=%d "
 	    "msg_detail=\"lock holder silent; killing it\"", (int)holder,
 	    ADOPT_GIVE_UP_MS);
+	take_listeners(s, holder);
 	kill(holder, SIGKILL);
 	for (i = 0; i < 100 && proc_running(holder); i++) {
 		(void)waitpid(holder, NULL, WNOHANG);
@@ -592,6 +627,10 @@ recover(struct sup *s)
 		    proc_running(holder)) ? holder : 0;
 		char tmp[PATH_MAX + 32];
 
+		if (!adopted && !s->from_systemd) {
+			take_listeners(s, jr.incumbent_pid);
+			take_listeners(s, jr.successor_pid);
+		}
 		kill_stray(jr.incumbent_pid, jr.incumbent_binary, keep);
 		kill_stray(jr.successor_pid, jr.successor_binary, keep);
 		if (jr.successor_pid > 0 && jr.successor_pid != keep) {

@@ -17,6 +17,8 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "common/nsclient.h"
+#include "common/paths.h"
+#include "proto/wire.h"
 #include "crashpoints/crashpoint.h"
 #include "tests/lib/itest.h"
 #include "tests/lib/tap.h"
@@ -539,6 +541,65 @@ TEST_T(supervisor_restart_adopts_agent, 60)
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0, "an upgrade after adoption commits (%d): %s", rc, out);
 	check(wait_dead(agent, 5000), "the adopted agent handed over and left");
+	finish(&t);
+}
+
+/*
+ * The supervisor restarts while its agent is hung (stopped): adoption
+ * cannot succeed, and after the wait the agent is killed.  The listening
+ * socket is taken from it first, so clients already queued in its
+ * backlog are answered by the next agent: none is refused or reset.
+ */
+TEST_T(supervisor_restart_with_hung_agent_keeps_listeners, 90)
+{
+	struct itest t;
+	struct baton_paths bp;
+	struct msg st = { .type = MSG_STATUS };
+	struct frame f;
+	char logp[PATH_MAX + 32], line[512];
+	int fds[5], i, answered = 0, took = 0;
+	pid_t a, b;
+	FILE *lf;
+
+	start(&t, NULL);
+	paths_init(&bp, t.root);
+	a = it_ns_status(&t, NULL, NULL);
+	require(a > 0, "agent serving");
+	kill(t.sup, SIGKILL);
+	waitpid(t.sup, NULL, 0);
+	kill(a, SIGSTOP);
+	for (i = 0; i < 5; i++) {
+		fds[i] = wire_connect(bp.ns_socket, 1000);
+		check(fds[i] >= 0 && wire_send(fds[i], &st, NULL, 0, 1000) == 0,
+		    "client %d queued while the agent is hung", i);
+	}
+	it_start_supervisor(&t, NULL);
+	b = it_wait_serving(&t, 40000);
+	check(b > 0 && b != a, "a new agent serves (%d, hung %d)", (int)b,
+	    (int)a);
+	for (i = 0; i < 5; i++) {
+		if (fds[i] < 0)
+			continue;
+		if (wire_recv(fds[i], 30000, &f) == 0) {
+			answered += f.m.type == MSG_STATUS_REPLY &&
+			    (pid_t)f.m.u.STATUS_REPLY.pid == b;
+			frame_release(&f);
+		}
+		close(fds[i]);
+	}
+	check(answered == 5, "every queued client answered by the new agent "
+	    "(%d of 5)", answered);
+	check(wait_dead(a, 5000), "the hung agent was killed");
+	snprintf(logp, sizeof(logp), "%s/supervisor.log", t.root);
+	lf = fopen(logp, "r");
+	while (lf && fgets(line, sizeof(line), lf))
+		took += strstr(line, "event=recover.listeners") &&
+		    strstr(line, "took the listening sockets") != NULL;
+	if (lf)
+		fclose(lf);
+	check(took == 1, "the supervisor took the hung agent's listener");
+	if (answered != 5 || took != 1)
+		it_dump_log(&t);
 	finish(&t);
 }
 

@@ -5,10 +5,18 @@
  * - The loop never blocks on a creation: nsprov_spawn() forks a helper
  *   and its report pipe is watched with uv_poll.  A creation is final
  *   only at the pipe's EOF (the helper has finished or undone its work).
- * - Nothing is answered before it is durable: the table is written with
- *   atomicfile before NS_RESPONSE goes out, and before
- *   ALLOCATION_RELEASED.  Every write bumps seq; digest is the SHA-256 of
- *   the payload written.
+ * - Nothing is answered before it is durable: a change is made in memory
+ *   and handed to nswriter, whose thread writes the table (atomicfile)
+ *   off the loop; NS_RESPONSE and ALLOCATION_RELEASED go out from the
+ *   write's completion.  Changes made while a write is in flight share
+ *   the next one (group commit).  Reads (STATUS, repeats of durable
+ *   allocations) never wait for a write.  Every write bumps seq; digest
+ *   is the SHA-256 of the payload written.
+ * - Until its change is durable, a creation stays in `creations` (a
+ *   repeat request joins it) and a release in `releasing` (a request for
+ *   that id is told to ask again): no second change to an id can race
+ *   the first one's write.  A failed write undoes its changes in memory
+ *   and answers NS_ERROR.
  * - One request per connection at a time: a connection waiting for a
  *   creation is paused, so answers keep their order and a peer cannot
  *   queue unbounded work.  Connections, creations in flight,
@@ -58,6 +66,7 @@
 #include "successor/nsprov.h"
 #include "successor/nsserver.h"
 #include "successor/nsstate.h"
+#include "successor/nswriter.h"
 
 #define DEF_MAX_CONNS		1024
 #define DEF_MAX_PENDING		64
@@ -87,10 +96,13 @@ struct uidslot {
 	unsigned conns, pending;
 };
 
+struct release;
+
 struct client {
 	struct nsserver *s;
 	struct conn *c;
 	uid_t uid;
+	struct release *rel;		/* set while its release is written */
 	bool subscriber;
 	struct waiter *w;		/* set while waiting for a creation */
 	unsigned requests;		/* frames received */
@@ -99,6 +111,7 @@ struct client {
 
 struct creation {
 	struct nsserver *s;
+	struct ns_alloc *alloc;		/* in the table, being written */
 	uid_t uid;			/* who started it (per-uid limit) */
 	char id[NSCLIENT_ID_MAX + 1];
 	unsigned mask;
@@ -112,6 +125,16 @@ struct creation {
 	uint64_t started_ms;
 	struct waiter *waiters;
 	struct creation *next;
+};
+
+/* A release waiting for its table write. */
+struct release {
+	struct nsserver *s;
+	struct ns_alloc *a;		/* out of the table, still on the host */
+	struct client *cl;		/* who asked, NULL when it left or none */
+	char id[NSCLIENT_ID_MAX + 1];
+	char why[24];
+	struct release *next;
 };
 
 struct lpoll {
@@ -137,7 +160,10 @@ struct nsserver {
 
 	struct ns_table t;
 	uint8_t digest[NSSERVER_DIGEST_LEN];
-	bool dirty;			/* memory differs from disk */
+	bool dirty;			/* needs a write nothing has queued */
+	struct nswriter *wr;
+	struct release *releasing;
+	unsigned nreleasing;
 	bool ready, draining, sealed, freeing;
 
 	struct lpoll *lp;		/* accepting when started */
@@ -245,35 +271,60 @@ uid_put(struct nsserver *s, uid_t uid, bool conn)
 		*u = s->uids[--s->nuids];
 }
 
+/* nswriter: snapshot the table for the write that starts now. */
 static int
-persist(struct nsserver *s)
+encode_cb(void *data, uint8_t **buf, size_t *len)
 {
-	uint8_t *buf = NULL;
-	size_t len;
+	struct nsserver *s = data;
 	int r;
 
+	s->t.seq++;
+	r = nsstate_encode(&s->t, buf, len);
+	if (r < 0)
+		s->t.seq--;
+	return r;
+}
+
+static void
+written_cb(void *data, int err, const uint8_t digest[NSWRITER_DIGEST_LEN])
+{
+	struct nsserver *s = data;
+
+	if (err == 0) {
+		memcpy(s->digest, digest, NSSERVER_DIGEST_LEN);
+		s->dirty = false;
+		return;
+	}
+	/*
+	 * The file may hold the new table anyway (rename done, then the
+	 * directory fsync failed): the next write or the seal writes again.
+	 */
+	s->dirty = true;
+	log_error("ns.persist_failed", strerror(-err), "path=%s",
+	    s->state_path);
+}
+
+/* A change made in memory; done(arg, err) once durable.  0 or -errno. */
+static int
+persist_async(struct nsserver *s, nswriter_done_fn done, void *arg)
+{
 	if (s->sealed)
 		return -EROFS;
-	s->t.seq++;
-	r = nsstate_encode(&s->t, &buf, &len);
-	if (r == 0)
-		r = atomicfile_write(s->state_path, buf, len, 0600);
-	if (r < 0) {
-		s->t.seq--;
-		/*
-		 * The file may hold the new table anyway (rename done, then
-		 * the directory fsync failed): memory and disk may differ, so
-		 * the next persist or seal must write again.
-		 */
-		s->dirty = true;
-		log_error("ns.persist_failed", strerror(-r), "path=%s",
-		    s->state_path);
-		goto out;
-	}
-	nsstate_digest(buf, len, s->digest);
-	s->dirty = false;
-out:
-	free(buf);
+	return nswriter_change(s->wr, done, arg);
+}
+
+/*
+ * Everything durable now, on this thread (seal, generation): the write in
+ * flight, what is queued, and the whole table again when a write failed
+ * or a change was made outside the queue (dirty).  0 or -errno.
+ */
+static int
+persist_sync(struct nsserver *s)
+{
+	int r = nswriter_flush_sync(s->wr, 0);
+
+	if (r == 0 && s->dirty)
+		r = nswriter_flush_sync(s->wr, 1);
 	return r;
 }
 
@@ -401,40 +452,105 @@ destroy_alloc(struct nsserver *s, struct ns_alloc *a)
 	nsstate_remove(&s->t, a);
 }
 
-/*
- * Release: the table without it is made durable first, then the host is
- * undone and subscribers told.  When the write fails nothing is undone:
- * the allocation stays (in memory, and on disk as far as anyone can tell)
- * and the caller answers with an error.  A crash between the write and
- * the undo leaves pins no table names: the next load sweeps them.
- * 0 or the persist error.
- */
-static int
-release_alloc(struct nsserver *s, struct ns_alloc *a, const char *why)
+static struct release *
+find_release(const struct nsserver *s, const char *id)
 {
-	char id[NSCLIENT_ID_MAX + 1];
-	int r;
+	struct release *r;
 
+	for (r = s->releasing; r; r = r->next)
+		if (strcmp(r->a->id, id) == 0)
+			return r;
+	return NULL;
+}
+
+static void release_answer(struct release *rel, int err);
+
+/* The release's write ended: undo on the host, or put it back. */
+static void
+release_durable(void *arg, int err)
+{
+	struct release *rel = arg, **pp;
+	struct nsserver *s = rel->s;
+	struct ns_alloc *a = rel->a;
+	char id[NSCLIENT_ID_MAX + 1];
+
+	for (pp = &s->releasing; *pp; pp = &(*pp)->next)
+		if (*pp == rel) {
+			*pp = rel->next;
+			s->nreleasing--;
+			break;
+		}
 	snprintf(id, sizeof(id), "%s", a->id);
-	nsstate_remove(&s->t, a);
-	CRASHPOINT(p_before_release_persist);
-	r = persist(s);
-	if (r < 0) {
+	if (err < 0) {
 		if (nsstate_insert(&s->t, a) < 0) {
 			/* Cannot keep it in memory either: undo it fully. */
 			undo_on_host(s, a);
 			nsstate_alloc_free(a);
+		} else {
+			watch_alloc(s, a);
 		}
 		s->dirty = true;
-		log_warn("ns.release_failed", strerror(-r), "allocation_id=%s "
-		    "reason=%s", id, why);
+		log_warn("ns.release_failed", strerror(-err), "allocation_id=%s "
+		    "reason=%s", id, rel->why);
+	} else {
+		undo_on_host(s, a);
+		nsstate_alloc_free(a);
+		log_info("ns.release", NULL, "allocation_id=%s reason=%s "
+		    "allocations=%u", id, rel->why, s->t.n);
+		notify_subscribers(s, id);
+	}
+	rel->a = NULL;
+	if (rel->cl)
+		release_answer(rel, err);
+	free(rel);
+	maybe_drained(s);
+}
+
+/*
+ * Release: the table without it is made durable first, then the host is
+ * undone, subscribers told and cl (may be NULL) answered.  When the write
+ * fails nothing is undone: the allocation stays and cl gets an error.  A
+ * crash between the write and the undo leaves pins no table names: the
+ * next load sweeps them.  0, or -errno when the change could not even be
+ * queued (nothing changed then).
+ */
+static int
+release_alloc(struct nsserver *s, struct ns_alloc *a, const char *why,
+    struct client *cl)
+{
+	struct release *rel = calloc(1, sizeof(*rel));
+	int r;
+
+	if (!rel)
+		return -ENOMEM;
+	rel->s = s;
+	rel->a = a;
+	rel->cl = cl;
+	snprintf(rel->id, sizeof(rel->id), "%s", a->id);
+	snprintf(rel->why, sizeof(rel->why), "%s", why);
+	if (a->cg_wd >= 0 && s->ino_fd >= 0)
+		(void)inotify_rm_watch(s->ino_fd, a->cg_wd);
+	a->cg_wd = -1;
+	nsstate_remove(&s->t, a);
+	CRASHPOINT(p_before_release_persist);
+	r = persist_async(s, release_durable, rel);
+	if (r < 0) {
+		if (nsstate_insert(&s->t, a) < 0) {
+			undo_on_host(s, a);
+			nsstate_alloc_free(a);
+		} else {
+			watch_alloc(s, a);
+		}
+		free(rel);
 		return r;
 	}
-	undo_on_host(s, a);
-	nsstate_alloc_free(a);
-	log_info("ns.release", NULL, "allocation_id=%s reason=%s "
-	    "allocations=%u", id, why, s->t.n);
-	notify_subscribers(s, id);
+	rel->next = s->releasing;
+	s->releasing = rel;
+	s->nreleasing++;
+	if (cl) {
+		cl->rel = rel;
+		conn_pause(cl->c);
+	}
 	return 0;
 }
 
@@ -472,7 +588,43 @@ answer_waiters(struct creation *cr, const struct ns_alloc *a,
 	}
 }
 
+static void remove_creation(struct nsserver *s, struct creation *cr);
+
+/* The creation's write ended: answer its waiters either way. */
 static void
+creation_durable(void *arg, int err)
+{
+	struct creation *cr = arg;
+	struct nsserver *s = cr->s;
+	struct ns_alloc *a = cr->alloc;
+	char msg[256];
+
+	cr->alloc = NULL;
+	if (err < 0) {
+		destroy_alloc(s, a);
+		nsstate_alloc_free(a);
+		snprintf(msg, sizeof(msg), "persist allocation table: %s",
+		    strerror(-err));
+		answer_waiters(cr, NULL, "creation_failed", msg);
+	} else {
+		CRASHPOINT(p_after_persist);
+		log_info("ns.create", NULL, "allocation_id=%s mask=%u reaper=%d "
+		    "ms=%" PRIu64 " allocations=%u", a->id, a->mask,
+		    (int)a->reaper, clock_mono_ms() - cr->started_ms, s->t.n);
+		watch_alloc(s, a);
+		answer_waiters(cr, a, NULL, NULL);
+	}
+	remove_creation(s, cr);
+	uv_close((uv_handle_t *)&cr->poll, creation_closed_cb);
+	maybe_drained(s);
+}
+
+/*
+ * The helper pinned everything: into the table, and answered once that is
+ * durable.  Returns false when it failed at once (waiters answered, the
+ * host undone): the caller then retires the creation.
+ */
+static bool
 commit_creation(struct nsserver *s, struct creation *cr)
 {
 	struct ns_alloc *a;
@@ -484,7 +636,7 @@ commit_creation(struct nsserver *s, struct creation *cr)
 		(void)nsprov_destroy(s->pin_dir, cr->id, cr->last.reaper,
 		    cr->last.ino[NSK_PID]);
 		answer_waiters(cr, NULL, "creation_failed", "out of memory");
-		return;
+		return false;
 	}
 	snprintf(a->id, sizeof(a->id), "%s", cr->id);
 	a->mask = cr->mask;
@@ -498,23 +650,20 @@ commit_creation(struct nsserver *s, struct creation *cr)
 		    cr->last.ino[NSK_PID]);
 		nsstate_alloc_free(a);
 		answer_waiters(cr, NULL, "creation_failed", "out of memory");
-		return;
+		return false;
 	}
-	r = persist(s);
+	cr->alloc = a;
+	r = persist_async(s, creation_durable, cr);
 	if (r < 0) {
+		cr->alloc = NULL;
 		destroy_alloc(s, a);
 		nsstate_alloc_free(a);
 		snprintf(msg, sizeof(msg), "persist allocation table: %s",
 		    strerror(-r));
 		answer_waiters(cr, NULL, "creation_failed", msg);
-		return;
+		return false;
 	}
-	CRASHPOINT(p_after_persist);
-	log_info("ns.create", NULL, "allocation_id=%s mask=%u reaper=%d "
-	    "ms=%" PRIu64 " allocations=%u", a->id, a->mask, (int)a->reaper,
-	    clock_mono_ms() - cr->started_ms, s->t.n);
-	watch_alloc(s, a);
-	answer_waiters(cr, a, NULL, NULL);
+	return true;
 }
 
 static void
@@ -540,12 +689,13 @@ finish_creation(struct nsserver *s, struct creation *cr)
 	int st;
 
 	uv_poll_stop(&cr->poll);
-	remove_creation(s, cr);
 	/* Past its last write the helper only exits: this wait is short. */
 	if (!cr->reaped && waitpid(cr->helper, &st, 0) == cr->helper)
 		cr->reaped = true;
 	if (cr->last.stage == NSPROV_PINNED && !cr->timed_out) {
-		commit_creation(s, cr);
+		/* In flight until durable: creation_durable() retires it. */
+		if (commit_creation(s, cr))
+			return;
 	} else {
 		if (cr->timed_out)
 			snprintf(msg, sizeof(msg), "creation timed out");
@@ -560,6 +710,7 @@ finish_creation(struct nsserver *s, struct creation *cr)
 		    cr->id);
 		answer_waiters(cr, NULL, "creation_failed", msg);
 	}
+	remove_creation(s, cr);
 	uv_close((uv_handle_t *)&cr->poll, creation_closed_cb);
 	maybe_drained(s);
 }
@@ -734,8 +885,14 @@ handle_request(struct client *cl, const struct msg *m)
 		    "uenv_image: a .sqfs file name, with a mount namespace");
 		return;
 	}
-	a = nsstate_find(&s->t, b->allocation_id);
-	cr = a ? NULL : find_creation(s, b->allocation_id);
+	if (find_release(s, b->allocation_id)) {
+		send_error(cl, b->allocation_id, "invalid_request",
+		    "allocation is being released; ask again");
+		return;
+	}
+	/* A creation not yet durable is joined, never answered early. */
+	cr = find_creation(s, b->allocation_id);
+	a = cr ? NULL : nsstate_find(&s->t, b->allocation_id);
 	if (a || cr) {
 		unsigned emask = a ? a->mask : cr->mask;
 		const char *eimg = a ? a->image : cr->image;
@@ -791,20 +948,51 @@ handle_request(struct client *cl, const struct msg *m)
 		    "out of memory");
 }
 
+/* Answer the client of a release once its write ended. */
+static void
+release_answer(struct release *rel, int err)
+{
+	struct client *cl = rel->cl;
+	char msg[160];
+	struct msg m;
+
+	cl->rel = NULL;
+	rel->cl = NULL;
+	if (err < 0) {
+		/* Not durable: not released.  The client may ask again. */
+		snprintf(msg, sizeof(msg), "persist allocation table: %s; the "
+		    "allocation is kept", strerror(-err));
+		send_error(cl, rel->id, "creation_failed", msg);
+	} else {
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_ALLOCATION_RELEASED;
+		m.u.ALLOCATION_RELEASED.allocation_id = rel->id;
+		if (conn_send(cl->c, &m, NULL, 0) < 0)
+			conn_close(cl->c);
+	}
+	if (cl->s->draining)
+		conn_close_after_flush(cl->c);
+	else
+		conn_resume(cl->c);
+}
+
 static void
 handle_release(struct client *cl, const char *id)
 {
 	struct nsserver *s = cl->s;
-	struct ns_alloc *a = nsstate_find(&s->t, id);
+	struct ns_alloc *a;
 	char msg[160];
-	struct msg m;
 	int r;
 
-	if (!a) {
-		send_error(cl, id, find_creation(s, id) ? "invalid_request" :
-		    "allocation_not_found", find_creation(s, id) ?
+	if (find_creation(s, id) || find_release(s, id)) {
+		send_error(cl, id, "invalid_request", find_creation(s, id) ?
 		    "allocation is still being created" :
-		    "no such allocation");
+		    "allocation is already being released");
+		return;
+	}
+	a = nsstate_find(&s->t, id);
+	if (!a) {
+		send_error(cl, id, "allocation_not_found", "no such allocation");
 		return;
 	}
 	if (s->sealed) {
@@ -812,19 +1000,12 @@ handle_release(struct client *cl, const char *id)
 		    "provider is sealed for a handoff");
 		return;
 	}
-	r = release_alloc(s, a, "allocation_ended");
+	r = release_alloc(s, a, "allocation_ended", cl);
 	if (r < 0) {
-		/* Not durable: not released.  The client may ask again. */
 		snprintf(msg, sizeof(msg), "persist allocation table: %s; the "
 		    "allocation is kept", strerror(-r));
 		send_error(cl, id, "creation_failed", msg);
-		return;
 	}
-	memset(&m, 0, sizeof(m));
-	m.type = MSG_ALLOCATION_RELEASED;
-	m.u.ALLOCATION_RELEASED.allocation_id = id;
-	if (conn_send(cl->c, &m, NULL, 0) < 0)
-		conn_close(cl->c);
 }
 
 static void
@@ -879,7 +1060,7 @@ frame_cb(struct conn *c, struct frame *f, void *data)
 		break;
 	}
 	frame_release(f);
-	if (s->draining && !cl->w)
+	if (s->draining && !cl->w && !cl->rel)
 		conn_close_after_flush(cl->c);
 }
 
@@ -893,6 +1074,8 @@ close_cb(struct conn *c, int err, void *data)
 	(void)err;
 	if (cl->w)
 		cl->w->cl = NULL;
+	if (cl->rel)
+		cl->rel->cl = NULL;
 	if (cl->subscriber)
 		s->nsubs--;
 	uid_put(s, cl->uid, true);
@@ -1067,11 +1250,12 @@ check_cg(struct nsserver *s, struct ns_alloc *a, bool gone, bool changed)
 
 	if (pop == 1 && !a->cg_seen) {
 		a->cg_seen = true;
-		if (s->sealed || persist(s) < 0)
+		if (s->sealed || persist_async(s, NULL, NULL) < 0)
 			s->dirty = true;
 	} else if (pop == 0 && (a->cg_seen || changed) && !s->sealed) {
 		log_info("ns.cgroup_empty", NULL, "allocation_id=%s", a->id);
-		(void)release_alloc(s, a, "cgroup_empty");
+		if (release_alloc(s, a, "cgroup_empty", NULL) < 0)
+			s->dirty = true;
 	}
 }
 
@@ -1187,7 +1371,8 @@ tick_cb(uv_timer_t *t)
 	uint64_t now = clock_mono_ms();
 
 	for (cr = s->creations; cr; cr = cr->next) {
-		if (!cr->timed_out && now - cr->started_ms > CREATE_TIMEOUT_MS) {
+		if (!cr->timed_out && !cr->reaped &&
+		    now - cr->started_ms > CREATE_TIMEOUT_MS) {
 			cr->timed_out = true;
 			(void)kill(cr->helper, SIGKILL);
 		}
@@ -1196,8 +1381,8 @@ tick_cb(uv_timer_t *t)
 		s->accept_paused = false;
 		uv_poll_start(&s->lp->h, UV_READABLE, accept_cb);
 	}
-	if (s->dirty && !s->sealed)
-		(void)persist(s);
+	if (s->dirty && !s->sealed && !nswriter_pending(s->wr))
+		(void)persist_async(s, NULL, NULL);
 	for (a = s->t.head; a; a = next) {
 		next = a->next;
 		if (a->cg_wd < 0)
@@ -1345,6 +1530,10 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 		log_error("ns.load", strerror(-r), "path=%s", s->state_path);
 		goto fail;
 	}
+	r = nswriter_new(loop, s->state_path, &(struct nswriter_ops){
+	    .encode = encode_cb, .written = written_cb }, s, &s->wr);
+	if (r < 0)
+		goto fail;
 	r = nsprov_sweep(s->pin_dir, known_cb, s);
 	if (r < 0)
 		log_warn("ns.sweep", strerror(-r), "path=%s", s->pin_dir);
@@ -1442,6 +1631,8 @@ drain_timer_cb(uv_timer_t *t)
 		log_warn("ns.drain_deadline", "closing what is left",
 		    "conns=%u creations=%u", s->nclients, s->ncreations);
 		for (cr = s->creations; cr; cr = cr->next) {
+			if (cr->reaped)
+				continue;	/* only its write is left */
 			cr->timed_out = true;
 			(void)kill(cr->helper, SIGKILL);
 		}
@@ -1456,7 +1647,8 @@ drain_timer_cb(uv_timer_t *t)
 static void
 maybe_drained(struct nsserver *s)
 {
-	if (!s->draining || !s->drain_cb || s->nclients || s->ncreations)
+	if (!s->draining || !s->drain_cb || s->nclients || s->ncreations ||
+	    s->nreleasing)
 		return;
 	uv_timer_stop(&s->drain_timer);
 	uv_timer_start(&s->drain_timer, drain_timer_cb, 0, 0);
@@ -1477,7 +1669,7 @@ close_idle(struct nsserver *s, bool fresh_too)
 
 	for (cl = s->clients; cl; cl = next) {
 		next = cl->next;
-		if (cl->w)
+		if (cl->w || cl->rel)
 			continue;
 		if (ioctl(conn_fd(cl->c), FIONREAD, &pending) < 0)
 			pending = 0;
@@ -1523,14 +1715,13 @@ nsserver_seal(struct nsserver *s, uint64_t *ret_seq,
 {
 	int r;
 
-	if (s->ncreations)
+	/* Writes in flight end first: a creation or release waiting only
+	 * for its write is settled by it. */
+	r = persist_sync(s);
+	if (r < 0)
+		return r;
+	if (s->ncreations || s->nreleasing)
 		return -EBUSY;
-	if (s->dirty) {
-		s->sealed = false;
-		r = persist(s);
-		if (r < 0)
-			return r;
-	}
 	s->sealed = true;
 	*ret_seq = s->t.seq;
 	memcpy(ret_digest, s->digest, NSSERVER_DIGEST_LEN);
@@ -1547,8 +1738,8 @@ nsserver_resume(struct nsserver *s, int listen_fd)
 	s->drain_cb = NULL;
 	uv_timer_stop(&s->drain_timer);
 	uv_timer_stop(&s->grace_timer);
-	if (s->dirty)
-		(void)persist(s);
+	if (s->dirty && !nswriter_pending(s->wr))
+		(void)persist_async(s, NULL, NULL);
 	recheck_all(s);
 	r = nsserver_start(s, listen_fd);
 	if (r < 0)
@@ -1568,8 +1759,11 @@ nsserver_bump_generation(struct nsserver *s)
 {
 	int r;
 
+	if (s->sealed)
+		return -EROFS;
 	s->t.generation++;
-	r = persist(s);
+	s->dirty = true;
+	r = persist_sync(s);
 	if (r < 0)
 		s->t.generation--;
 	return r;
@@ -1610,6 +1804,10 @@ nsserver_free(struct nsserver *s)
 
 	if (!s)
 		return;
+	/* The write in flight ends first (its answers go out), and none
+	 * starts later: the file may be the next agent's the moment we return. */
+	nswriter_free(s->wr);
+	s->wr = NULL;
 	s->freeing = true;
 	nsserver_stop_accepting(s);
 	for (cl = s->clients; cl; cl = next) {
@@ -1621,7 +1819,8 @@ nsserver_free(struct nsserver *s)
 		s->creations = cr->next;
 		s->ncreations--;
 		uid_put(s, cr->uid, false);
-		(void)kill(cr->helper, SIGKILL);
+		if (!cr->reaped)
+			(void)kill(cr->helper, SIGKILL);
 		if (!cr->reaped)
 			(void)waitpid(cr->helper, &st, 0);
 		(void)nsprov_destroy(s->pin_dir, cr->id, 0, 0);

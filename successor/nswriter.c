@@ -1,0 +1,327 @@
+/*
+ * nswriter: one writer thread, one write in flight, group commit.
+ *
+ * Loop side: `queue` holds the changes not yet in a write; `inflight`
+ * those in the write the thread is doing.  When a write ends (uv_async),
+ * the loop reports it (ops->written), runs the inflight callbacks, and
+ * starts the next write if the queue is not empty.
+ *
+ * Thread side: waits for a job under `mu`, writes it without the lock,
+ * posts the result under the lock and wakes the loop.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/atomicfile.h"
+#include "common/log.h"
+#include "successor/nsstate.h"
+#include "successor/nswriter.h"
+
+struct change {
+	nswriter_done_fn done;
+	void *arg;
+	struct change *next;
+};
+
+struct clist {
+	struct change *head, **tailp;
+	unsigned n;
+};
+
+struct nswriter {
+	uv_loop_t *loop;
+	char *path;
+	struct nswriter_ops ops;
+	void *data;
+	uv_async_t async;
+
+	struct clist queue;	/* changes waiting for a write */
+	struct clist inflight;	/* changes in the write in flight */
+	bool busy;		/* a write is in flight */
+	bool firing;		/* running callbacks: start no write yet */
+	uint64_t writes;
+
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	/* under mu */
+	uint8_t *job;		/* buffer to write, or NULL */
+	size_t job_len;
+	bool job_done;		/* result below is ready */
+	int job_err;
+	uint8_t job_digest[NSWRITER_DIGEST_LEN];
+	bool quit;
+};
+
+static void
+clist_init(struct clist *l)
+{
+	l->head = NULL;
+	l->tailp = &l->head;
+	l->n = 0;
+}
+
+/* Move all of src to the end of dst. */
+static void
+clist_move(struct clist *dst, struct clist *src)
+{
+	if (!src->head)
+		return;
+	*dst->tailp = src->head;
+	dst->tailp = src->tailp;
+	dst->n += src->n;
+	clist_init(src);
+}
+
+/*
+ * Run and free l's callbacks.  A change they make waits for the next
+ * write, which starts only after all of them ran: a failed write's
+ * callbacks undo their changes first, so no snapshot sees half of that.
+ */
+static void
+clist_fire(struct nswriter *w, struct clist *l, int err)
+{
+	struct change *c, *head = l->head;
+	bool was = w->firing;
+
+	clist_init(l);
+	w->firing = true;
+	while ((c = head)) {
+		head = c->next;
+		if (c->done)
+			c->done(c->arg, err);
+		free(c);
+	}
+	w->firing = was;
+}
+
+static void *
+writer_main(void *p)
+{
+	struct nswriter *w = p;
+	uint8_t digest[NSWRITER_DIGEST_LEN];
+	uint8_t *buf;
+	size_t len;
+	int r;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->job && !w->quit)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->job)
+			break;
+		buf = w->job;
+		len = w->job_len;
+		pthread_mutex_unlock(&w->mu);
+		r = atomicfile_write(w->path, buf, len, 0600);
+		if (r == 0)
+			nsstate_digest(buf, len, digest);
+		free(buf);
+		pthread_mutex_lock(&w->mu);
+		w->job = NULL;
+		w->job_err = r;
+		if (r == 0)
+			memcpy(w->job_digest, digest, sizeof(digest));
+		w->job_done = true;
+		pthread_cond_broadcast(&w->cv);
+		uv_async_send(&w->async);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void start_write(struct nswriter *w);
+
+/* The write in flight ended (loop thread): report, answer, go on. */
+static void
+complete(struct nswriter *w, int err, const uint8_t *digest)
+{
+	struct clist done = w->inflight;
+
+	clist_init(&w->inflight);
+	w->busy = false;
+	w->writes++;
+	w->ops.written(w->data, err, digest);
+	clist_fire(w, &done, err);
+	start_write(w);
+}
+
+/* Take a posted result, if any.  Returns true when one was handled. */
+static bool
+reap(struct nswriter *w, bool wait)
+{
+	uint8_t digest[NSWRITER_DIGEST_LEN];
+	int err;
+
+	pthread_mutex_lock(&w->mu);
+	while (wait && w->busy && !w->job_done)
+		pthread_cond_wait(&w->cv, &w->mu);
+	if (!w->job_done) {
+		pthread_mutex_unlock(&w->mu);
+		return false;
+	}
+	w->job_done = false;
+	err = w->job_err;
+	memcpy(digest, w->job_digest, sizeof(digest));
+	pthread_mutex_unlock(&w->mu);
+	complete(w, err, digest);
+	return true;
+}
+
+static void
+async_cb(uv_async_t *a)
+{
+	(void)reap(a->data, false);
+}
+
+static void
+start_write(struct nswriter *w)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	if (w->busy || w->firing || !w->queue.head)
+		return;
+	r = w->ops.encode(w->data, &buf, &len);
+	if (r < 0) {
+		/* Nothing can be written: these changes are not durable. */
+		w->ops.written(w->data, r, NULL);
+		clist_fire(w, &w->queue, r);
+		return;
+	}
+	clist_move(&w->inflight, &w->queue);
+	w->busy = true;
+	pthread_mutex_lock(&w->mu);
+	w->job = buf;
+	w->job_len = len;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+int
+nswriter_new(uv_loop_t *loop, const char *path,
+    const struct nswriter_ops *ops, void *data, struct nswriter **ret)
+{
+	struct nswriter *w = calloc(1, sizeof(*w));
+	int r;
+
+	if (!w)
+		return -ENOMEM;
+	w->path = strdup(path);
+	if (!w->path) {
+		free(w);
+		return -ENOMEM;
+	}
+	w->loop = loop;
+	w->ops = *ops;
+	w->data = data;
+	clist_init(&w->queue);
+	clist_init(&w->inflight);
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	r = uv_async_init(loop, &w->async, async_cb);
+	if (r < 0)
+		goto fail;
+	w->async.data = w;
+	r = -pthread_create(&w->th, NULL, writer_main, w);
+	if (r < 0) {
+		uv_close((uv_handle_t *)&w->async, NULL);
+		goto fail;
+	}
+	*ret = w;
+	return 0;
+fail:
+	/* The async handle (if any) is closed without a callback: the
+	 * loop may still hold it until the next iteration, so leak w. */
+	log_error("ns.writer", strerror(-r), NULL);
+	return r;
+}
+
+int
+nswriter_change(struct nswriter *w, nswriter_done_fn done, void *arg)
+{
+	struct change *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->done = done;
+	c->arg = arg;
+	*w->queue.tailp = c;
+	w->queue.tailp = &c->next;
+	w->queue.n++;
+	start_write(w);
+	return 0;
+}
+
+unsigned
+nswriter_pending(const struct nswriter *w)
+{
+	return w->queue.n + w->inflight.n;
+}
+
+uint64_t
+nswriter_writes(const struct nswriter *w)
+{
+	return w->writes;
+}
+
+int
+nswriter_flush_sync(struct nswriter *w, int force)
+{
+	uint8_t digest[NSWRITER_DIGEST_LEN];
+	uint8_t *buf = NULL;
+	struct clist done;
+	size_t len = 0;
+	int r;
+
+	/* The write in flight first (its completion may start another). */
+	while (w->busy)
+		(void)reap(w, true);
+	if (!w->queue.head && !force)
+		return 0;
+	done = w->queue;
+	clist_init(&w->queue);
+	r = w->ops.encode(w->data, &buf, &len);
+	if (r == 0)
+		r = atomicfile_write(w->path, buf, len, 0600);
+	if (r == 0)
+		nsstate_digest(buf, len, digest);
+	free(buf);
+	w->writes++;
+	w->ops.written(w->data, r, r == 0 ? digest : NULL);
+	clist_fire(w, &done, r);
+	start_write(w);
+	return r;
+}
+
+static void
+closed_cb(uv_handle_t *h)
+{
+	struct nswriter *w = h->data;
+
+	free(w->path);
+	free(w);
+}
+
+void
+nswriter_free(struct nswriter *w)
+{
+	if (!w)
+		return;
+	while (w->busy)
+		(void)reap(w, true);
+	pthread_mutex_lock(&w->mu);
+	w->quit = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	w->busy = true;	/* no write may start any more */
+	clist_fire(w, &w->queue, -ECANCELED);
+	uv_close((uv_handle_t *)&w->async, closed_cb);
+}

@@ -1,0 +1,71 @@
+/*
+ * nswriter: the allocation table's durable writes, off the agent's loop.
+ *
+ * The loop changes the table in memory and calls nswriter_change() with
+ * what to do once that change is durable (answer the client).  One writer
+ * thread runs atomicfile_write (temp, fsync, rename, fsync dir) for one
+ * snapshot at a time; every change made while a write is in flight rides
+ * the next one (group commit: many changes, one fsync pair).  A snapshot
+ * is encoded on the loop when its write starts, so it holds every change
+ * made until then.  Results come back to the loop through a uv_async.
+ *
+ * Invariants:
+ * - a change's done callback runs only after a write that started after
+ *   the change has finished (err 0: durable; else the write's error);
+ * - at most one write is in flight, and none once nswriter_flush_sync()
+ *   or nswriter_free() has returned: the caller may then hand the file
+ *   (and the data-dir lock) to another process;
+ * - callbacks run on the loop thread, in the order changes were made.
+ */
+#ifndef BATON_NSWRITER_H
+#define BATON_NSWRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define NSWRITER_DIGEST_LEN 32
+
+struct nswriter;
+
+struct nswriter_ops {
+	/* Snapshot the table now (owned buffer) for the write about to start. */
+	int (*encode)(void *data, uint8_t **ret_buf, size_t *ret_len);
+	/* A write ended: err 0 with the digest of what is on disk, or -errno. */
+	void (*written)(void *data, int err,
+	    const uint8_t digest[NSWRITER_DIGEST_LEN]);
+};
+
+typedef void (*nswriter_done_fn)(void *arg, int err);
+
+int nswriter_new(uv_loop_t *loop, const char *path,
+    const struct nswriter_ops *ops, void *data, struct nswriter **ret);
+
+/*
+ * A change was made in memory; done(arg, err) runs once it is durable (or
+ * its write failed).  done may be NULL (nobody waits).  0 or -ENOMEM (then
+ * nothing was queued and the caller must undo the change).
+ */
+int nswriter_change(struct nswriter *w, nswriter_done_fn done, void *arg);
+
+/* Changes not yet durable (queued or in the write in flight). */
+unsigned nswriter_pending(const struct nswriter *w);
+
+/*
+ * Finish the write in flight, then write every pending change (or, when
+ * force, the current table even without one) on the calling thread.
+ * Callbacks run before it returns.  0 or the last write's -errno.
+ */
+int nswriter_flush_sync(struct nswriter *w, int force);
+
+/* Writes done since creation (a figure for logs and benchmarks). */
+uint64_t nswriter_writes(const struct nswriter *w);
+
+/*
+ * Wait for the write in flight, stop the thread and free (the async
+ * handle is closed on the loop; run it afterwards).  Changes never
+ * written get done(arg, -ECANCELED).
+ */
+void nswriter_free(struct nswriter *w);
+
+#endif

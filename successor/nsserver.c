@@ -465,6 +465,19 @@ find_release(const struct nsserver *s, const char *id)
 
 static void release_answer(struct release *rel, int err);
 
+/* A release that did not become durable: the allocation stays served. */
+static void
+keep_alloc(struct nsserver *s, struct ns_alloc *a)
+{
+	if (nsstate_insert(&s->t, a) < 0) {
+		/* Cannot keep it in memory either: undo it fully. */
+		undo_on_host(s, a);
+		nsstate_alloc_free(a);
+		return;
+	}
+	watch_alloc(s, a);
+}
+
 /* The release's write ended: undo on the host, or put it back. */
 static void
 release_durable(void *arg, int err)
@@ -482,13 +495,7 @@ release_durable(void *arg, int err)
 		}
 	snprintf(id, sizeof(id), "%s", a->id);
 	if (err < 0) {
-		if (nsstate_insert(&s->t, a) < 0) {
-			/* Cannot keep it in memory either: undo it fully. */
-			undo_on_host(s, a);
-			nsstate_alloc_free(a);
-		} else {
-			watch_alloc(s, a);
-		}
+		keep_alloc(s, a);
 		s->dirty = true;
 		log_warn("ns.release_failed", strerror(-err), "allocation_id=%s "
 		    "reason=%s", id, rel->why);
@@ -535,12 +542,7 @@ release_alloc(struct nsserver *s, struct ns_alloc *a, const char *why,
 	CRASHPOINT(p_before_release_persist);
 	r = persist_async(s, release_durable, rel);
 	if (r < 0) {
-		if (nsstate_insert(&s->t, a) < 0) {
-			undo_on_host(s, a);
-			nsstate_alloc_free(a);
-		} else {
-			watch_alloc(s, a);
-		}
+		keep_alloc(s, a);
 		free(rel);
 		return r;
 	}

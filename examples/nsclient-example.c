@@ -30,6 +30,7 @@ run_inside(const struct nsclient_ns *ns)
 	pid_t pid, inner;
 	int st;
 
+	fflush(stdout);		/* or the children print it again */
 	pid = fork();
 	if (pid < 0)
 		return -1;
@@ -39,8 +40,9 @@ run_inside(const struct nsclient_ns *ns)
 			_exit(2);
 		inner = fork();		/* the first child in the new pid ns */
 		if (inner == 0) {
-			printf("inside: pid %d, parent %d, lo index %u, eth0 %s\n",
-			    (int)getpid(), (int)getppid(), if_nametoindex("lo"),
+			/* Its parent is outside the namespace: getppid() is 0. */
+			printf("inside: pid %d, lo index %u, eth0 %s\n",
+			    (int)getpid(), if_nametoindex("lo"),
 			    if_nametoindex("eth0") ? "present" : "absent");
 			fflush(stdout);
 			_exit(getpid() > 1 && if_nametoindex("lo") ? 0 : 3);

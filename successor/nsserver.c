@@ -161,9 +161,8 @@ static struct creation *find_creation(struct nsserver *s, const char *id);
  * kept, answered with NS_ERROR and counted in STATUS until released.
  */
 static void
-mark_dead(struct nsserver *s, struct ns_alloc *a, const char *why)
+mark_dead(struct ns_alloc *a, const char *why)
 {
-	(void)s;
 	if (a->dead)
 		return;
 	a->dead = true;
@@ -173,7 +172,7 @@ mark_dead(struct nsserver *s, struct ns_alloc *a, const char *why)
 
 /* With a pid namespace: its init still runs (checked before answering). */
 static bool
-init_alive(struct nsserver *s, struct ns_alloc *a)
+init_alive(struct ns_alloc *a)
 {
 	const char *why = "";
 
@@ -183,7 +182,7 @@ init_alive(struct nsserver *s, struct ns_alloc *a)
 		return true;
 	if (nsprov_check_init(a->reaper, a->ino[NSK_PID], &why) == 0)
 		return true;
-	mark_dead(s, a, why);
+	mark_dead(a, why);
 	return false;
 }
 
@@ -722,7 +721,7 @@ handle_request(struct client *cl, const struct msg *m)
 			    "allocation exists with other namespaces or image");
 			return;
 		}
-		if (a && !init_alive(s, a)) {
+		if (a && !init_alive(a)) {
 			send_error(cl, a->id, "creation_failed",
 			    DEAD_INIT_MSG);
 			return;
@@ -1164,7 +1163,7 @@ load(struct nsserver *s)
 		if (r == 0)
 			continue;
 		if (r == -ESRCH) {	/* pins fine, init gone: kept, dead */
-			mark_dead(s, a, why);
+			mark_dead(a, why);
 			continue;
 		}
 		log_warn("ns.allocation_dropped", why, "allocation_id=%s "
@@ -1593,7 +1592,7 @@ nsserver_reap(struct nsserver *s, pid_t pid, int status)
 			/* Its pid namespace can take no process any more. */
 			log_error("ns.reaper_died", NULL, "allocation_id=%s "
 			    "pid=%d status=%d", a->id, (int)pid, status);
-			mark_dead(s, a, "reaper exited");
+			mark_dead(a, "reaper exited");
 			return true;
 		}
 	}

@@ -89,8 +89,9 @@ ver=$(sed -n '1s/.*(\(.*\)).*/\1/p' "$top/debian/changelog")
 out=$("$R/usr/sbin/baton-supervisor" --version && "$R/usr/sbin/baton-agent" \
     --version && "$R/usr/bin/batonctl" --version)
 echo "$out" | diag
-t "installed binaries --version say $ver" sh -c \
-    "[ \$(echo '$out' | grep -c ' $ver\$') -eq 3 ]"
+t "installed binaries --version say $ver (= VERSION, = debian/changelog)" sh -c \
+    "[ \$(echo '$out' | grep -c ' $ver\$') -eq 3 ] &&
+     [ \"\$(cat '$top/VERSION')\" = '$ver' ]"
 
 # 6: the library's soname and exports.
 soname=$(readelf -d "$L/libbaton-nsclient.so.0" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')

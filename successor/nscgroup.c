@@ -138,8 +138,10 @@ nscgroup_open(const char *spec, const char *mounts, const char *self_cgroup,
 	memset(h, 0, sizeof(h));
 	if (spec && strcmp(spec, "none") == 0)
 		goto done;
-	if (spec && (spec[0] != '/' || strstr(spec, "/../") ||
-	    strstr(spec, "/./")))
+	/* Absolute, and no "." or ".." component: it must stay a plain path. */
+	if (spec && (spec[0] != '/' || strstr(spec, "/..") ||
+	    strstr(spec, "/./") || (strlen(spec) > 1 &&
+	    strcmp(spec + strlen(spec) - 2, "/.") == 0)))
 		return -EINVAL;
 	read_mounts(mounts ? mounts : "/proc/self/mountinfo", h);
 	read_self(self_cgroup ? self_cgroup : "/proc/self/cgroup", h);

@@ -16,9 +16,10 @@ PKGS     := libuv msgpack libseccomp uuid nettle
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+# VERSION (the file) without git; +g<describe> added inside a checkout.
+VERSION  ?= $(shell cat VERSION 2>/dev/null || echo 0)$(shell git describe --always --dirty 2>/dev/null | sed 's/^/+g/')
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-            -Wpointer-arith -Wwrite-strings -Wformat=2 -Werror
+            -Wpointer-arith -Wwrite-strings -Wformat=2
 CFLAGS   ?= -O2 -g
 CPPFLAGS += -D_GNU_SOURCE -I. -I$(B)/gen $(PKG_CFLAGS)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
@@ -96,7 +97,7 @@ $(B)/tests/%: $(B)/obj/tests/integration/%.o $(LIBT) $(LIBSV) $(LIBAG) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
--include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/pic -name '*.d' 2>/dev/null)
 
 # The version header is rewritten only when `git describe` changes.
 $(shell mkdir -p $(B)/gen && \
@@ -164,6 +165,66 @@ fuzz-build:
 	done
 fuzz: deps fuzz-build
 	@scripts/fuzz.sh $(FB) $(FUZZ_SECONDS)
+
+# ---- Install, the shared consumer library, packages (issue 15) ----
+# make install [DESTDIR=] [PREFIX=/usr/local] [BINDIR=] [SBINDIR=] [LIBDIR=]
+#   [INCLUDEDIR=] [MANDIR=] [SYSTEMDUNITDIR=]: daemons in SBINDIR, batonctl
+#   in BINDIR, libbaton-nsclient.so.0 + <baton/nsclient.h> +
+#   baton-nsclient.pc, man pages, systemd units.  Release builds take
+#   CFLAGS/CPPFLAGS/LDFLAGS from the environment (dpkg-buildflags);
+#   -Werror only with WERROR=1, which the check targets set.
+#   make packages    the .debs, installed in a scratch root and run
+WERROR ?= 0
+ifeq ($(WERROR),1)
+  WARN += -Werror
+endif
+check unit integration crash-matrix chaos fuzz-build: export WERROR := 1
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SONAME  := libbaton-nsclient.so.0
+SOFILE  := $(SONAME).1.0
+SOLIB   := $(B)/$(SOFILE)
+SOLIB_SRC := common/nsclient.c common/log.c common/clock.c common/fdpass.c \
+             proto/wire.c proto/msg.c proto/frame.c
+UNITS   := $(wildcard systemd/*.service systemd/*.socket)
+MANS    := $(wildcard man/*.8)
+SUBST    = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+             -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+             -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+.PHONY: lib install packages
+all: lib
+lib: $(SOLIB)
+$(B)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP -c -o $@ $<
+$(SOLIB): $(patsubst %.c,$(B)/pic/%.o,$(SOLIB_SRC)) common/nsclient.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
+	  -Wl,--version-script=common/nsclient.map -Wl,-z,defs -o $@ \
+	  $(filter %.o,$^) $(shell pkg-config --libs msgpack 2>/dev/null)
+	ln -sf $(SOFILE) $(B)/$(SONAME)
+	ln -sf $(SONAME) $(B)/libbaton-nsclient.so
+install: bins lib
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/baton \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -m 0755 $(B)/baton-supervisor $(B)/baton-agent $(DESTDIR)$(SBINDIR)/
+	install -m 0755 $(B)/batonctl $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(SOLIB) $(DESTDIR)$(LIBDIR)/$(SOFILE)
+	ln -sf $(SOFILE) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libbaton-nsclient.so
+	install -m 0644 common/nsclient.h $(DESTDIR)$(INCLUDEDIR)/baton/nsclient.h
+	$(SUBST) common/baton-nsclient.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/baton-nsclient.pc
+	install -m 0644 $(MANS) $(DESTDIR)$(MANDIR)/man8/
+	for u in $(UNITS); do \
+	  $(SUBST) $$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u) || exit 1; \
+	done
+packages: deps
+	@scripts/check-packages.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

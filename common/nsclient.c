@@ -875,7 +875,7 @@ nsclient_request_path(const char *sock_path,
 		return -EINVAL;
 	r = nsclient_open(sock_path, &c);
 	if (r < 0) {
-		if (flags & NSCLIENT_NO_FALLBACK)
+		if (!(flags & NSCLIENT_LOCAL_FALLBACK))
 			return r;
 		log_warn("ns.fallback", "namespace provider unreachable; "
 		    "creating namespaces locally", "allocation_id=%s "

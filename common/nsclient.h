@@ -10,9 +10,16 @@
  * id, and a handoff closes idle consumer connections on purpose).
  *
  * When the provider cannot be reached within NSCLIENT_CONNECT_MS,
- * nsclient_request_path() creates the namespaces itself with the same
- * conventions (nsclient_make(), also used by the provider's helper) and
- * says so in the result (hpc-node WI4).
+ * nsclient_request_path() returns that error (-ENOENT, -ECONNREFUSED,
+ * -ETIMEDOUT...).  Only with NSCLIENT_LOCAL_FALLBACK (opt-in) does it
+ * create the namespaces itself with the same conventions (nsclient_make(),
+ * also used by the provider's helper) and say so in the result (hpc-node
+ * WI4); such namespaces are not tracked by any provider.
+ *
+ * Installed as <baton/nsclient.h> with libbaton-nsclient.so.0
+ * (pkg-config baton-nsclient); the library exports the nsclient_*
+ * functions below and nothing else.  The wire protocol is in
+ * docs/PROTOCOL.md.
  */
 #ifndef BATON_NSCLIENT_H
 #define BATON_NSCLIENT_H
@@ -20,6 +27,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* The shared library is built with -fvisibility=hidden: this is its API. */
+#pragma GCC visibility push(default)
 
 #define NSCLIENT_CONNECT_MS	1000
 #define NSCLIENT_REPLY_MS	30000	/* creation may take a while */
@@ -109,11 +122,15 @@ int nsclient_subscribe(const char *sock_path, int *ret_fd);
 int nsclient_next_event(int fd, int timeout_ms,
     char ret_id[NSCLIENT_ID_MAX + 1]);
 
-#define NSCLIENT_NO_FALLBACK 1u
+/* The default: an unreachable provider is an error (kept for callers). */
+#define NSCLIENT_NO_FALLBACK	1u
+/* Opt-in: create the namespaces locally when the provider is unreachable. */
+#define NSCLIENT_LOCAL_FALLBACK	2u
 /*
- * One-shot request on sock_path; when the provider cannot be reached in
- * NSCLIENT_CONNECT_MS (and flags lacks NSCLIENT_NO_FALLBACK), create the
- * namespaces locally: ret->fallback is set and a warning is logged.
+ * One-shot request on sock_path.  When the provider cannot be reached in
+ * NSCLIENT_CONNECT_MS, returns that -errno; only with
+ * NSCLIENT_LOCAL_FALLBACK in flags are the namespaces created locally
+ * instead (ret->fallback is set and a warning is logged).
  */
 int nsclient_request_path(const char *sock_path,
     const struct nsclient_req *req, unsigned flags, struct nsclient_ns *ret);
@@ -155,5 +172,10 @@ int nsclient_open_image(const char *dir_path, const char *name);
 /* "<base>/<name without .sqfs>" into buf.  0 or -ENAMETOOLONG. */
 int nsclient_uenv_path(const char *base, const char *image, char *buf,
     size_t len);
+
+#pragma GCC visibility pop
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -31,7 +31,7 @@
 #define MSG_TYPE_DISK_MIN	96
 
 enum kind {
-	K_U16, K_U32, K_U64, K_BOOL, K_STR, K_NSTR, K_BIN, K_STRARR
+	K_U16, K_U32, K_U64, K_OU64, K_BOOL, K_STR, K_NSTR, K_BIN, K_STRARR
 };
 
 struct field {
@@ -151,6 +151,7 @@ pack_field(msgpack_packer *pk, const struct field *f, const void *p)
 		r = msgpack_pack_uint32(pk, *(const uint32_t *)p);
 		break;
 	case K_U64:
+	case K_OU64:
 		r = msgpack_pack_uint64(pk, *(const uint64_t *)p);
 		break;
 	case K_BOOL:
@@ -514,6 +515,7 @@ rd_field(struct rd *r, const struct field *f, void *p)
 	case K_U16:
 	case K_U32:
 	case K_U64:
+	case K_OU64:
 		if ((e = rd_uint(r, &v)) < 0)
 			return e;
 		if (f->kind == K_U16) {
@@ -656,7 +658,7 @@ msg_decode(uint16_t type, const uint8_t *body, size_t len,
 	}
 	need = 0;
 	for (i = 0; i < n; i++)
-		if (fs[i].kind != K_NSTR)
+		if (fs[i].kind != K_NSTR && fs[i].kind != K_OU64)
 			need |= UINT64_C(1) << i;
 	if ((seen & need) != need) {
 		e = -PROTO_EMISSING;
@@ -707,6 +709,7 @@ msg_equal(const struct msg *a, const struct msg *b)
 				return false;
 			break;
 		case K_U64:
+		case K_OU64:
 			if (*(const uint64_t *)pa != *(const uint64_t *)pb)
 				return false;
 			break;

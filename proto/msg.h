@@ -28,6 +28,7 @@ struct bin {
 #define FT_U16 uint16_t
 #define FT_U32 uint32_t
 #define FT_U64 uint64_t
+#define FT_OU64 uint64_t
 #define FT_BOOL bool
 #define FT_STR const char *
 #define FT_NSTR const char *

@@ -21,5 +21,7 @@ for t in "$tb"/tests/test_* "$tb"/tests/it_*; do
 done
 [ -x tests/release_no_crashpoints.sh ] && tests="$tests tests/release_no_crashpoints.sh"
 [ -x tests/fuzz_smoke.sh ] && tests="$tests tests/fuzz_smoke.sh"
+# The .debs built, lintianed, unpacked and run (issue 15).
+[ -x scripts/check-packages.sh ] && tests="$tests scripts/check-packages.sh"
 # shellcheck disable=SC2086
 exec prove --timer -e '' $tests

@@ -12,6 +12,10 @@ pkgs="build-essential pkg-config clang libclang-rt-14-dev
 libuv1-dev libmsgpack-dev libseccomp-dev uuid-dev nettle-dev
 python3 python3-msgpack perl util-linux iproute2 squashfs-tools procps pdsh fiu-utils"
 
+# Packaging and units (make check builds and lintians the .debs, runs
+# systemd-analyze verify; issue 15).
+pkgs="$pkgs debhelper dpkg-dev fakeroot lintian systemd man-db"
+
 if [ "${1:-}" = "--peers" ]; then
 	pkgs="$pkgs haproxy nginx-light golang-go golang-github-cloudflare-tableflip-dev gnuplot-nox"
 fi

@@ -571,6 +571,7 @@ open_nsserver(struct agent *a)
 		.uenv_mount_base = p->uenv_mount_base,
 		.state_path = p->allocations,
 		.cgroup_root = a->cfg->cgroup_root,
+		.alloc_cgroup = a->cfg->alloc_cgroup,
 		.build_id = a->build_id,
 		.allow_uids = a->cfg->allow_uids,
 		.n_allow_uids = a->cfg->n_allow_uids,

@@ -15,6 +15,7 @@
 struct agent_config {
 	struct baton_paths paths;
 	const char *cgroup_root;	/* NULL: no cgroup watch */
+	const char *alloc_cgroup;	/* --alloc-cgroup; NULL: default */
 	bool no_seccomp;
 	const uid_t *allow_uids;
 	unsigned n_allow_uids;

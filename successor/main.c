@@ -19,6 +19,7 @@ usage(FILE *f)
 {
 	fprintf(f,
 "usage: baton-agent [--root DIR] [--uenv-dir DIR] [--cgroup-root DIR]\n"
+"                   [--alloc-cgroup PATH|none]\n"
 "                   [--state-dir DIR] [--control-socket PATH]\n"
 "                   [--ns-socket PATH] [--allow-uid UID]... [--allow-gid GID]...\n"
 "                   [--max-conns N] [--max-pending N] [--max-allocations N]\n"
@@ -34,6 +35,10 @@ usage(FILE *f)
 "  --uenv-dir DIR        where uenv images are taken from (var/lib/pact/uenv)\n"
 "  --cgroup-root DIR     cgroup v2 mount to watch for empty allocation scopes\n"
 "                        (default: no watch)\n"
+"  --alloc-cgroup PATH   cgroup (in cgroup v2 and name=systemd) that holds\n"
+"                        each allocation's init as PATH/<id>, outside the\n"
+"                        service (default: <parent of our cgroup>/\n"
+"                        baton-allocations.slice; none: stay in ours)\n"
 "  --state-dir DIR       data-dir lock and allocation table (var/lib/baton)\n"
 "  --control-socket PATH supervisor control socket (run/baton/agent.sock)\n"
 "  --ns-socket PATH      namespace socket when not inherited\n"
@@ -77,6 +82,7 @@ main(int argc, char **argv)
 		{ "root", required_argument, NULL, 'r' },
 		{ "uenv-dir", required_argument, NULL, 'u' },
 		{ "cgroup-root", required_argument, NULL, 'c' },
+		{ "alloc-cgroup", required_argument, NULL, 'A' },
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "control-socket", required_argument, NULL, 'C' },
 		{ "ns-socket", required_argument, NULL, 'n' },
@@ -109,6 +115,7 @@ main(int argc, char **argv)
 		case 'r': root = optarg; break;
 		case 'u': uenv = optarg; break;
 		case 'c': cfg.cgroup_root = optarg; break;
+		case 'A': cfg.alloc_cgroup = optarg; break;
 		case 's': state = optarg; break;
 		case 'C': ctl = optarg; break;
 		case 'n': nss = optarg; break;
@@ -132,7 +139,7 @@ main(int argc, char **argv)
 			if (parse_id(optarg, &id) < 0 || id == 0 ||
 			    id > (c == 5 ? 1048576u : 1u << 30)) {
 				fprintf(stderr, "baton-agent: bad limit '%s' for "
-				    "--%s\n", optarg, opts[8 + c].name); /* 9.. */
+				    "--%s\n", optarg, opts[9 + c].name); /* 10.. */
 				return 64;
 			}
 			*(c == 1 ? &cfg.max_conns : c == 2 ? &cfg.max_pending :

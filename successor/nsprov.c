@@ -5,7 +5,9 @@
  * first drops every fd but its report pipe and the image, resets signal
  * handling (libuv's handlers write into the agent's signal pipe), then:
  *   1. mkdir <pin_dir>/<id> (0700) and an empty file per namespace;
- *   2. nsclient_make(): the namespaces, made in a grandchild; with pid,
+ *   2. moves itself into the allocation's cgroup (nscgroup.h), outside
+ *      the service's, then nsclient_make(): the namespaces, made in a
+ *      grandchild; with pid,
  *      the new namespace's init is the reaper that keeps it usable;
  *   3. reports CREATED, bind-mounts /proc/self/fd/<ns fd> onto each file
  *      (these pins keep net and mnt alive with no process at all), writes
@@ -46,6 +48,7 @@
 #include "common/log.h"
 #include "common/sandbox.h"
 #include "proto/msg.h"
+#include "successor/nscgroup.h"
 #include "successor/nsprov.h"
 
 #ifndef NSFS_MAGIC
@@ -259,16 +262,46 @@ nsprov_check(const char *pin_dir, const char *id, unsigned mask,
 			return -ESTALE;
 		}
 	}
-	if (mask & NSM_PID) {
-		snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)reaper);
-		if (reaper <= 0 || stat(path, &st) < 0) {
-			*ret_why = "reaper gone";
-			return -ESRCH;
-		}
-		if ((uint64_t)st.st_ino != ino[NSK_PID]) {
-			*ret_why = "reaper pid reused";
-			return -ESRCH;
-		}
+	if (mask & NSM_PID)
+		return nsprov_check_init(reaper, ino[NSK_PID], ret_why);
+	return 0;
+}
+
+int
+nsprov_check_init(pid_t reaper, uint64_t pid_ino, const char **ret_why)
+{
+	char path[64], buf[512], *p;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)reaper);
+	if (reaper <= 0 || stat(path, &st) < 0) {
+		*ret_why = "reaper gone";
+		return -ESRCH;
+	}
+	if ((uint64_t)st.st_ino != pid_ino) {
+		*ret_why = "reaper pid reused";
+		return -ESRCH;
+	}
+	/*
+	 * A zombie (killed, not reaped yet: its parent died with the
+	 * service) still shows its pid namespace: look at its state too.
+	 */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)reaper);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0) {
+		*ret_why = "reaper gone";
+		return -ESRCH;
+	}
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X')) {
+		*ret_why = "reaper exited (zombie)";
+		return -ESRCH;
 	}
 	return 0;
 }
@@ -354,6 +387,11 @@ helper_main(const struct nsprov_req *rq, int wfd)
 			goto undo;
 		}
 		close(fd);
+	}
+	/* Out of the service's cgroup before the init is forked. */
+	if (rq->cg && (r = nscgroup_enter(rq->cg, rq->id, getpid())) < 0) {
+		fail(wfd, r, "move into the allocation cgroup", NULL);
+		goto undo;
 	}
 	memset(&mo, 0, sizeof(mo));
 	mo.mask = rq->mask;

@@ -13,6 +13,8 @@
 
 #include "common/nsclient.h"
 
+struct nscgroup;
+
 /* What the helper writes on its pipe: CREATED, then PINNED or FAILED. */
 enum nsprov_stage { NSPROV_CREATED = 1, NSPROV_PINNED, NSPROV_FAILED };
 
@@ -32,6 +34,8 @@ struct nsprov_req {
 	int image_fd;			/* borrowed; -1 without uenv */
 	const char *uenv_base;
 	const char *uenv_path;
+	/* Allocation cgroups to move the helper (so the init) into; NULL none */
+	const struct nscgroup *cg;
 };
 
 /*
@@ -68,10 +72,17 @@ int nsprov_destroy(const char *pin_dir, const char *id, pid_t reaper,
 /*
  * Re-validate an allocation found in the table: every pin an nsfs mount
  * with the recorded inode, the reaper alive in the recorded pid
- * namespace.  0 or -errno with a reason in *ret_why.
+ * namespace.  0 or -errno with a reason in *ret_why; -ESRCH means only
+ * the init is gone (the pins are fine).
  */
 int nsprov_check(const char *pin_dir, const char *id, unsigned mask,
     const uint64_t ino[NSCLIENT_MAX_NS], pid_t reaper, const char **ret_why);
+
+/*
+ * The pid namespace's init runs: reaper is alive and in the pid namespace
+ * with inode pid_ino.  0, or -ESRCH with the reason in *ret_why.
+ */
+int nsprov_check_init(pid_t reaper, uint64_t pid_ino, const char **ret_why);
 
 /* mkdir -p dir (0755 for parents, mode for the last). 0 or -errno. */
 int nsprov_mkdir_p(const char *dir, mode_t mode);

@@ -63,6 +63,7 @@
 #include "crashpoints/crashpoint.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
+#include "successor/nscgroup.h"
 #include "successor/nsprov.h"
 #include "successor/nsserver.h"
 #include "successor/nsstate.h"
@@ -174,6 +175,8 @@ struct nsserver {
 	struct creation *creations;
 	unsigned ncreations;
 
+	struct nscgroup cg;		/* allocation cgroups (nscgroup.h) */
+	bool cg_dirty;			/* one may be left to remove */
 	pid_t dying[DYING_MAX];		/* killed reapers not yet reaped */
 	unsigned ndying;
 
@@ -191,6 +194,67 @@ struct nsserver {
 static void maybe_free(struct nsserver *s);
 static void maybe_drained(struct nsserver *s);
 static void watch_alloc(struct nsserver *s, struct ns_alloc *a);
+static struct creation *find_creation(struct nsserver *s, const char *id);
+
+/* ---- allocations whose init died; allocation cgroups ---- */
+
+#define DEAD_INIT_MSG "allocation's namespace init is dead; release it"
+
+/*
+ * Mark a dead (its pid namespace can take no process any more): it is
+ * kept, answered with NS_ERROR and counted in STATUS until released.
+ */
+static void
+mark_dead(struct ns_alloc *a, const char *why)
+{
+	if (a->dead)
+		return;
+	a->dead = true;
+	log_error("ns.init_dead", why, "allocation_id=%s reaper=%d",
+	    a->id, (int)a->reaper);
+}
+
+/* With a pid namespace: its init still runs (checked before answering). */
+static bool
+init_alive(struct ns_alloc *a)
+{
+	const char *why = "";
+
+	if (a->dead)
+		return false;
+	if (!(a->mask & NSM_PID))
+		return true;
+	if (nsprov_check_init(a->reaper, a->ino[NSK_PID], &why) == 0)
+		return true;
+	mark_dead(a, why);
+	return false;
+}
+
+static unsigned
+count_dead(const struct nsserver *s)
+{
+	const struct ns_alloc *a;
+	unsigned n = 0;
+
+	for (a = s->t.head; a; a = a->next)
+		n += a->dead;
+	return n;
+}
+
+static bool
+cg_known_cb(const char *id, void *data)
+{
+	struct nsserver *s = data;
+
+	return nsstate_find(&s->t, id) || find_creation(s, id);
+}
+
+/* rmdir allocation cgroups nobody owns; again on the tick if busy. */
+static void
+sweep_cgroups(struct nsserver *s)
+{
+	s->cg_dirty = nscgroup_sweep(&s->cg, cg_known_cb, s) > 0;
+}
 
 /* ---- small helpers ---- */
 
@@ -442,6 +506,9 @@ undo_on_host(struct nsserver *s, struct ns_alloc *a)
 		log_warn("ns.destroy", strerror(-r), "allocation_id=%s",
 		    a->id);
 	remember_dying(s, a->reaper);
+	/* EBUSY until the killed init has exited: the tick retries. */
+	if (nscgroup_remove(&s->cg, a->id) < 0)
+		s->cg_dirty = true;
 }
 
 /* Undo the allocation on the host and forget it (no persist). */
@@ -708,6 +775,7 @@ finish_creation(struct nsserver *s, struct creation *cr)
 			snprintf(msg, sizeof(msg), "creation helper died");
 		/* A helper killed mid-way could not undo its work. */
 		(void)nsprov_destroy(s->pin_dir, cr->id, 0, 0);
+		s->cg_dirty = true;
 		log_warn("ns.creation_failed", msg, "allocation_id=%s",
 		    cr->id);
 		answer_waiters(cr, NULL, "creation_failed", msg);
@@ -794,6 +862,7 @@ start_creation(struct nsserver *s, const char *id, unsigned mask,
 	rq.id = id;
 	rq.mask = mask;
 	rq.image_fd = -1;
+	rq.cg = &s->cg;
 	if (image) {
 		img = nsclient_open_image(s->uenv_dir, image);
 		if (img < 0) {
@@ -904,6 +973,11 @@ handle_request(struct client *cl, const struct msg *m)
 		    strcmp(eimg, b->uenv_image) != 0))) {
 			send_error(cl, b->allocation_id, "invalid_request",
 			    "allocation exists with other namespaces or image");
+			return;
+		}
+		if (a && !init_alive(a)) {
+			send_error(cl, a->id, "creation_failed",
+			    DEAD_INIT_MSG);
 			return;
 		}
 		if (a) {
@@ -1023,6 +1097,7 @@ handle_status(struct client *cl)
 	m.u.STATUS_REPLY.generation = s->t.generation;
 	m.u.STATUS_REPLY.allocations = s->t.n;
 	m.u.STATUS_REPLY.ready = s->ready;
+	m.u.STATUS_REPLY.dead_allocations = count_dead(s);
 	if (conn_send(cl->c, &m, NULL, 0) < 0)
 		conn_close(cl->c);
 }
@@ -1385,6 +1460,8 @@ tick_cb(uv_timer_t *t)
 	}
 	if (s->dirty && !s->sealed && !nswriter_pending(s->wr))
 		(void)persist_async(s, NULL, NULL);
+	if (s->cg_dirty)
+		sweep_cgroups(s);
 	for (a = s->t.head; a; a = next) {
 		next = a->next;
 		if (a->cg_wd < 0)
@@ -1430,6 +1507,10 @@ load(struct nsserver *s)
 		    &why);
 		if (r == 0)
 			continue;
+		if (r == -ESRCH) {	/* pins fine, init gone: kept, dead */
+			mark_dead(a, why);
+			continue;
+		}
 		log_warn("ns.allocation_dropped", why, "allocation_id=%s "
 		    "err=%d", a->id, r);
 		destroy_alloc(s, a);
@@ -1452,6 +1533,7 @@ free_server(struct nsserver *s)
 	free(s->uenv_base);
 	free(s->state_path);
 	free(s->cgroup_root);
+	nscgroup_close(&s->cg);
 	free(s->build_id);
 	free(s->allow_uids);
 	free(s->allow_gids);
@@ -1527,6 +1609,12 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 		goto fail;
 	}
 	(void)nsprov_mkdir_p(s->uenv_base, 0755);
+	r = nscgroup_open(cfg->alloc_cgroup, NULL, NULL, &s->cg);
+	if (r < 0) {
+		log_error("ns.alloc_cgroup", strerror(-r), "spec=%s",
+		    cfg->alloc_cgroup);
+		goto fail;
+	}
 	r = load(s);
 	if (r < 0) {
 		log_error("ns.load", strerror(-r), "path=%s", s->state_path);
@@ -1539,6 +1627,7 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 	r = nsprov_sweep(s->pin_dir, known_cb, s);
 	if (r < 0)
 		log_warn("ns.sweep", strerror(-r), "path=%s", s->pin_dir);
+	sweep_cgroups(s);
 	uv_timer_init(loop, &s->tick);
 	s->tick.data = s;
 	uv_timer_init(loop, &s->drain_timer);
@@ -1562,8 +1651,11 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 		for (a = s->t.head; a; a = a->next)
 			watch_alloc(s, a);
 	}
-	log_info("ns.loaded", NULL, "allocations=%u seq=%" PRIu64
-	    " generation=%" PRIu64, s->t.n, s->t.seq, s->t.generation);
+	log_info("ns.loaded", NULL, "allocations=%u dead=%u seq=%" PRIu64
+	    " generation=%" PRIu64 " alloc_cgroup=%s%s%s", s->t.n,
+	    count_dead(s), s->t.seq, s->t.generation,
+	    s->cg.n ? s->cg.dir[0] : "none", s->cg.n > 1 ? "," : "",
+	    s->cg.n > 1 ? s->cg.dir[1] : "");
 	*ret = s;
 	return 0;
 fail:
@@ -1866,6 +1958,7 @@ nsserver_reap(struct nsserver *s, pid_t pid, int status)
 			/* Its pid namespace can take no process any more. */
 			log_error("ns.reaper_died", NULL, "allocation_id=%s "
 			    "pid=%d status=%d", a->id, (int)pid, status);
+			mark_dead(a, "reaper exited");
 			return true;
 		}
 	}

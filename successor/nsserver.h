@@ -30,6 +30,7 @@ struct nsserver_config {
 	const char *uenv_mount_base;	/* <root>/run/pact/uenv */
 	const char *state_path;		/* <root>/var/lib/baton/allocations */
 	const char *cgroup_root;	/* e.g. /sys/fs/cgroup; NULL = no watch */
+	const char *alloc_cgroup;	/* nscgroup_open() spec; NULL default */
 	const char *build_id;
 	const uid_t *allow_uids;	/* besides root and our euid */
 	unsigned n_allow_uids;

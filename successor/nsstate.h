@@ -24,6 +24,7 @@ struct ns_alloc {
 	bool cg_seen;			/* its scope was seen populated */
 	/* Runtime only, never persisted. */
 	int cg_wd;			/* inotify watch on cgroup.events, -1 */
+	bool dead;			/* pid namespace init died */
 	struct ns_alloc *next;		/* the table's list */
 	struct ns_alloc *hnext;		/* its hash bucket */
 };

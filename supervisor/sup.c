@@ -46,6 +46,7 @@
 #include "supervisor/listentake.h"
 #include "supervisor/metrics.h"
 #include "supervisor/procwatch.h"
+#include "supervisor/sdnotify.h"
 #include "supervisor/sup.h"
 
 #define READY_POLL_MS		20
@@ -69,29 +70,6 @@ const char *const sup_env_drop[] = {
 static void agent_exit_cb(struct procwatch *w, pid_t pid, void *data);
 static void schedule_restart(struct sup *s);
 static void cold_start(struct sup *s);
-
-/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
-static void
-notify(const char *msg)
-{
-	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	socklen_t len;
-	int fd;
-
-	if (!path || !*path || strlen(path) >= sizeof(sa.sun_path))
-		return;
-	strcpy(sa.sun_path, path);
-	if (sa.sun_path[0] == '@')
-		sa.sun_path[0] = '\0';
-	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return;
-	(void)sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
-	    len);
-	close(fd);
-}
 
 void
 sup_set_agent(struct sup *s, pid_t pid, const char *binary)
@@ -174,7 +152,7 @@ ready_poll_cb(uv_timer_t *t)
 		s->state = SUP_RUNNING;
 		log_info("agent.ready", NULL, "pid=%d binary=%s", (int)s->agent_pid,
 		    s->agent_binary);
-		notify("READY=1\nSTATUS=agent serving");
+		sdnotify_ready("agent serving");
 		return;
 	}
 	if (clock_mono_ms() - s->agent_since_ms > READY_TIMEOUT_MS) {
@@ -256,7 +234,7 @@ schedule_restart(struct sup *s)
 	metrics_write(s);
 	log_info("agent.restart", "restarting the agent", "delay_ms=%" PRIu64
 	    " in_row=%u", delay, s->restarts_in_row);
-	notify("STATUS=restarting agent");
+	sdnotify_status("restarting agent");
 	uv_timer_start(&s->timer, backoff_cb, delay, 0);
 }
 
@@ -329,7 +307,7 @@ sup_upgrade(struct sup *s, const char *binary, const char *const *args,
 	if (r < 0)
 		return r;
 	s->state = SUP_HANDOFF;
-	notify("RELOADING=1\nSTATUS=handoff in progress");
+	sdnotify_reloading("handoff in progress", p.deadline_ms);
 	return 0;
 }
 
@@ -357,7 +335,7 @@ sup_handoff_done(struct sup *s, const struct handoff_result *r)
 		return;
 	}
 	s->state = SUP_RUNNING;
-	notify("READY=1\nSTATUS=agent serving");
+	sdnotify_ready("agent serving");
 }
 
 /* ---- recovery after our own restart ---- */
@@ -708,7 +686,7 @@ begin_stop(struct sup *s)
 		return;
 	}
 	s->state = SUP_STOPPING;
-	notify("STOPPING=1");
+	sdnotify_stopping();
 	ctl_stop(s);
 	if (s->agent_pid <= 0 || !proc_running(s->agent_pid)) {
 		stop_done(s);
@@ -794,6 +772,7 @@ sup_run(struct sup_config *cfg)
 	s.loop = &loop;
 	uv_timer_init(&loop, &s.timer);
 	s.timer.data = &s;
+	sdnotify_init(&loop);
 
 	if (!recover(&s) && s.nl == 0 && bind_listeners(&s) < 0) {
 		r = 69;
@@ -827,7 +806,7 @@ sup_run(struct sup_config *cfg)
 	if (s.state != SUP_RUNNING)
 		cold_start(&s);
 	else
-		notify("READY=1\nSTATUS=agent adopted");
+		sdnotify_ready("agent adopted");
 	log_info("supervisor.start", NULL, "root=%s agent=%s listeners=%u",
 	    cfg->paths.root, s.agent_binary, s.nl);
 	metrics_write(&s);

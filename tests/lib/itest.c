@@ -152,6 +152,13 @@ it_start_supervisor_wrapped(struct itest *t, const char *const *env,
 pid_t
 it_ns_status(struct itest *t, uint64_t *generation, uint64_t *allocs)
 {
+	return it_ns_status_dead(t, generation, allocs, NULL);
+}
+
+pid_t
+it_ns_status_dead(struct itest *t, uint64_t *generation, uint64_t *allocs,
+    uint64_t *dead)
+{
 	struct baton_paths p;
 	struct msg m = { .type = MSG_STATUS };
 	struct frame f;
@@ -177,6 +184,8 @@ it_ns_status(struct itest *t, uint64_t *generation, uint64_t *allocs)
 		*generation = f.m.u.STATUS_REPLY.generation;
 	if (allocs)
 		*allocs = f.m.u.STATUS_REPLY.allocations;
+	if (dead)
+		*dead = f.m.u.STATUS_REPLY.dead_allocations;
 	frame_release(&f);
 	return pid;
 }

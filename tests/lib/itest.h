@@ -42,6 +42,9 @@ int it_upgrade(struct itest *t, char *out, size_t len,
     const char *const *extra);
 /* STATUS on the namespace socket: agent pid, or -errno. */
 pid_t it_ns_status(struct itest *t, uint64_t *generation, uint64_t *allocs);
+/* Same, with STATUS_REPLY's dead_allocations (NULL: not wanted). */
+pid_t it_ns_status_dead(struct itest *t, uint64_t *generation,
+    uint64_t *allocs, uint64_t *dead);
 /* Stop everything (SIGTERM then SIGKILL), remove the root. */
 void it_teardown(struct itest *t);
 /* Print the supervisor's log as TAP diagnostics. */

@@ -63,6 +63,12 @@ fixture_U64(uint64_t *v, const char *name)
 }
 
 static inline void
+fixture_OU64(uint64_t *v, const char *name)
+{
+	fixture_U64(v, name);
+}
+
+static inline void
 fixture_BOOL(bool *v, const char *name)
 {
 	*v = fixture_salt(name) & 1;

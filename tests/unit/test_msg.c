@@ -36,6 +36,8 @@ eq_U32(const uint32_t *a, const uint32_t *b) { return *a == *b; }
 static bool
 eq_U64(const uint64_t *a, const uint64_t *b) { return *a == *b; }
 static bool
+eq_OU64(const uint64_t *a, const uint64_t *b) { return *a == *b; }
+static bool
 eq_BOOL(const bool *a, const bool *b) { return *a == *b; }
 
 static bool
@@ -319,6 +321,29 @@ TEST(nstr_nil_missing_and_present)
 	check(msg_equal(&m, &d), "equal");
 	msg_free(&d);
 	free(buf);
+	leak_check();
+}
+
+/* An OU64 (STATUS_REPLY.dead_allocations) may be missing: it reads 0. */
+TEST(ou64_missing_reads_zero)
+{
+	struct msg m;
+
+	body(5);
+	str("pid");
+	msgpack_pack_uint32(&pk, 7);
+	str("build_id");
+	str("b");
+	str("generation");
+	msgpack_pack_uint8(&pk, 1);
+	str("allocations");
+	msgpack_pack_uint8(&pk, 2);
+	str("ready");
+	msgpack_pack_true(&pk);
+	require(dec(MSG_STATUS_REPLY, &m) == 0, "reply without it decodes");
+	check_is(m.u.STATUS_REPLY.dead_allocations, 0);
+	check_is(m.u.STATUS_REPLY.allocations, 2);
+	msg_free(&m);
 	leak_check();
 }
 

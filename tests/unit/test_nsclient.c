@@ -108,6 +108,9 @@ TEST_T(fallback_without_provider, 30)
 	    NSCLIENT_NO_FALLBACK, &r);
 	check(rc < 0, "no fallback when told: %d", rc);
 	rc = nsclient_request_path("/nonexistent/handoff.sock", &rq, 0, &r);
+	check(rc < 0, "no fallback by default: %d", rc);
+	rc = nsclient_request_path("/nonexistent/handoff.sock", &rq,
+	    NSCLIENT_LOCAL_FALLBACK, &r);
 	require(rc == 0, "fallback: %s", strerror(-rc));
 	check(r.fallback, "result says it was a fallback");
 	check(r.fallback_init > 0, "pid namespace has an init");

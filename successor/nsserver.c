@@ -1168,22 +1168,6 @@ close_cb(struct conn *c, int err, void *data)
 	maybe_free(s);
 }
 
-static bool
-peer_allowed(const struct nsserver *s, uid_t uid, gid_t gid)
-{
-	unsigned i;
-
-	if (uid == 0 || uid == geteuid())
-		return true;
-	for (i = 0; i < s->n_allow_uids; i++)
-		if (s->allow_uids[i] == uid)
-			return true;
-	for (i = 0; i < s->n_allow_gids; i++)
-		if (s->allow_gids[i] == gid)
-			return true;
-	return false;
-}
-
 /*
  * A uid already at its share of connections: answered and closed right
  * here, with no connection object, so a flood drains from the kernel's
@@ -1273,7 +1257,8 @@ accept_cb(uv_poll_t *h, int status, int events)
 		u = uid_slot(s, uid, true);
 		if (u)
 			u->conns++;
-		if (!peer_allowed(s, uid, gid)) {
+		if (!usock_peer_allowed(uid, gid, s->allow_uids,
+		    s->n_allow_uids, s->allow_gids, s->n_allow_gids)) {
 			log_warn("ns.peer_refused", NULL, "peer_pid=%d uid=%u "
 			    "gid=%u", (int)pid, (unsigned)uid, (unsigned)gid);
 			conn_reject(cl->c, -EACCES, "peer not allowed");

@@ -56,7 +56,6 @@
 #define COMMIT_EXIT_MS		10000
 #define KILL_GRACE_MS		2000
 #define RESUME_MS		10000
-#define CONNECT_MS		1000
 #define O_LOST_MS		1000	/* EOF to exit of a dying incumbent */
 
 enum hstate {
@@ -1006,7 +1005,10 @@ handoff_start(struct sup *s, const struct handoff_params *p,
 	h->o_alive = true;
 	h->t0 = h->t_phase = clock_mono_ms();
 	h->deadline_at = h->t0 + p->deadline_ms;
-	fd = wire_connect(s->cfg->paths.agent_socket, CONNECT_MS);
+	/* One non-blocking attempt: this runs on the supervisor's loop. */
+	fd = wire_connect(s->cfg->paths.agent_socket, 0);
+	if (fd == -ETIMEDOUT)
+		fd = -EAGAIN;	/* backlog full: the caller may try again */
 	if (fd < 0) {
 		free(h->strs);
 		free(h);

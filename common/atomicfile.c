@@ -222,10 +222,11 @@ out:
 }
 
 int
-atomicfile_write(const char *path, const void *data, size_t len,
-    mode_t mode)
+atomicfile_write_sum(const char *path, const void *data, size_t len,
+    mode_t mode, uint8_t ret_sum[ATOMICFILE_SUM_LEN])
 {
 	uint8_t hdr[AF_HDR];
+	int r;
 
 	if (!path || (len > 0 && !data))
 		return -EINVAL;
@@ -235,7 +236,17 @@ atomicfile_write(const char *path, const void *data, size_t len,
 	put_be32(hdr + 4, AF_VERSION);
 	put_be64(hdr + 8, len);
 	digest(len ? data : "", len, hdr + 16);
-	return write_durable(path, hdr, sizeof(hdr), data, len, mode);
+	r = write_durable(path, hdr, sizeof(hdr), data, len, mode);
+	if (r == 0 && ret_sum)
+		memcpy(ret_sum, hdr + 16, ATOMICFILE_SUM_LEN);
+	return r;
+}
+
+int
+atomicfile_write(const char *path, const void *data, size_t len,
+    mode_t mode)
+{
+	return atomicfile_write_sum(path, data, len, mode, NULL);
 }
 
 int
@@ -252,6 +263,13 @@ atomicfile_write_plain(const char *path, const void *data, size_t len,
 int
 atomicfile_read(const char *path, size_t max, void **ret_data,
     size_t *ret_len)
+{
+	return atomicfile_read_sum(path, max, ret_data, ret_len, NULL);
+}
+
+int
+atomicfile_read_sum(const char *path, size_t max, void **ret_data,
+    size_t *ret_len, uint8_t ret_sum[ATOMICFILE_SUM_LEN])
 {
 	uint8_t hdr[AF_HDR], sum[SHA256_DIGEST_SIZE];
 	struct stat st;
@@ -309,6 +327,8 @@ atomicfile_read(const char *path, size_t max, void **ret_data,
 	}
 	*ret_data = buf;
 	*ret_len = (size_t)len;
+	if (ret_sum)
+		memcpy(ret_sum, sum, ATOMICFILE_SUM_LEN);
 	buf = NULL;
 	r = 0;
 out:

@@ -9,13 +9,19 @@
 #define BATON_ATOMICFILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define ATOMICFILE_MAX (64u << 20)
+#define ATOMICFILE_SUM_LEN 32	/* SHA-256 of the payload, in the header */
 
 /* Returns 0 or -errno (-EFBIG over ATOMICFILE_MAX).  mode e.g. 0600. */
 int atomicfile_write(const char *path, const void *data, size_t len,
     mode_t mode);
+
+/* atomicfile_write, and the payload's SHA-256 (ret_sum may be NULL). */
+int atomicfile_write_sum(const char *path, const void *data, size_t len,
+    mode_t mode, uint8_t ret_sum[ATOMICFILE_SUM_LEN]);
 
 /*
  * The same durable steps for a small text file readers take as it is
@@ -31,6 +37,9 @@ int atomicfile_write_plain(const char *path, const void *data, size_t len,
  */
 int atomicfile_read(const char *path, size_t max, void **ret_data,
     size_t *ret_len);
+/* atomicfile_read, and the verified SHA-256 of the payload. */
+int atomicfile_read_sum(const char *path, size_t max, void **ret_data,
+    size_t *ret_len, uint8_t ret_sum[ATOMICFILE_SUM_LEN]);
 
 /* Unlink and fsync the directory; a missing file is not an error. */
 int atomicfile_remove(const char *path);

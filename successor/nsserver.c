@@ -1474,7 +1474,8 @@ load(struct nsserver *s)
 	int r;
 
 	(void)atomicfile_cleanup(s->state_path);
-	r = atomicfile_read(s->state_path, ATOMICFILE_MAX, &buf, &len);
+	r = atomicfile_read_sum(s->state_path, ATOMICFILE_MAX, &buf, &len,
+	    s->digest);
 	if (r == -ENOENT) {
 		s->dirty = true;	/* seal must leave a file behind */
 		return 0;
@@ -1484,7 +1485,6 @@ load(struct nsserver *s)
 	r = nsstate_decode(buf, len, &s->t);
 	if (r < 0)
 		goto out;
-	nsstate_digest(buf, len, s->digest);
 	for (a = s->t.head; a; a = next) {
 		next = a->next;
 		why = "";

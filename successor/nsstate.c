@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <msgpack.h>
-#include <nettle/sha2.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,15 +138,6 @@ nsstate_clear(struct ns_table *t)
 	t->nbucket = 0;
 }
 
-void
-nsstate_digest(const void *buf, size_t len, uint8_t out[32])
-{
-	struct sha256_ctx ctx;
-
-	sha256_init(&ctx);
-	sha256_update(&ctx, len, buf);
-	sha256_digest(&ctx, SHA256_DIGEST_SIZE, out);
-}
 
 static void
 pack_str(msgpack_packer *pk, const char *s)

@@ -1,6 +1,6 @@
 /*
  * nsstate: the allocation table in memory and its msgpack form on disk
- * (the payload of an atomicfile).  Pure data: no syscalls but the digest.
+ * (the payload of an atomicfile).  Pure data: no syscalls.
  */
 #ifndef BATON_NSSTATE_H
 #define BATON_NSSTATE_H
@@ -59,7 +59,5 @@ int nsstate_encode(const struct ns_table *t, uint8_t **ret_buf,
  * no duplicate ids.  0 and an owned table in *ret, or -EBADMSG/-ENOMEM.
  */
 int nsstate_decode(const void *buf, size_t len, struct ns_table *ret);
-
-void nsstate_digest(const void *buf, size_t len, uint8_t out[32]);
 
 #endif

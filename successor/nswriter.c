@@ -17,7 +17,6 @@
 
 #include "common/atomicfile.h"
 #include "common/log.h"
-#include "successor/nsstate.h"
 #include "successor/nswriter.h"
 
 struct change {
@@ -116,9 +115,7 @@ writer_main(void *p)
 		buf = w->job;
 		len = w->job_len;
 		pthread_mutex_unlock(&w->mu);
-		r = atomicfile_write(w->path, buf, len, 0600);
-		if (r == 0)
-			nsstate_digest(buf, len, digest);
+		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
 		free(buf);
 		pthread_mutex_lock(&w->mu);
 		w->job = NULL;
@@ -287,9 +284,7 @@ nswriter_flush_sync(struct nswriter *w, int force)
 	clist_init(&w->queue);
 	r = w->ops.encode(w->data, &buf, &len);
 	if (r == 0)
-		r = atomicfile_write(w->path, buf, len, 0600);
-	if (r == 0)
-		nsstate_digest(buf, len, digest);
+		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
 	free(buf);
 	w->writes++;
 	w->ops.written(w->data, r, r == 0 ? digest : NULL);

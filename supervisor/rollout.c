@@ -52,7 +52,7 @@
 
 #define EX_ALL_COMMITTED 0
 #define EX_HOST_FAILED 1
-#define EX_NOT_STARTED 2
+#define EX_NOT_STARTED 69	/* could not start: unavailable, as README */
 #define EX_USAGE_ 64
 
 #define MAX_HOSTS 4096
@@ -165,7 +165,7 @@ usage(FILE *f)
 "\n"
 "Progress goes to stderr.  Exit status: 0 every host committed; 1 a host\n"
 "rolled back, failed or is unknown (the rollout stopped on the budget or\n"
-"the canary, or finished within the budget); 2 could not start (preflight\n"
+"the canary, or finished within the budget); 69 could not start (preflight\n"
 "failed or pdsh missing; no host was changed); 64 usage.\n",
 	    MAX_FANOUT, DEFAULT_HOST_TIMEOUT_MS, DEFAULT_TEMPLATE, RECORD_REL);
 }
@@ -575,7 +575,7 @@ judge_status(struct rollout *r, struct host *h, uint64_t exit_code)
 	char state[32], hid[64], msg[ERR_MAX + 64];
 	uint64_t pid = 0;
 
-	if (!h->json || json_find(h->json, "supervisor") == NULL) {
+	if (!h->json || !json_has(h->json, "supervisor")) {
 		snprintf(msg, sizeof(msg), "status failed (exit %" PRIu64 ")%s%s",
 		    exit_code, h->lasterr[0] ? ": " : "", h->lasterr);
 		fail_host(h, O_PREFLIGHT_FAILED, "unreachable", msg);
@@ -612,7 +612,7 @@ judge_status(struct rollout *r, struct host *h, uint64_t exit_code)
 		return;
 	}
 	if (!json_get_u64(h->json, "supervisor.agent_pid", &pid) || pid == 0 ||
-	    json_find(h->json, "agent.pid") == NULL) {
+	    !json_has(h->json, "agent.pid")) {
 		fail_host(h, O_PREFLIGHT_FAILED, "agent-unreachable",
 		    "no agent serves");
 		return;

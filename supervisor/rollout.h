@@ -11,7 +11,7 @@
 /*
  * argv[0] is "rollout"; root is batonctl's --root (borrowed), under which
  * the rollout record lives.  Returns the process exit status: 0 every host
- * committed, 1 some host failed (stopped or within budget), 2 could not
+ * committed, 1 some host failed (stopped or within budget), 69 could not
  * start (preflight or local setup), 64 usage.
  */
 int rollout_main(const char *root, int argc, char **argv);

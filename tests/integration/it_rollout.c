@@ -316,7 +316,7 @@ TEST_T(usage_and_host_lists, 30)
 	check_eq(CTL("-w n1 --binary relative/path"), 64);
 	check_eq(CTL("-w n1"), 64);
 	check_eq(CTL("-w n1 --binary /x --fanout 0"), 64);
-	check_eq(CTL("-w n1 --binary /x --pdsh /nonexistent/pdsh"), 2);
+	check_eq(CTL("-w n1 --binary /x --pdsh /nonexistent/pdsh"), 69);
 #undef CTL
 }
 
@@ -464,7 +464,7 @@ TEST_T(preflight_fails_closed, 120)
 
 	rc = rollout(&f, "0", (const char *[]){ "--binary",
 	    per_host_binary(&f), "--failure-budget", "3", NULL });
-	check(rc == 2, "could not start: exit 2 (%d)", rc);
+	check(rc == 69, "could not start: exit 69 (%d)", rc);
 	check(strstr(out, "\"result\":\"could-not-start\"") != NULL,
 	    "could-not-start: %s", out);
 	check(strcmp(host_field(out, f.name[1], "error_kind"),

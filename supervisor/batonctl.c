@@ -535,7 +535,7 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *root = "/";
+	const char *root = "/", *why;
 	int c;
 
 	/* getopt names the program by argv[0]: one prefix, "batonctl: ". */
@@ -555,9 +555,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return EX_USAGE_;
 	}
-	if (root[0] != '/') {
-		fprintf(stderr, "batonctl: --root '%s': must be an absolute "
-		    "path\n", root);
+	if (paths_check_root(root, &why) == -EINVAL) {
+		fprintf(stderr, "batonctl: --root '%s': %s\n", root, why);
 		return EX_USAGE_;
 	}
 	if (paths_init(&paths, root) < 0) {

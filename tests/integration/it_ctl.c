@@ -418,6 +418,150 @@ TEST(ns_list_run_create_json)
 	finish(&t);
 }
 
+/* Run baton-supervisor (or baton-agent) with args; its exit code, <= 5 s. */
+static int
+daemon_rc(struct itest *t, const char *prog, const char *const *args)
+{
+	char exe[PATH_MAX + 32];
+	const char *argv[32];
+	int i, k = 0;
+
+	snprintf(exe, sizeof(exe), "%s/%s", t->bin, prog);
+	argv[k++] = exe;
+	for (i = 0; args[i] && k < 31; i++)
+		argv[k++] = args[i];
+	argv[k] = NULL;
+	alarm(10);
+	return run(t, argv, NULL);
+}
+
+TEST(bad_roots_and_dirs_are_refused)
+{
+	char ww[PATH_MAX + 16], nowhere[PATH_MAX + 16];
+	struct itest t;
+	int rc;
+
+	it_setup(&t);
+	rc = daemon_rc(&t, "baton-supervisor", (const char *const[]){ "--root",
+	    "relative/root", NULL });
+	check(rc == 64 && strstr(err, "absolute"), "supervisor: relative "
+	    "--root is usage (%d): %s", rc, err);
+	snprintf(ww, sizeof(ww), "%s/ww", t.root);
+	mkdir(ww, 0777);
+	chmod(ww, 0777);
+	rc = daemon_rc(&t, "baton-supervisor", (const char *const[]){ "--root",
+	    ww, "--agent", t.agent, NULL });
+	check(rc == 78 && strstr(err, "writable by others"), "supervisor: a "
+	    "world-writable root is refused (%d): %s", rc, err);
+	rc = daemon_rc(&t, "baton-agent", (const char *const[]){ "--root", ww,
+	    NULL });
+	check(rc == 78 && strstr(err, "writable by others"), "agent: a "
+	    "world-writable root is refused (%d): %s", rc, err);
+	snprintf(nowhere, sizeof(nowhere), "%s/no/such/dir", t.root);
+	rc = daemon_rc(&t, "baton-agent", (const char *const[]){ "--root",
+	    t.root, "--cgroup-root", nowhere, NULL });
+	check(rc == 78 && strstr(err, "--cgroup-root") && strstr(err, nowhere),
+	    "agent: --cgroup-root pointing nowhere is refused (%d): %s", rc,
+	    err);
+	rc = daemon_rc(&t, "baton-agent", (const char *const[]){ "--root",
+	    t.root, "--uenv-dir", nowhere, NULL });
+	check(rc == 78 && strstr(err, "--uenv-dir") && strstr(err, nowhere),
+	    "agent: --uenv-dir pointing nowhere is refused (%d): %s", rc, err);
+	it_teardown(&t);
+}
+
+static bool
+read_file(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return n > 0;
+}
+
+TEST(metrics_for_the_textfile_collector)
+{
+	static const char *const env[] = { "BATON_METRICS_INTERVAL_MS=200",
+	    NULL };
+	char dir[PATH_MAX + 16], file[PATH_MAX + 32], text[16384];
+	const char *extra[] = { "--metrics-file", file, NULL };
+	struct itest t;
+	struct stat st;
+	uint64_t until;
+
+	it_setup(&t);
+	snprintf(dir, sizeof(dir), "%s/textfile", t.root);
+	snprintf(file, sizeof(file), "%s/baton.prom", dir);
+	chmod(t.root, 0755);
+	t.sup_args = extra;
+	require(it_start_supervisor(&t, env) > 0, "supervisor started");
+	require(it_wait_serving(&t, SERVE_MS) > 0, "agent serving");
+	require(CTL(&t, "ns", "create", "m1", "--net") == 0 || geteuid() != 0,
+	    "an allocation");
+	require(CTL(&t, "upgrade") == 0, "a handoff");
+	until = clock_mono_ms() + 5000;
+	do {
+		usleep(100000);
+		read_file(file, text, sizeof(text));
+	} while (clock_mono_ms() < until &&
+	    !strstr(text, "baton_agent_generation 1\n"));
+	check(stat(dir, &st) == 0 && (st.st_mode & 0777) == 0755,
+	    "the directory is 0755 (%o)", st.st_mode & 0777);
+	check(stat(file, &st) == 0 && (st.st_mode & 0777) == 0644,
+	    "the file is 0644 (%o)", st.st_mode & 0777);
+	check(strstr(text, "\nbaton_up 1\n") != NULL, "baton_up");
+	check(strstr(text, "baton_build_info{version=\"") != NULL,
+	    "baton_build_info");
+	check(strstr(text, "baton_agent_state{state=\"running\"} 1") != NULL,
+	    "agent state");
+	check(strstr(text, "baton_agent_up 1") != NULL, "agent up");
+	check(strstr(text, geteuid() == 0 ? "baton_allocations 1\n" :
+	    "baton_allocations 0\n") != NULL, "allocations from the agent");
+	check(strstr(text, "baton_agent_generation 1\n") != NULL,
+	    "the agent's generation");
+	check(strstr(text, "baton_last_handoff_committed 1\n") != NULL,
+	    "last handoff outcome");
+	check(strstr(text, "baton_last_handoff_duration_seconds ") != NULL,
+	    "last handoff duration");
+	check(strstr(text, "baton_handoffs_total{outcome=\"committed\"} 1")
+	    != NULL, "handoff counter");
+	if (tap_failures())
+		tap_diag("%s", text);
+	finish(&t);
+}
+
+TEST(journald_priorities_when_journal_stream_is_stderr)
+{
+	char env0[64], logp[PATH_MAX + 32], text[65536];
+	const char *env[] = { env0, NULL };
+	struct itest t;
+	struct stat st;
+
+	it_setup(&t);
+	snprintf(logp, sizeof(logp), "%s/supervisor.log", t.root);
+	t.sup_log_fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+	    0644);
+	require(fstat(t.sup_log_fd, &st) == 0, "log");
+	snprintf(env0, sizeof(env0), "JOURNAL_STREAM=%llu:%llu",
+	    (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	require(it_start_supervisor(&t, env) > 0, "supervisor started");
+	require(it_wait_serving(&t, SERVE_MS) > 0, "agent serving");
+	CTL(&t, "upgrade", "--arg", "--bogus-option");
+	read_file(logp, text, sizeof(text));
+	check(text[0] == '<' && strstr(text, "\n<6>ts=") &&
+	    strstr(text, "level=info"), "info lines start <6>: %.80s", text);
+	check(strstr(text, "\n<4>ts=") != NULL, "warnings start <4>");
+	check(strstr(text, "\n<6>ts=") && strstr(text, "role=agent"),
+	    "the agent's relayed lines carry a priority too");
+	check(!strstr(text, "\nts="), "no line without a priority");
+	finish(&t);
+}
+
 int
 main(int argc, char **argv)
 {

@@ -17,7 +17,7 @@
 int rollout_main(const char *root, int argc, char **argv);
 
 /* Shared with the host side (rollout_host.c). */
-#define HOST_MAX 64		/* host name length + NUL */
+#define HOST_MAX 288		/* user@FQDN + NUL (HOSTLIST_NAME_MAX) */
 #define BIN_MAX 1024
 #define MAX_TMPL 32		/* --remote-cmd words */
 #define TRAILER "@baton-rollout "	/* the gate's last line per host */

@@ -36,6 +36,7 @@
 /* upgrade waits out an agent's start-up instead of failing at once. */
 #define STARTUP_WAIT_MS 30000
 #define STARTUP_POLL_MS 100
+#define DAY_MS (24ULL * 3600 * 1000)
 #define MAX_ARGS 28
 #define MAX_ENV 32
 
@@ -48,7 +49,8 @@ usage(FILE *f)
 "usage: batonctl [--root DIR] COMMAND [ARGS]\n"
 "\n"
 "commands (each answers --help):\n"
-"  status [--json]                 supervisor, agent and namespace state\n"
+"  status [--json] [--agent-wait-ms N]\n"
+"                                  supervisor, agent and namespace state\n"
 "  upgrade [--binary PATH] [--arg ARG]... [--env K=V]...\n"
 "          [--deadline-ms N] [--drain-grace-ms N] [--json]\n"
 "                                  hand the agent over to a new binary, or\n"
@@ -70,13 +72,16 @@ usage(FILE *f)
 }
 
 static const char status_help[] =
-"usage: batonctl [--root DIR] status [--json]\n"
+"usage: batonctl [--root DIR] status [--json] [--agent-wait-ms N]\n"
 "\n"
 "The supervisor's state and the agent's answer to STATUS.  Answers within\n"
-"100 ms whatever the agent does: an agent that does not answer at once is\n"
-"reported as not answering, next to the supervisor's view.\n"
+"100 ms whatever the agent does: an agent that does not answer within\n"
+"40 ms is reported as not answering, next to the supervisor's view.\n"
 "\n"
-"  --json   one JSON object: {\"supervisor\":{...}|null,\"agent\":{...}|null}\n"
+"  --json              one JSON object:\n"
+"                      {\"supervisor\":{...}|null,\"agent\":{...}|null}\n"
+"  --agent-wait-ms N   wait up to N ms (1..60000) for the agent instead\n"
+"                      (rollout's preflight, on a loaded host)\n"
 "\n"
 "Exit status: 0 an agent serves, 69 the supervisor or the agent is\n"
 "unavailable (the output still says what answered), 64 usage.\n";
@@ -112,6 +117,25 @@ static const char journal_help[] =
 "           last_outcome, last_abort_reason, last_agent_exit\n"
 "\n"
 "Exit status: 0, 64 usage, 69 the supervisor is unavailable.\n";
+
+static int
+parse_num(const char *opt, const char *s, uint64_t lo, uint64_t hi,
+    uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || !*s || s[0] == '-' || v < lo || v > hi) {
+		fprintf(stderr, "batonctl: %s takes milliseconds from %llu to "
+		    "%llu\n", opt, (unsigned long long)lo,
+		    (unsigned long long)hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
 
 /*
  * getopt_long for a subcommand: --help prints help on stdout (returns
@@ -224,16 +248,39 @@ ask_agent(int ms, struct frame *ret)
 static int
 cmd_status(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "agent-wait-ms", required_argument, NULL, 'w' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	struct msg req = { .type = MSG_CTL_STATUS };
 	struct frame sf, af;
 	bool json = false;
-	int rs, ra, rc;
+	uint64_t wait = STATUS_AGENT_MS;
+	int rs, ra, c;
 
-	if ((rc = json_only(argc, argv, "status", status_help, &json)) >= 0)
-		return rc;
+	optind = 0;
+	while ((c = sub_getopt(argc, argv, opts, "status")) != -1) {
+		switch (c) {
+		case 'j': json = true; break;
+		case 'w':
+			if (parse_num("--agent-wait-ms", optarg, 1, 60000,
+			    &wait) < 0)
+				return EX_USAGE_;
+			break;
+		case 'h': fputs(status_help, stdout); return 0;
+		default: return EX_USAGE_;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "batonctl: status: unexpected argument '%s'\n",
+		    argv[optind]);
+		return EX_USAGE_;
+	}
 	rs = ask_supervisor_code(&req, STATUS_SUP_MS, STATUS_SUP_MS * 5, &sf,
 	    NULL, 0);
-	ra = ask_agent(STATUS_AGENT_MS, &af);
+	ra = ask_agent((int)wait, &af);
 	if (json) {
 		printf("{\"supervisor\":");
 		if (rs == 0) {
@@ -297,7 +344,7 @@ cmd_status(int argc, char **argv)
 			    a->build_id);
 		} else if (ra == -ETIMEDOUT) {
 			printf("%-12s not answering within %d ms\n", "namespaces",
-			    STATUS_AGENT_MS);
+			    (int)wait);
 		} else {
 			printf("%-12s unreachable: %s\n", "namespaces",
 			    proto_strerror(ra));
@@ -310,23 +357,6 @@ cmd_status(int argc, char **argv)
 	return rs == 0 && ra == 0 ? 0 : EX_UNAVAILABLE_;
 }
 
-static int
-parse_ms(const char *opt, const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || !*s || s[0] == '-' || v < 100 ||
-	    v > 24ULL * 3600 * 1000) {
-		fprintf(stderr, "batonctl: %s takes milliseconds from 100 to "
-		    "86400000\n", opt);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
 
 static int
 cmd_upgrade(int argc, char **argv)
@@ -387,11 +417,13 @@ cmd_upgrade(int argc, char **argv)
 			env[nenv++] = optarg;
 			break;
 		case 'd':
-			if (parse_ms("--deadline-ms", optarg, &deadline) < 0)
+			if (parse_num("--deadline-ms", optarg, 100, DAY_MS,
+			    &deadline) < 0)
 				return EX_USAGE_;
 			break;
 		case 'g':
-			if (parse_ms("--drain-grace-ms", optarg, &grace) < 0)
+			if (parse_num("--drain-grace-ms", optarg, 100, DAY_MS,
+			    &grace) < 0)
 				return EX_USAGE_;
 			break;
 		case 'j': json = true; break;

@@ -755,8 +755,11 @@ run_pass(struct rollout *r, enum pass pass, const size_t *idx, size_t nidx)
 	switch (pass) {
 	case P_STATUS:
 	case P_RECHECK:
+		/* A loaded host's agent may take more than status's 40 ms. */
 		argv[k++] = (char *)"status";
 		argv[k++] = (char *)"--json";
+		argv[k++] = (char *)"--agent-wait-ms";
+		argv[k++] = (char *)"5000";
 		break;
 	case P_PROBE:
 		argv[k++] = (char *)"rollout";

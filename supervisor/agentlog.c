@@ -7,8 +7,9 @@
  *   the supervisor keeps the read end, non-blocking, so a flood of output
  *   never blocks the loop and a full pipe drops the agent's lines rather
  *   than stalling the agent (the write end is non-blocking too);
- * - at most NREC agents are remembered; the oldest record (and its pipe)
- *   goes first, so the table and the fds it holds stay bounded;
+ * - at most NREC agents are remembered; the oldest record of an agent
+ *   that is gone (and its pipe) goes first, so the table and the fds it
+ *   holds stay bounded, and a live agent's pipe is never closed;
  * - agentlog_describe() may block for at most REAP_WAIT_MS, and only when
  *   it is told about a process that is exiting but not yet a zombie.
  */
@@ -180,12 +181,26 @@ poll_cb(uv_poll_t *h, int status, int events)
 	}
 }
 
+/*
+ * A record for pid: the oldest slot whose agent is gone.  A live agent's
+ * record is never taken (closing its pipe would silence it); with NREC
+ * live agents (never, in practice) there is none and NULL comes back.
+ */
 static struct rec *
 new_rec(pid_t pid)
 {
-	struct rec *r = &recs[rec_next];
+	struct rec *r;
+	unsigned i;
 
-	rec_next = (rec_next + 1) % NREC;
+	for (i = 0; i < NREC; i++) {
+		r = &recs[(rec_next + i) % NREC];
+		if (r->pid <= 0 || r->have_status ||
+		    (kill(r->pid, 0) < 0 && errno == ESRCH))
+			break;
+	}
+	if (i == NREC)
+		return NULL;
+	rec_next = (rec_next + i + 1) % NREC;
 	stream_close(r->st);
 	memset(r, 0, sizeof(*r));
 	r->pid = pid;
@@ -225,8 +240,9 @@ agentlog_spawn(uv_loop_t *loop, const struct spawn_opts *o)
 		return pid;
 	}
 	st->rec = new_rec(pid);
-	st->rec->st = st;
-	if (uv_poll_start(&st->poll, UV_READABLE, poll_cb) < 0)
+	if (st->rec)
+		st->rec->st = st;
+	if (!st->rec || uv_poll_start(&st->poll, UV_READABLE, poll_cb) < 0)
 		stream_close(st);
 	return pid;
 }
@@ -282,8 +298,10 @@ agentlog_describe(pid_t pid, char *buf, size_t len)
 	} else if (reap(pid, &status)) {
 		if (!r)
 			r = new_rec(pid);
-		r->have_status = true;
-		r->status = status;
+		if (r) {
+			r->have_status = true;
+			r->status = status;
+		}
 	} else {
 		status = -1;
 	}

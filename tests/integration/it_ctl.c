@@ -311,10 +311,11 @@ TEST(upgrade_replaces_a_crash_looping_agent)
 	finish(&t);
 }
 
-TEST(dead_successor_says_why)
+TEST_T(dead_successor_says_why, 120)
 {
+	char ww[PATH_MAX + 32];
 	struct itest t;
-	int rc;
+	int rc, i;
 
 	start(&t);
 	rc = CTL(&t, "upgrade", "--arg", "--bogus-option", "--json");
@@ -329,9 +330,23 @@ TEST(dead_successor_says_why)
 	check(!log_has(&t, "usage: baton-agent", NULL) ||
 	    log_has(&t, "event=agent.stderr", "usage: baton-agent"),
 	    "no raw usage text in the log");
+	/* A binary the supervisor refuses: the error names it. */
+	snprintf(ww, sizeof(ww), "%s", it_script(&t, "ww-agent", "exit 0"));
+	chmod(ww, 0777);
+	rc = CTL(&t, "upgrade", "--binary", ww);
+	check(rc == 69 && strstr(err, "bad_binary") && strstr(err, ww),
+	    "bad_binary names the path (%d): %s", rc, err);
 	rc = CTL(&t, "journal", "--json");
 	check(rc == 0 && strstr(out, "exit 64"), "journal --json shows "
 	    "last_abort_reason: %s", out);
+	/* More dead successors than agents remembered: the incumbent's own
+	 * pipe stays open, so its lines still reach the log. */
+	for (i = 0; i < 9; i++)
+		CTL(&t, "upgrade", "--arg", "--bogus-option");
+	rc = CTL(&t, "upgrade", "--json");
+	check(rc == 0, "then a good upgrade commits (%d)", rc);
+	check(log_has(&t, "role=agent", "event=handoff.commit"), "the "
+	    "incumbent's log line after 10 failed successors arrives");
 	finish(&t);
 }
 

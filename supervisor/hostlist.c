@@ -313,7 +313,8 @@ hostlist_expand(const char *nodeset, const char *const *items,
 		    strerror(-r) : WIFEXITED(status) && WEXITSTATUS(status) ==
 		    127 ? "nodeset not found (apt-get install clustershell)" :
 		    err.len ? err.p : "failed");
-		r = r < 0 ? r : -EINVAL;
+		r = r < 0 ? r : WIFEXITED(status) && WEXITSTATUS(status) == 127 ?
+		    -ENOENT : -EINVAL;
 		goto out;
 	}
 	for (name = out.p ? strtok_r(out.p, "\n", &save) : NULL; name;

@@ -28,7 +28,8 @@ struct hostlist {
  * Expand items (each a nodeset expression, or ^FILE), minus exclude
  * (NULL for none; ^FILE allowed too), with the nodeset program (NULL:
  * "nodeset" from PATH).  0 and *ret filled (hostlist_free), or -errno
- * after printing "batonctl: rollout: ..." on stderr.
+ * after printing "batonctl: rollout: ..." on stderr: -ENOENT when nodeset
+ * (or a ^FILE) is missing, -EINVAL for a bad list.
  */
 int hostlist_expand(const char *nodeset, const char *const *items,
     size_t nitems, const char *exclude, struct hostlist *ret);

@@ -1357,10 +1357,15 @@ rollout_main(const char *root, int argc, char **argv)
 		fprintf(stderr, "batonctl: rollout: --root too long\n");
 		goto out;
 	}
-	if ((nitems ? hostlist_expand(nodeset, items, nitems, exclude,
-	    &r.hl) : record_hosts(&r)) < 0 || hosts_from_list(&r) < 0 ||
-	    !(idx = calloc(r.n ? r.n : 1, sizeof(*idx))))
+	e = nitems ? hostlist_expand(nodeset, items, nitems, exclude, &r.hl) :
+	    record_hosts(&r);
+	if (e < 0 || hosts_from_list(&r) < 0 ||
+	    !(idx = calloc(r.n ? r.n : 1, sizeof(*idx)))) {
+		/* A bad list is usage; no nodeset (or file), no memory: 69. */
+		if (e != -EINVAL && e != -E2BIG)
+			rc = EX_NOT_STARTED;
 		goto out;
+	}
 	if (r.rollback && !previous && load_record(&r) < 0) {
 		rc = EX_NOT_STARTED;
 		goto out;

@@ -328,6 +328,7 @@ TEST_T(usage_and_host_lists, 30)
 	check_eq(CTL("-w n1 --binary /x --fanout 0"), 64);
 	check_eq(CTL("-w n1 --binary /x --pdsh /nonexistent/pdsh"), 69);
 	check_eq(CTL("-w 'n[1-100001]' --binary /x --dry-run"), 64);
+	check_eq(CTL("-w n1 --binary /x --dry-run --nodeset /nonexistent"), 69);
 #undef CTL
 }
 

@@ -934,8 +934,10 @@ TEST_T(ssh_rollout_through_a_real_sshd, 240)
 		snprintf(name, sizeof(name), "sshhost-%d", i + 1);
 		check(strcmp(host_field(out, name, "outcome"), "committed") == 0,
 		    "%s committed", name);
-		tap_diag("%s: %s ms through ssh (handoff %s ms)", name,
-		    host_field(out, name, "duration_ms"),
+		/* host_field's buffer is static: one call per use. */
+		tap_diag("%s: %s ms through ssh", name,
+		    host_field(out, name, "duration_ms"));
+		tap_diag("%s: handoff %s ms", name,
 		    host_field(out, name, "handoff_ms"));
 	}
 	tap_diag("3 hosts through a real sshd, fanout 3: %.2f s", (double)ms /

@@ -95,8 +95,9 @@ struct host {
 	char handoff_id[64];
 	unsigned old_pid, new_pid, agent_pid;
 	uint64_t ms, handoff_ms;
-	char prev_binary[BIN_MAX];	/* agent_binary at preflight */
-	char binary[BIN_MAX];		/* what this run installs */
+	/* Owned strings ("" until set): 100,000 hosts stay ~1 KiB each. */
+	char *prev_binary;		/* agent_binary at preflight */
+	char *binary;			/* what this run installs */
 	char *json;			/* last JSON line of this pass, owned */
 	char lasterr[ERR_MAX];		/* last stderr line of this pass */
 	bool trailer;
@@ -193,6 +194,8 @@ find_host(struct rollout *r, const char *name, size_t len)
 	return i < 0 ? NULL : &r->h[i];
 }
 
+static char no_str[1];
+
 /* r->h from r->hl: one host per name, in nodeset's order. */
 static int
 hosts_from_list(struct rollout *r)
@@ -202,9 +205,25 @@ hosts_from_list(struct rollout *r)
 	r->h = calloc(r->hl.n ? r->hl.n : 1, sizeof(*r->h));
 	if (!r->h)
 		return -ENOMEM;
-	for (i = 0; i < r->hl.n; i++)
+	for (i = 0; i < r->hl.n; i++) {
 		snprintf(r->h[i].name, HOST_MAX, "%s", r->hl.v[i]);
+		r->h[i].binary = r->h[i].prev_binary = no_str;
+	}
 	r->n = r->hl.n;
+	return 0;
+}
+
+/* *dst = a copy of src; no_str, what hosts start with, is not freed. */
+static int
+set_str(char **dst, const char *src)
+{
+	char *p = strdup(src);
+
+	if (!p)
+		return -ENOMEM;
+	if (*dst != no_str)
+		free(*dst);
+	*dst = p;
 	return 0;
 }
 
@@ -288,7 +307,7 @@ keep_earlier_previous(struct rollout *r)
 		h = find_host(r, line, strlen(line));
 		if (h && strcmp(h->prev_binary, h->binary) == 0 &&
 		    strcmp(f2 + 1, h->binary) == 0)
-			snprintf(h->prev_binary, BIN_MAX, "%s", f1 + 1);
+			set_str(&h->prev_binary, f1 + 1);
 	}
 out:
 	free(data);
@@ -352,7 +371,7 @@ load_record(struct rollout *r)
 		*f1 = *f2 = '\0';
 		h = find_host(r, line, strlen(line));
 		if (h)
-			snprintf(h->binary, BIN_MAX, "%s", f1 + 1);
+			set_str(&h->binary, f1 + 1);
 	}
 	rc = 0;
 	for (i = 0; i < r->n; i++)
@@ -442,7 +461,7 @@ fail_host(struct host *h, enum outcome o, const char *kind, const char *msg)
 static void
 judge_status(struct rollout *r, struct host *h, uint64_t exit_code)
 {
-	char state[32], hid[64], msg[ERR_MAX + 64];
+	char state[32], hid[64], msg[ERR_MAX + 64], bin[BIN_MAX];
 	uint64_t pid = 0;
 
 	if (!h->json || !json_has(h->json, "supervisor")) {
@@ -488,8 +507,8 @@ judge_status(struct rollout *r, struct host *h, uint64_t exit_code)
 		return;
 	}
 	h->agent_pid = (unsigned)pid;
-	json_get_str(h->json, "supervisor.agent_binary", h->prev_binary,
-	    sizeof(h->prev_binary));
+	json_get_str(h->json, "supervisor.agent_binary", bin, sizeof(bin));
+	set_str(&h->prev_binary, bin);
 	h->outcome = O_READY;
 }
 
@@ -1228,7 +1247,7 @@ rollout_main(const char *root, int argc, char **argv)
 	struct rollout r = { .root = root, .pdsh = "pdsh", .fanout = 16,
 	    .batch_size = 32, .host_timeout_ms = DEFAULT_HOST_TIMEOUT_MS };
 	const char *items[64], *exclude = NULL, *nodeset = NULL;
-	char groups[8][128], hosts_item[PATH_MAX + 2] = "";
+	char groups[8][128], hosts_item[PATH_MAX + 2] = "", bin[BIN_MAX];
 	size_t nitems = 0, ngroups = 0;
 	bool dry_run = false;
 	const char *binary = NULL;
@@ -1376,8 +1395,9 @@ rollout_main(const char *root, int argc, char **argv)
 	}
 	for (i = 0; i < r.n && (binary || previous); i++) {
 		e = host_binary(binary ? binary : previous,
-		    hostlist_host(r.h[i].name), r.h[i].binary,
-		    sizeof(r.h[i].binary));
+		    hostlist_host(r.h[i].name), bin, sizeof(bin));
+		if (e == 0)
+			e = set_str(&r.h[i].binary, bin);
 		if (e < 0) {
 			fprintf(stderr, "batonctl: rollout: %s '%s': an absolute "
 			    "path of [A-Za-z0-9/._+-] and %%h\n", binary ?
@@ -1468,8 +1488,13 @@ out:
 		rmdir(r.dir);
 	}
 	if (r.h)
-		for (i = 0; i < r.n; i++)
+		for (i = 0; i < r.n; i++) {
 			free(r.h[i].json);
+			if (r.h[i].binary != no_str)
+				free(r.h[i].binary);
+			if (r.h[i].prev_binary != no_str)
+				free(r.h[i].prev_binary);
+		}
 	free(r.h);
 	free(idx);
 	free(r.tmplbuf);

@@ -10,7 +10,15 @@
 #                              cross-check, pdsh, clustershell and
 #                              openssh for the rollout tests, fiu, ...
 #   scripts/deps.sh --peers    also the peer systems for `make bench-peers`
+#   scripts/deps.sh --list [--check | --peers]
+#                              print the packages instead (tests/deps_split.sh)
 set -eu
+
+list=""
+if [ "${1:-}" = "--list" ]; then
+	list=1
+	shift
+fi
 
 # Building: the compiler and the libraries baton links.
 build="build-essential pkg-config
@@ -28,8 +36,13 @@ case "${1:-}" in
 "") pkgs="$build" ;;
 --check) pkgs="$build $check" ;;
 --peers) pkgs="$build $check $peers" ;;
-*) echo "usage: scripts/deps.sh [--check | --peers]" >&2; exit 64 ;;
+*) echo "usage: scripts/deps.sh [--list] [--check | --peers]" >&2; exit 64 ;;
 esac
+if [ -n "$list" ]; then
+	# shellcheck disable=SC2086
+	printf '%s\n' $pkgs
+	exit 0
+fi
 
 missing=""
 for p in $pkgs; do

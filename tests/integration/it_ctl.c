@@ -280,6 +280,31 @@ TEST(status_answers_within_100ms_in_backoff)
 	finish(&t);
 }
 
+TEST(status_answers_within_100ms_with_a_stopped_agent)
+{
+	struct itest t;
+	uint64_t ms, best = UINT64_MAX;
+	pid_t agent;
+	int i, rc = 0;
+
+	start(&t);
+	agent = it_ns_status(&t, NULL, NULL);
+	require(agent > 0, "agent");
+	kill(agent, SIGSTOP);
+	for (i = 0; i < 3; i++) {
+		rc = ctl(&t, &ms, (const char *const[]){ "status", "--json",
+		    NULL });
+		best = ms < best ? ms : best;
+	}
+	kill(agent, SIGCONT);
+	check(best < 100, "status answers within 100 ms while the agent is "
+	    "stopped (best %llu ms)", (unsigned long long)best);
+	check(rc == 69 && strstr(out, "\"agent\":null") &&
+	    strstr(out, "\"state\":\"running\""), "the supervisor's view, "
+	    "agent not answering (%d): %s", rc, out);
+	finish(&t);
+}
+
 TEST(upgrade_replaces_a_crash_looping_agent)
 {
 	char good[PATH_MAX + 32];

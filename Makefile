@@ -3,16 +3,16 @@
 #   make                 release binaries in build/
 #   make SAN=1           ASan+UBSan binaries in build-san/
 #   make CRASHPOINTS=1   crash points compiled in, in build-cp/
-#   make check           deps, -Werror release build, unit tests under the
+#   make check           test deps, -Werror release build, unit tests under the
 #                        sanitizers, integration tests, fuzz smoke, prove
-#   make demo            deps, build, live upgrades under a temporary root
+#   make demo            build deps, build, live upgrades under a temporary root
 #   make fuzz            each decoder's libFuzzer target for FUZZ_SECONDS
 #
 # Sources are found by wildcard: a new module is a new .c/.h pair in its
 # folder, a new test is tests/unit/test_*.c or tests/integration/it_*.c.
 
 CC       ?= cc
-PKGS     := libuv msgpack libseccomp uuid nettle
+PKGS     := libuv msgpack libseccomp uuid nettle jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -55,7 +55,7 @@ BINS  := $(B)/baton-supervisor $(B)/baton-agent $(B)/batonctl \
 TESTS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC)) \
          $(patsubst tests/integration/%.c,$(B)/tests/%,$(IT_SRC))
 
-.PHONY: all bins tests check unit integration demo fuzz fuzz-build deps \
+.PHONY: all bins tests check unit integration demo fuzz fuzz-build deps deps-check \
         clean format bench crash-matrix chaos
 .DEFAULT_GOAL := all
 
@@ -106,32 +106,35 @@ $(shell mkdir -p $(B)/gen && \
    mv $(B)/gen/version-gen.h.tmp $(B)/gen/version-gen.h); \
   rm -f $(B)/gen/version-gen.h.tmp)
 
+# deps: what building needs (make demo); deps-check: also the tests' tools.
 deps:
 	@scripts/deps.sh
+deps-check:
+	@scripts/deps.sh --check
 
 # The test build: sanitizers and crash points together.
 TB := build-san-cp
-check: deps
+check: deps-check
 	$(MAKE) bins
 	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
 	$(MAKE) fuzz-build
 	@scripts/check.sh $(TB) $(B)
 
-unit: deps
+unit: deps-check
 	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
 	prove -e '' $(TB)/tests/test_*
 
-integration: deps
+integration: deps-check
 	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
 	prove -e '' $(TB)/tests/it_*
 
-crash-matrix: deps
+crash-matrix: deps-check
 	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
 	prove -v -e '' $(TB)/tests/it_crash_matrix
 
 # Random SIGKILLs during back-to-back upgrades under load: make chaos N=50
 N ?= 20
-chaos: deps
+chaos: deps-check
 	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
 	CHAOS_N=$(N) prove -v -e '' $(TB)/tests/it_chaos
 
@@ -163,7 +166,7 @@ fuzz-build:
 	  clang $(CPPFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -o $(FB)/$$n $$f $(LIB_SRC) $(LDLIBS) || exit 1; \
 	done
-fuzz: deps fuzz-build
+fuzz: deps-check fuzz-build
 	@scripts/fuzz.sh $(FB) $(FUZZ_SECONDS)
 
 # ---- Install, the shared consumer library, packages (issue 15) ----

@@ -1,14 +1,16 @@
 /*
- * json: --json output for the command-line tools, and a small reader for
- * batonctl's own one-line objects (what rollout gets back from each host).
- * The reader skips values it does not need and never recurses without a
- * depth limit.
+ * json: --json output for the command-line tools, and reading batonctl's
+ * one-line objects (what rollout gets back from each host, what tests
+ * check).  Input from outside the process is parsed by jansson, Debian's
+ * kept JSON library (UTF-8 checked, every escape decoded, depth bounded),
+ * not by a reader of our own.
  */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "common/json.h"
 
@@ -33,170 +35,86 @@ json_put_str(FILE *f, const char *s)
 	putc('"', f);
 }
 
-static const char *
-jws(const char *p)
+/*
+ * The value at a dotted path of object keys ("supervisor.state") in the
+ * parsed document, or NULL.  Borrowed from doc.
+ */
+static json_t *
+at(json_t *doc, const char *path)
 {
-	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-		p++;
-	return p;
-}
-
-/* End of the string starting at p ('"'), past the closing quote; NULL bad. */
-static const char *
-jskip_str(const char *p)
-{
-	for (p++; *p; p++) {
-		if (*p == '\\') {
-			if (!*++p)
-				return NULL;
-		} else if (*p == '"') {
-			return p + 1;
-		}
-	}
-	return NULL;
-}
-
-static const char *
-jskip(const char *p, int depth)
-{
-	p = jws(p);
-	if (depth > 16)
-		return NULL;
-	if (*p == '"')
-		return jskip_str(p);
-	if (*p == '{' || *p == '[') {
-		char close = *p == '{' ? '}' : ']';
-
-		p = jws(p + 1);
-		if (*p == close)
-			return p + 1;
-		for (;;) {
-			if (close == '}') {
-				if (*p != '"' || !(p = jskip_str(p)))
-					return NULL;
-				p = jws(p);
-				if (*p++ != ':')
-					return NULL;
-			}
-			if (!(p = jskip(p, depth + 1)))
-				return NULL;
-			p = jws(p);
-			if (*p == close)
-				return p + 1;
-			if (*p++ != ',')
-				return NULL;
-			p = jws(p);
-		}
-	}
-	if (*p == '-' || (*p >= '0' && *p <= '9') || *p == 't' || *p == 'f' ||
-	    *p == 'n') {
-		while (*p && !strchr(",}] \t\r\n", *p))
-			p++;
-		return p;
-	}
-	return NULL;
-}
-
-/* The value at a dotted path of object keys ("supervisor.state"), or NULL. */
-const char *
-json_find(const char *js, const char *path)
-{
-	const char *p = jws(js), *dot, *k, *ke;
+	char key[128];
+	const char *dot;
 	size_t len;
 
-	while (*path) {
+	while (doc && *path) {
 		dot = strchr(path, '.');
 		len = dot ? (size_t)(dot - path) : strlen(path);
-		if (*p != '{')
+		if (!json_is_object(doc) || len >= sizeof(key))
 			return NULL;
-		p = jws(p + 1);
-		for (;;) {
-			if (*p != '"')
-				return NULL;
-			k = p + 1;
-			if (!(ke = jskip_str(p)))
-				return NULL;
-			p = jws(ke);
-			if (*p++ != ':')
-				return NULL;
-			p = jws(p);
-			if ((size_t)(ke - 1 - k) == len &&
-			    memcmp(k, path, len) == 0)
-				break;
-			if (!(p = jskip(p, 0)))
-				return NULL;
-			p = jws(p);
-			if (*p++ != ',')
-				return NULL;
-			p = jws(p);
-		}
+		memcpy(key, path, len);
+		key[len] = '\0';
+		doc = json_object_get(doc, key);
 		path += len + (dot ? 1 : 0);
 	}
-	return p;
+	return doc;
 }
 
-/* 1 a string (copied, escapes decoded), 0 null, -1 missing or another type. */
+/* Parse js (one value, maybe followed by whitespace); NULL when bad. */
+static json_t *
+parse(const char *js)
+{
+	json_error_t e;
+
+	return json_loads(js, JSON_REJECT_DUPLICATES, &e);
+}
+
+bool
+json_has(const char *js, const char *path)
+{
+	json_t *doc = parse(js);
+	bool r = at(doc, path) != NULL;
+
+	json_decref(doc);
+	return r;
+}
+
 int
 json_get_str(const char *js, const char *path, char *out, size_t len)
 {
-	const char *p = json_find(js, path);
-	size_t o = 0;
+	json_t *doc = parse(js), *v = at(doc, path);
+	int r = -1;
 
 	if (len)
 		out[0] = '\0';
-	if (!p)
-		return -1;
-	if (strncmp(p, "null", 4) == 0)
-		return 0;
-	if (*p != '"' || !jskip_str(p))
-		return -1;
-	for (p++; *p != '"' && o + 1 < len; p++) {
-		char c = *p;
-
-		if (c == '\\') {
-			c = *++p;
-			if (c == 'n')
-				c = '\n';
-			else if (c == 't')
-				c = '\t';
-			else if (c == 'u') {
-				unsigned v = 0;
-
-				if (sscanf(p + 1, "%4x", &v) != 1)
-					return -1;
-				p += 4;
-				c = v < 0x80 ? (char)v : '?';
-			}
-		}
-		out[o++] = c;
+	if (json_is_null(v)) {
+		r = 0;
+	} else if (json_is_string(v) && json_string_length(v) < len &&
+	    !memchr(json_string_value(v), '\0', json_string_length(v))) {
+		memcpy(out, json_string_value(v), json_string_length(v) + 1);
+		r = 1;
 	}
-	out[o] = '\0';
-	return 1;
+	json_decref(doc);
+	return r;
 }
 
 bool
 json_get_u64(const char *js, const char *path, uint64_t *v)
 {
-	const char *p = json_find(js, path);
-	char *end;
+	json_t *doc = parse(js), *n = at(doc, path);
+	bool r = json_is_integer(n) && json_integer_value(n) >= 0;
 
-	if (!p || *p < '0' || *p > '9')
-		return false;
-	errno = 0;
-	*v = strtoull(p, &end, 10);
-	return errno == 0 && end != p;
+	if (r)
+		*v = (uint64_t)json_integer_value(n);
+	json_decref(doc);
+	return r;
 }
 
-/* 1 true, 0 false, -1 missing or another type. */
 int
 json_get_bool(const char *js, const char *path)
 {
-	const char *p = json_find(js, path);
+	json_t *doc = parse(js), *b = at(doc, path);
+	int r = json_is_boolean(b) ? json_is_true(b) : -1;
 
-	if (p && strncmp(p, "true", 4) == 0)
-		return 1;
-	if (p && strncmp(p, "false", 5) == 0)
-		return 0;
-	return -1;
+	json_decref(doc);
+	return r;
 }
-

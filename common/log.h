@@ -21,6 +21,12 @@ void log_set_level(enum log_level lvl);
 void log_event(enum log_level lvl, const char *event, const char *msg,
     const char *kvfmt, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * Write another process's logfmt line (no newline) as it is, with the
+ * journald priority of its level= when stderr is the journal.
+ */
+void log_relay(const char *line);
+
 #define log_debug(ev, msg, ...) log_event(LOG_DEBUG, ev, msg, __VA_ARGS__)
 #define log_info(ev, msg, ...) log_event(LOG_INFO, ev, msg, __VA_ARGS__)
 #define log_warn(ev, msg, ...) log_event(LOG_WARN, ev, msg, __VA_ARGS__)

@@ -104,3 +104,42 @@ paths_mkparent(const char *path, unsigned mode)
 	*slash = '\0';
 	return paths_mkdirs(buf, mode);
 }
+
+int
+paths_check_root(const char *root, const char **ret_why)
+{
+	struct stat st;
+
+	if (root[0] != '/') {
+		*ret_why = "must be an absolute path";
+		return -EINVAL;
+	}
+	if (stat(root, &st) < 0)
+		return 0;	/* made on first use, 0755 */
+	if (!S_ISDIR(st.st_mode)) {
+		*ret_why = "not a directory";
+		return -ENOTDIR;
+	}
+	/* Sockets, journal and pins live below: nobody else may swap them. */
+	if (st.st_mode & S_IWOTH) {
+		*ret_why = "writable by others (chmod o-w)";
+		return -EPERM;
+	}
+	return 0;
+}
+
+int
+paths_check_dir(const char *dir, const char **ret_why)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0) {
+		*ret_why = strerror(errno);
+		return -errno;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		*ret_why = "not a directory";
+		return -ENOTDIR;
+	}
+	return 0;
+}

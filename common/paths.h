@@ -34,4 +34,13 @@ int paths_mkparent(const char *path, unsigned mode);
 /* mkdir -p of dir. */
 int paths_mkdirs(const char *dir, unsigned mode);
 
+/*
+ * A --root from the command line: absolute (else -EINVAL, a usage
+ * error), and when it exists a directory others cannot write (else
+ * -ENOTDIR / -EPERM, a configuration error).  *ret_why says which.
+ */
+int paths_check_root(const char *root, const char **ret_why);
+/* A directory named on the command line exists: 0 or -errno, *ret_why. */
+int paths_check_dir(const char *dir, const char **ret_why);
+
 #endif

@@ -113,6 +113,10 @@ child(const struct spawn_opts *o, char **envp, char *fds_var,
 	struct sigaction sa;
 	sigset_t none;
 
+	/* First, before fd 3.. are filled: stderr_fd may sit there. */
+	if (o->stderr_fd > STDERR_FILENO &&
+	    dup2(o->stderr_fd, STDERR_FILENO) < 0)
+		goto fail;
 	/* Keep the error pipe clear of the range we are about to fill. */
 	e = fcntl(errfd, F_DUPFD_CLOEXEC, first_free + 1);
 	if (e < 0)

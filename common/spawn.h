@@ -19,6 +19,7 @@ struct spawn_opts {
 	int extra_fd;			/* -1 or placed at 3+n_listen */
 	const char *extra_fd_env;	/* e.g. "HANDOFF_SOCK_FD", or NULL */
 	int pdeathsig;			/* 0 or a signal sent if we die */
+	int stderr_fd;			/* > 2: the child's stderr; else ours */
 };
 
 /*

@@ -31,7 +31,8 @@
 #define MSG_TYPE_DISK_MIN	96
 
 enum kind {
-	K_U16, K_U32, K_U64, K_OU64, K_BOOL, K_STR, K_NSTR, K_BIN, K_STRARR
+	K_U16, K_U32, K_U64, K_OU64, K_BOOL, K_STR, K_NSTR, K_BIN, K_STRARR,
+	K_NSLIST
 };
 
 struct field {
@@ -135,12 +136,69 @@ pack_str(msgpack_packer *pk, const char *s)
 	return 0;
 }
 
+static int pack_strarr(msgpack_packer *pk, const struct strarr *sa);
+
+/* NS_LIST_REPLY's allocations: an array of four-key maps. */
+static int
+pack_nslist(msgpack_packer *pk, const struct nslist *l)
+{
+	const struct nslist_entry *e;
+	uint32_t i;
+	int r;
+
+	if (l->n > MSG_MAX_LIST)
+		return -PROTO_ELIMIT;
+	if (l->n > 0 && l->v == NULL)
+		return -EINVAL;
+	if (msgpack_pack_array(pk, l->n) != 0)
+		return -ENOMEM;
+	for (i = 0; i < l->n; i++) {
+		e = &l->v[i];
+		if (e->allocation_id == NULL)
+			return -EINVAL;
+		if (msgpack_pack_map(pk, 4) != 0)
+			return -ENOMEM;
+		if ((r = pack_str(pk, "allocation_id")) < 0 ||
+		    (r = pack_str(pk, e->allocation_id)) < 0 ||
+		    (r = pack_str(pk, "namespaces")) < 0 ||
+		    (r = pack_strarr(pk, &e->namespaces)) < 0 ||
+		    (r = pack_str(pk, "uenv_image")) < 0)
+			return r;
+		if (e->uenv_image ? (r = pack_str(pk, e->uenv_image)) < 0 :
+		    msgpack_pack_nil(pk) != 0)
+			return r < 0 ? r : -ENOMEM;
+		if ((r = pack_str(pk, "alive")) < 0)
+			return r;
+		if ((e->alive ? msgpack_pack_true(pk) :
+		    msgpack_pack_false(pk)) != 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int
+pack_strarr(msgpack_packer *pk, const struct strarr *sa)
+{
+	uint32_t i;
+	int r;
+
+	if (sa->n > MSG_MAX_ARR)
+		return -PROTO_ELIMIT;
+	if (msgpack_pack_array(pk, sa->n) != 0)
+		return -ENOMEM;
+	for (i = 0; i < sa->n; i++) {
+		if (sa->v[i] == NULL)
+			return -EINVAL;
+		if ((r = pack_str(pk, sa->v[i])) < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int
 pack_field(msgpack_packer *pk, const struct field *f, const void *p)
 {
-	const struct strarr *sa;
 	const struct bin *b;
-	uint32_t i;
 	int r = 0;
 
 	switch (f->kind) {
@@ -178,18 +236,9 @@ pack_field(msgpack_packer *pk, const struct field *f, const void *p)
 			return -ENOMEM;
 		break;
 	case K_STRARR:
-		sa = p;
-		if (sa->n > MSG_MAX_ARR)
-			return -PROTO_ELIMIT;
-		if (msgpack_pack_array(pk, sa->n) != 0)
-			return -ENOMEM;
-		for (i = 0; i < sa->n; i++) {
-			if (sa->v[i] == NULL)
-				return -EINVAL;
-			if ((r = pack_str(pk, sa->v[i])) < 0)
-				return r;
-		}
-		break;
+		return pack_strarr(pk, p);
+	case K_NSLIST:
+		return pack_nslist(pk, p);
 	}
 	return r != 0 ? -ENOMEM : 0;
 }
@@ -418,6 +467,129 @@ fail:
 	return e;
 }
 
+static void
+free_strarr(struct strarr *sa)
+{
+	uint32_t j;
+
+	for (j = 0; j < sa->n; j++)
+		free((char *)sa->v[j]);
+	free(sa->v);
+	sa->v = NULL;
+	sa->n = 0;
+}
+
+static void
+free_nslist(struct nslist *l)
+{
+	struct nslist_entry *v = (struct nslist_entry *)l->v;
+	uint32_t i;
+
+	for (i = 0; i < l->n; i++) {
+		free((char *)v[i].allocation_id);
+		free((char *)v[i].uenv_image);
+		free_strarr(&v[i].namespaces);
+	}
+	free(v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+static int rd_skip(struct rd *r);
+
+/*
+ * One NS_LIST_REPLY entry: a map with allocation_id, namespaces,
+ * uenv_image (nil allowed) and alive; unknown keys skipped, a repeated
+ * or missing known key refused.
+ */
+static int
+rd_nsentry(struct rd *r, struct nslist_entry *e)
+{
+	static const char *const keys[] = { "allocation_id", "namespaces",
+	    "uenv_image", "alive" };
+	const uint8_t *key;
+	uint64_t npairs, k;
+	unsigned seen = 0, i;
+	size_t keylen;
+	uint8_t tag;
+	int err;
+
+	if ((err = rd_tag(r, &tag)) < 0)
+		return err;
+	if ((err = rd_len(r, tag, &FAM_MAP, &npairs)) <= 0)
+		return err < 0 ? err : -PROTO_EVALTYPE;
+	if (npairs > r->left / 2)
+		return -PROTO_ETRUNC;
+	for (k = 0; k < npairs; k++) {
+		if ((err = rd_tag(r, &tag)) < 0 ||
+		    (err = rd_strview(r, tag, &key, &keylen)) < 0)
+			return err;
+		for (i = 0; i < 4; i++)
+			if (strlen(keys[i]) == keylen &&
+			    memcmp(keys[i], key, keylen) == 0)
+				break;
+		if (i == 4) {
+			if ((err = rd_skip(r)) < 0)
+				return err;
+			continue;
+		}
+		if (seen & (1u << i))
+			return -PROTO_EVALTYPE;
+		seen |= 1u << i;
+		if ((err = rd_tag(r, &tag)) < 0)
+			return err;
+		switch (i) {
+		case 0:
+			err = rd_str(r, tag, &e->allocation_id);
+			break;
+		case 1:
+			err = rd_strarr(r, tag, &e->namespaces);
+			break;
+		case 2:
+			err = tag == 0xc0 ? 0 : rd_str(r, tag, &e->uenv_image);
+			break;
+		default:
+			if (tag != 0xc2 && tag != 0xc3)
+				return -PROTO_EVALTYPE;
+			e->alive = tag == 0xc3;
+			break;
+		}
+		if (err < 0)
+			return err;
+	}
+	return (seen | 4u) == 15u ? 0 : -PROTO_EMISSING;
+}
+
+static int
+rd_nslist(struct rd *r, uint8_t tag, struct nslist *ret_l)
+{
+	struct nslist l = { 0, NULL };
+	struct nslist_entry *v = NULL;
+	uint64_t n, i;
+	int e;
+
+	if ((e = rd_len(r, tag, &FAM_ARR, &n)) <= 0)
+		return e < 0 ? e : -PROTO_EVALTYPE;
+	if (n > MSG_MAX_LIST)
+		return -PROTO_ELIMIT;
+	/* Each entry takes at least one byte. */
+	if (n > r->left)
+		return -PROTO_ETRUNC;
+	if (n > 0 && (v = calloc(n, sizeof(*v))) == NULL)
+		return -ENOMEM;
+	l.v = v;
+	for (i = 0; i < n; i++) {
+		l.n = (uint32_t)i + 1;
+		if ((e = rd_nsentry(r, &v[i])) < 0) {
+			free_nslist(&l);
+			return e;
+		}
+	}
+	l.n = (uint32_t)n;
+	*ret_l = l;
+	return 0;
+}
+
 static int
 rd_bin(struct rd *r, uint8_t tag, struct bin *ret_b)
 {
@@ -553,6 +725,8 @@ rd_field(struct rd *r, const struct field *f, void *p)
 		return rd_bin(r, tag, p);
 	case K_STRARR:
 		return rd_strarr(r, tag, p);
+	case K_NSLIST:
+		return rd_nslist(r, tag, p);
 	default:
 		return -PROTO_EVALTYPE;
 	}
@@ -562,9 +736,7 @@ static void
 free_fields(const struct desc *d, struct msg *m)
 {
 	const struct field *fs;
-	struct strarr *sa;
 	size_t i, n;
-	uint32_t j;
 	void *p;
 
 	fs = d->fields(&n);
@@ -582,12 +754,10 @@ free_fields(const struct desc *d, struct msg *m)
 			((struct bin *)p)->len = 0;
 			break;
 		case K_STRARR:
-			sa = p;
-			for (j = 0; j < sa->n; j++)
-				free((char *)sa->v[j]);
-			free(sa->v);
-			sa->v = NULL;
-			sa->n = 0;
+			free_strarr(p);
+			break;
+		case K_NSLIST:
+			free_nslist(p);
 			break;
 		default:
 			break;
@@ -681,6 +851,34 @@ msg_free(struct msg *m)
 	free_fields(d, m);
 }
 
+static bool
+str_equal(const char *a, const char *b)
+{
+	return (a == NULL) == (b == NULL) && (a == NULL || strcmp(a, b) == 0);
+}
+
+static bool
+nslist_equal(const struct nslist *a, const struct nslist *b)
+{
+	uint32_t i, j;
+
+	if (a->n != b->n)
+		return false;
+	for (i = 0; i < a->n; i++) {
+		const struct nslist_entry *x = &a->v[i], *y = &b->v[i];
+
+		if (!str_equal(x->allocation_id, y->allocation_id) ||
+		    !str_equal(x->uenv_image, y->uenv_image) ||
+		    x->alive != y->alive ||
+		    x->namespaces.n != y->namespaces.n)
+			return false;
+		for (j = 0; j < x->namespaces.n; j++)
+			if (strcmp(x->namespaces.v[j], y->namespaces.v[j]) != 0)
+				return false;
+	}
+	return true;
+}
+
 bool
 msg_equal(const struct msg *a, const struct msg *b)
 {
@@ -740,6 +938,10 @@ msg_equal(const struct msg *a, const struct msg *b)
 			for (j = 0; j < aa->n; j++)
 				if (strcmp(aa->v[j], ab->v[j]) != 0)
 					return false;
+			break;
+		case K_NSLIST:
+			if (!nslist_equal(pa, pb))
+				return false;
 			break;
 		}
 	}
@@ -840,6 +1042,22 @@ ns_error_kind_ok(const char *s)
 	return false;
 }
 
+static const char *
+nslist_check(const struct nslist *l)
+{
+	uint32_t i;
+
+	for (i = 0; i < l->n; i++) {
+		if (!msg_allocation_id_ok(l->v[i].allocation_id))
+			return "allocations: bad allocation_id";
+		if (!nsset_ok(&l->v[i].namespaces))
+			return "allocations: bad namespaces";
+		if (l->v[i].uenv_image && !msg_uenv_image_ok(l->v[i].uenv_image))
+			return "allocations: bad uenv_image";
+	}
+	return NULL;
+}
+
 /*
  * Checks keyed by field name, so that every message carrying a
  * handoff_id or allocation_id is checked the same way.  NSTR fields are
@@ -866,6 +1084,8 @@ check_field(const struct field *f, const void *p)
 		return "namespaces is not a non-empty set of pid, net, mount";
 	if (strcmp(f->key, "fd_types") == 0 && !nsset_ok(p))
 		return "fd_types is not a non-empty set of pid, net, mount";
+	if (f->kind == K_NSLIST)
+		return nslist_check(p);
 	if (strcmp(f->key, "state_digest") == 0 &&
 	    ((const struct bin *)p)->len > 64)
 		return "state_digest is longer than 64 bytes";

@@ -14,10 +14,24 @@
 #define MSG_MAX_STR	4096	/* bytes in one string field */
 #define MSG_MAX_BIN	1024	/* bytes in one bin field */
 #define MSG_MAX_ARR	64	/* elements in one array field */
+#define MSG_MAX_LIST	65536	/* entries in one NSLIST field */
 
 struct strarr {
 	uint32_t n;
 	const char **v;
+};
+
+/* One allocation in NS_LIST_REPLY (SPEC §5). */
+struct nslist_entry {
+	const char *allocation_id;
+	struct strarr namespaces;
+	const char *uenv_image;		/* or NULL */
+	bool alive;
+};
+
+struct nslist {
+	uint32_t n;
+	const struct nslist_entry *v;
 };
 
 struct bin {
@@ -34,6 +48,7 @@ struct bin {
 #define FT_NSTR const char *
 #define FT_BIN struct bin
 #define FT_STRARR struct strarr
+#define FT_NSLIST struct nslist
 
 enum msg_type {
 #define MSG(NAME, id, fields) MSG_##NAME = id,

@@ -20,6 +20,7 @@ for t in "$tb"/tests/test_* "$tb"/tests/it_*; do
 	[ -x "$t" ] && tests="$tests $t"
 done
 [ -x tests/release_no_crashpoints.sh ] && tests="$tests tests/release_no_crashpoints.sh"
+[ -x tests/deps_split.sh ] && tests="$tests tests/deps_split.sh"
 [ -x tests/fuzz_smoke.sh ] && tests="$tests tests/fuzz_smoke.sh"
 # The .debs built, lintianed, unpacked and run (issue 15).
 [ -x scripts/check-packages.sh ] && tests="$tests scripts/check-packages.sh"

@@ -1,23 +1,49 @@
 #!/bin/sh
-# Install the Debian packages baton needs to build, test and demo, only
-# when one is missing.  Runs apt-get update first on a machine that has
-# never fetched the package lists.  Root runs apt-get directly; anyone
-# else goes through sudo.
+# Install the Debian packages baton needs, only when one is missing.
+# Runs apt-get update first on a machine that has never fetched the
+# package lists.  Root runs apt-get directly; anyone else goes through
+# sudo.
 #
-#   scripts/deps.sh            build + test + demo packages
+#   scripts/deps.sh            what building needs (make, make demo)
+#   scripts/deps.sh --check    also what the tests need (make check):
+#                              clang for the fuzzers, python for the
+#                              cross-check, pdsh, clustershell and
+#                              openssh for the rollout tests, fiu, ...
 #   scripts/deps.sh --peers    also the peer systems for `make bench-peers`
+#   scripts/deps.sh --list [--check | --peers]
+#                              print the packages instead (tests/deps_split.sh)
 set -eu
 
-pkgs="build-essential pkg-config clang libclang-rt-14-dev
-libuv1-dev libmsgpack-dev libseccomp-dev uuid-dev nettle-dev
-python3 python3-msgpack perl util-linux iproute2 squashfs-tools procps pdsh fiu-utils"
+list=""
+if [ "${1:-}" = "--list" ]; then
+	list=1
+	shift
+fi
 
-# Packaging and units (make check builds and lintians the .debs, runs
-# systemd-analyze verify; issue 15).
-pkgs="$pkgs debhelper dpkg-dev fakeroot lintian systemd man-db"
+# Building: the compiler and the libraries baton links.
+build="build-essential pkg-config
+libuv1-dev libmsgpack-dev libseccomp-dev uuid-dev nettle-dev libjansson-dev"
+# Testing: sanitizer runtime for clang's fuzzers, the msgpack cross-check,
+# namespaces and uenv images, pdsh and nodeset for rollout, a local sshd
+# for the ssh rollout test, fault injection; packaging and units (make check
+# builds and lintians the .debs, runs systemd-analyze verify).
+check="clang libclang-rt-14-dev python3 python3-msgpack perl util-linux
+iproute2 squashfs-tools procps pdsh clustershell openssh-server
+openssh-client fiu-utils
+debhelper dpkg-dev fakeroot lintian systemd man-db"
+peers="haproxy nginx-light golang-go golang-github-cloudflare-tableflip-dev
+gnuplot-nox"
 
-if [ "${1:-}" = "--peers" ]; then
-	pkgs="$pkgs haproxy nginx-light golang-go golang-github-cloudflare-tableflip-dev gnuplot-nox"
+case "${1:-}" in
+"") pkgs="$build" ;;
+--check) pkgs="$build $check" ;;
+--peers) pkgs="$build $check $peers" ;;
+*) echo "usage: scripts/deps.sh [--list] [--check | --peers]" >&2; exit 64 ;;
+esac
+if [ -n "$list" ]; then
+	# shellcheck disable=SC2086
+	printf '%s\n' $pkgs
+	exit 0
 fi
 
 missing=""

@@ -106,8 +106,9 @@ main(int argc, char **argv)
 	struct agent_config cfg = { 0 };
 	uid_t uids[MAX_ALLOW];
 	gid_t gids[MAX_ALLOW];
+	const char *why;
 	unsigned id;
-	int c;
+	int c, r;
 
 	log_init("agent");
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -157,6 +158,20 @@ main(int argc, char **argv)
 		fprintf(stderr, "baton-agent: unexpected argument '%s'\n",
 		    argv[optind]);
 		return 64;
+	}
+	if ((r = paths_check_root(root, &why)) < 0) {
+		fprintf(stderr, "baton-agent: --root '%s': %s\n", root, why);
+		return r == -EINVAL ? 64 : 78;
+	}
+	/* Named on the command line, so they must be there. */
+	for (c = 0; c < 2; c++) {
+		const char *dir = c == 0 ? uenv : cfg.cgroup_root;
+
+		if (dir && paths_check_dir(dir, &why) < 0) {
+			fprintf(stderr, "baton-agent: --%s '%s': %s\n", c == 0 ?
+			    "uenv-dir" : "cgroup-root", dir, why);
+			return 78;
+		}
 	}
 	if (paths_init(&cfg.paths, root) < 0) {
 		fprintf(stderr, "baton-agent: --root too long\n");

@@ -1102,6 +1102,55 @@ handle_status(struct client *cl)
 		conn_close(cl->c);
 }
 
+/*
+ * NS_LIST: every allocation in the table (not those still being
+ * created), with alive = its namespaces are still pinned and, with a pid
+ * namespace, its init (the reaper) still runs (nsprov_check).
+ */
+static void
+handle_list(struct client *cl)
+{
+	struct nsserver *s = cl->s;
+	const char *names[1u << NSCLIENT_MAX_NS][NSCLIENT_MAX_NS], *why;
+	unsigned counts[1u << NSCLIENT_MAX_NS], i = 0, k, mask;
+	struct nslist_entry *v = NULL;
+	const struct ns_alloc *a;
+	struct msg m;
+
+	if (s->t.n > 0 && !(v = calloc(s->t.n, sizeof(*v)))) {
+		send_error(cl, NULL, "limit_exceeded", "out of memory");
+		return;
+	}
+	/* The names of each namespace set, in kind order. */
+	for (mask = 0; mask < (1u << NSCLIENT_MAX_NS); mask++) {
+		counts[mask] = 0;
+		for (k = 0; k < NSCLIENT_MAX_NS; k++)
+			if (mask & (1u << k))
+				names[mask][counts[mask]++] =
+				    nsclient_kind_name(k);
+	}
+	for (a = s->t.head; a && i < s->t.n; a = a->next, i++) {
+		mask = a->mask & ((1u << NSCLIENT_MAX_NS) - 1);
+		v[i].allocation_id = a->id;
+		v[i].namespaces.n = counts[mask];
+		v[i].namespaces.v = names[mask];
+		v[i].uenv_image = a->image;
+		v[i].alive = nsprov_check(s->pin_dir, a->id, a->mask, a->ino,
+		    a->reaper, &why) == 0;
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_NS_LIST_REPLY;
+	m.u.NS_LIST_REPLY.seq = s->t.seq;
+	m.u.NS_LIST_REPLY.allocations.n = i;
+	m.u.NS_LIST_REPLY.allocations.v = v;
+	if (conn_send(cl->c, &m, NULL, 0) < 0) {
+		send_error(cl, NULL, "limit_exceeded",
+		    "the allocation list does not fit one frame");
+		conn_close_after_flush(cl->c);
+	}
+	free(v);
+}
+
 static void
 frame_cb(struct conn *c, struct frame *f, void *data)
 {
@@ -1119,6 +1168,9 @@ frame_cb(struct conn *c, struct frame *f, void *data)
 		break;
 	case MSG_STATUS:
 		handle_status(cl);
+		break;
+	case MSG_NS_LIST:
+		handle_list(cl);
 		break;
 	case MSG_SUBSCRIBE:
 		if (!cl->subscriber && s->nsubs >= s->max_subs) {

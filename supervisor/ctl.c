@@ -5,6 +5,7 @@
  * One upgrade at a time: a second CTL_UPGRADE gets ERROR in_progress.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -87,6 +88,10 @@ reply_journal(struct sup *s, struct conn *c)
 		    last.phase);
 		m.u.CTL_JOURNAL_REPLY.last_outcome = outcome;
 	}
+	if (s->last_abort_reason[0])
+		m.u.CTL_JOURNAL_REPLY.last_abort_reason = s->last_abort_reason;
+	if (s->last_agent_exit[0])
+		m.u.CTL_JOURNAL_REPLY.last_agent_exit = s->last_agent_exit;
 	(void)conn_send(c, &m, NULL, 0);
 }
 
@@ -147,11 +152,53 @@ env_refusal(const char *kv)
 	return NULL;
 }
 
+/* ERROR for a refused CTL_UPGRADE: a code batonctl acts on, and why. */
+static void
+upgrade_refused(struct conn *c, int r, const char *binary)
+{
+	const char *code = "failed";
+	char msg[PATH_MAX + 160];
+
+	switch (r) {
+	case -EINPROGRESS:
+		code = "in_progress";
+		snprintf(msg, sizeof(msg), "an upgrade is in progress");
+		break;
+	case -EBUSY:
+		code = "starting";
+		snprintf(msg, sizeof(msg), "the agent is starting");
+		break;
+	case -EAGAIN:
+		code = "unavailable";
+		snprintf(msg, sizeof(msg), "no agent is serving right now");
+		break;
+	case -ENOTSUP:
+		code = "unsupported";
+		snprintf(msg, sizeof(msg), "no agent serves, so this replaces "
+		    "it with the configured arguments: --arg and --env are "
+		    "not taken");
+		break;
+	case -EINVAL:
+	case -ENOENT:
+	case -EACCES:
+	case -EPERM:
+		code = "bad_binary";
+		snprintf(msg, sizeof(msg), "'%s': %s", binary, r == -EINVAL ?
+		    "not an absolute path" : r == -EPERM ? "refused: writable "
+		    "by others or outside --allow-binary-dir" : strerror(-r));
+		break;
+	default:
+		snprintf(msg, sizeof(msg), "'%s': %s", binary, strerror(-r));
+		break;
+	}
+	send_error(c, code, msg);
+}
+
 static void
 start_upgrade(struct sup *s, struct conn *c, const struct msg *m)
 {
 	const struct msg_body_66 *u = &m->u.CTL_UPGRADE;
-	const char *code = "failed";
+	struct conn *prev;
 	unsigned i;
 	int r;
 
@@ -165,26 +212,16 @@ start_upgrade(struct sup *s, struct conn *c, const struct msg *m)
 			return;
 		}
 	}
+	/* Set first: a replace whose spawn fails answers right away. */
+	prev = s->upgrade_client;
+	s->upgrade_client = c;
 	r = sup_upgrade(s, u->binary, u->args.v, u->args.n, u->env.v, u->env.n,
 	    u->deadline_ms, u->drain_grace_ms);
-	if (r == 0) {
-		s->upgrade_client = c;
+	if (r == 0)
 		return;
-	}
-	switch (r) {
-	case -EINPROGRESS: code = "in_progress"; break;
-	case -EAGAIN: code = "unavailable"; break;
-	case -EINVAL:
-	case -ENOENT:
-	case -EACCES:
-	case -EPERM: code = "bad_binary"; break;
-	default: break;
-	}
-	send_error(c, code, r == -EINPROGRESS ? "an upgrade is in progress" :
-	    r == -EAGAIN ? "no agent is serving right now" :
-	    r == -EINVAL ? "binary must be an absolute path" :
-	    r == -EPERM ? "binary refused: writable by others or outside "
-	    "--allow-binary-dir (see the supervisor log)" : strerror(-r));
+	s->upgrade_client = prev;
+	upgrade_refused(c, r, u->binary && *u->binary ? u->binary :
+	    s->agent_binary);
 }
 
 static void

@@ -1,5 +1,5 @@
 /*
- * ctl_ns: `batonctl ns create|run|release` (SPEC §8), a thin command line
+ * ctl_ns: `batonctl ns list|create|run|release` (SPEC §8), a thin command line
  * over nsclient against <root>/run/pact/handoff.sock.
  */
 #ifndef BATON_CTL_NS_H

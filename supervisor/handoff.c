@@ -44,6 +44,7 @@
 #include "common/spawn.h"
 #include "crashpoints/crashpoint.h"
 #include "proto/wire.h"
+#include "supervisor/agentlog.h"
 #include "supervisor/handoff.h"
 #include "supervisor/journal.h"
 #include "supervisor/procwatch.h"
@@ -298,7 +299,7 @@ spawn_successor(struct handoff *h)
 		names[i] = s->lnames[i];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		return -errno;
-	pid = spawn_agent(&(struct spawn_opts){
+	pid = agentlog_spawn(s->loop, &(struct spawn_opts){
 		.path = h->binary,
 		.argv = argv,
 		.env_extra = envx,
@@ -631,7 +632,10 @@ a_kill_timeout(struct handoff *h)
 static enum hstate
 a_n_lost(struct handoff *h)
 {
-	return begin_abort(h, "successor went away in %s", state_names[h->st]);
+	char why[200];
+
+	return begin_abort(h, "successor went away in %s: %s",
+	    state_names[h->st], agentlog_describe(h->n_pid, why, sizeof(why)));
 }
 
 static enum hstate

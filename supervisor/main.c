@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/version.h"
 #include "common/log.h"
@@ -63,6 +64,47 @@ parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/*
+ * The metrics file's directory: made 0755 when missing so that
+ * node_exporter's textfile collector (another user) can list and read
+ * it.  An explicit --metrics-file in a directory others cannot read is a
+ * configuration error; the default one (in the 0700 state dir) only gets
+ * a warning at start.
+ */
+static int
+metrics_dir_ready(const char *file, bool explicit)
+{
+	char dir[PATH_MAX], *slash;
+	struct stat st;
+
+	if (file[0] != '/') {
+		fprintf(stderr, "baton-supervisor: --metrics-file '%s': must be "
+		    "an absolute path\n", file);
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%s", file);
+	slash = strrchr(dir, '/');
+	*(slash == dir ? slash + 1 : slash) = '\0';
+	if (explicit && paths_mkdirs(dir, 0755) < 0) {
+		fprintf(stderr, "baton-supervisor: --metrics-file: mkdir '%s': "
+		    "%s\n", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &st) < 0 || (st.st_mode & 0005) != 0005) {
+		if (explicit) {
+			fprintf(stderr, "baton-supervisor: --metrics-file: '%s' is "
+			    "mode %04o; a collector running as another user "
+			    "cannot read it (chmod 0755)\n", dir,
+			    (unsigned)(st.st_mode & 07777));
+			return -1;
+		}
+		log_warn("metrics.unreadable", "the default metrics file is in "
+		    "the private state dir; give node_exporter's textfile "
+		    "directory with --metrics-file", "dir=%s", dir);
+	}
+	return 0;
+}
+
 static int
 default_agent(char *out, size_t len)
 {
@@ -102,10 +144,11 @@ main(int argc, char **argv)
 	static struct sup_config cfg;
 	const char *root = "/", *journal = NULL, *metrics = NULL, *agent = NULL;
 	uid_t uids[MAX_ALLOW];
+	const char *why;
 	uint64_t v;
 	unsigned i;
 	char *eq;
-	int c;
+	int c, r;
 
 	log_init("supervisor");
 	crashpoint_set_role("supervisor");
@@ -185,6 +228,10 @@ main(int argc, char **argv)
 		    argv[optind]);
 		return 64;
 	}
+	if ((r = paths_check_root(root, &why)) < 0) {
+		fprintf(stderr, "baton-supervisor: --root '%s': %s\n", root, why);
+		return r == -EINVAL ? 64 : 78;
+	}
 	if (paths_init(&cfg.paths, root) < 0) {
 		fprintf(stderr, "baton-supervisor: --root too long\n");
 		return 64;
@@ -195,6 +242,8 @@ main(int argc, char **argv)
 	if (metrics)
 		snprintf(cfg.paths.metrics, sizeof(cfg.paths.metrics), "%s",
 		    metrics);
+	if (metrics_dir_ready(cfg.paths.metrics, metrics != NULL) < 0)
+		return 78;
 	if (agent) {
 		if (agent[0] != '/') {
 			fprintf(stderr, "baton-supervisor: --agent must be an "

@@ -1,20 +1,37 @@
 /*
- * metrics: counters come from struct sup; histograms live here.  The file
- * is written to a temporary name and renamed, so a collector never reads
- * half a file.
+ * metrics: counters come from struct sup; gauges and histograms live
+ * here.  The file is written to a temporary name and renamed, so a
+ * collector never reads half a file; it is 0644 in a directory made 0755
+ * (main.c), as node_exporter's textfile collector needs.
+ *
+ * The agent's own figures (allocations, generation, ready) come from a
+ * STATUS probe on the namespace socket every BATON_METRICS_INTERVAL_MS
+ * (default 15000), non-blocking on the loop: a connect that would block
+ * or an answer that does not come before the next tick counts as a
+ * failed probe, never as a stall.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/atomicfile.h"
+#include "common/conn.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "supervisor/handoff.h"
 #include "supervisor/metrics.h"
 #include "supervisor/sup.h"
+
+#define PROBE_MS_DEFAULT 15000
+#define PROBE_MS_MIN 100
 
 static const double buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1, 2.5, 5, 10, 30, 60 };
@@ -28,14 +45,152 @@ struct histo {
 
 enum {
 #define COUNTER(id, name, help)
+#define GAUGE(id, name, help)
 #define HISTOGRAM(id, name, help) H_##id,
 #include "supervisor/metrics.def"
 #undef COUNTER
+#undef GAUGE
 #undef HISTOGRAM
 	H_COUNT
 };
 
 static struct histo histos[H_COUNT];
+
+/* What the last probe and the last handoff said; NaN: not known. */
+static struct {
+	double allocations, generation, ready, probe_ok;
+	double last_committed, last_duration, last_end;
+} known = { NAN, NAN, NAN, NAN, NAN, NAN, NAN };
+
+static uv_timer_t probe_timer;
+static struct conn *probe_conn;
+static bool probing;
+
+static const char *const state_names[] = {
+	"starting", "running", "handoff", "backoff", "stopping",
+};
+
+static double gauge_up(const struct sup *s) { (void)s; return 1; }
+static double
+gauge_agent_up(const struct sup *s)
+{
+	return s->agent_pid > 0 && (s->state == SUP_RUNNING ||
+	    s->state == SUP_HANDOFF);
+}
+static double gauge_agent_pid(const struct sup *s) { return s->agent_pid > 0 ? s->agent_pid : 0; }
+static double gauge_restarts_in_row(const struct sup *s) { return s->restarts_in_row; }
+static double gauge_allocations(const struct sup *s) { (void)s; return known.allocations; }
+static double gauge_agent_generation(const struct sup *s) { (void)s; return known.generation; }
+static double gauge_agent_ready(const struct sup *s) { (void)s; return known.ready; }
+static double gauge_agent_probe_ok(const struct sup *s) { (void)s; return known.probe_ok; }
+static double gauge_last_committed(const struct sup *s) { (void)s; return known.last_committed; }
+static double gauge_last_duration(const struct sup *s) { (void)s; return known.last_duration; }
+static double gauge_last_end(const struct sup *s) { (void)s; return known.last_end; }
+
+static void
+probe_close_cb(struct conn *c, int err, void *data)
+{
+	struct sup *s = data;
+
+	(void)err;
+	if (c != probe_conn)
+		return;
+	probe_conn = NULL;
+	if (probing) {		/* closed before the answer */
+		probing = false;
+		known.probe_ok = 0;
+		metrics_write(s);
+	}
+}
+
+static void
+probe_frame_cb(struct conn *c, struct frame *f, void *data)
+{
+	struct sup *s = data;
+
+	if (f->m.type == MSG_STATUS_REPLY) {
+		known.allocations = (double)f->m.u.STATUS_REPLY.allocations;
+		known.generation = (double)f->m.u.STATUS_REPLY.generation;
+		known.ready = f->m.u.STATUS_REPLY.ready;
+		known.probe_ok = 1;
+	} else {
+		known.probe_ok = 0;
+	}
+	probing = false;
+	frame_release(f);
+	conn_close(c);
+	metrics_write(s);
+}
+
+/* STATUS on the namespace socket, answered on the loop. */
+static void
+probe_cb(uv_timer_t *t)
+{
+	struct sup *s = t->data;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct conn_opts opts = { .max_body = 4096 };
+	struct msg m = { .type = MSG_STATUS };
+	int fd;
+
+	if (probe_conn) {	/* no answer in a whole interval */
+		conn_close(probe_conn);
+		probe_conn = NULL;
+		probing = false;
+		known.probe_ok = 0;
+	}
+	if (s->state != SUP_RUNNING && s->state != SUP_HANDOFF) {
+		known.probe_ok = 0;
+		metrics_write(s);
+		return;
+	}
+	if (strlen(s->cfg->paths.ns_socket) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, s->cfg->paths.ns_socket,
+	    strlen(s->cfg->paths.ns_socket) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 &&
+	    errno != EINPROGRESS) {
+		close(fd);
+		known.probe_ok = 0;
+		metrics_write(s);
+		return;
+	}
+	if (conn_open(s->loop, fd, &opts, probe_frame_cb, probe_close_cb, s,
+	    &probe_conn) < 0) {
+		probe_conn = NULL;
+		return;
+	}
+	probing = true;
+	if (conn_send(probe_conn, &m, NULL, 0) < 0)
+		conn_close(probe_conn);
+}
+
+static void
+probe_start(struct sup *s)
+{
+	const char *e = getenv("BATON_METRICS_INTERVAL_MS");
+	unsigned long ms = e ? strtoul(e, NULL, 10) : PROBE_MS_DEFAULT;
+
+	if (ms < PROBE_MS_MIN)
+		ms = PROBE_MS_MIN;
+	if (uv_timer_init(s->loop, &probe_timer) < 0)
+		return;
+	probe_timer.data = s;
+	uv_timer_start(&probe_timer, probe_cb, 200, ms);
+	uv_unref((uv_handle_t *)&probe_timer);
+}
+
+/* A gauge line, or nothing while its value is not known. */
+static void
+put_gauge(FILE *f, const char *name, const char *help, double v)
+{
+	if (isnan(v))
+		return;
+	fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help,
+	    name, name, v);
+}
 
 static void
 observe(struct histo *h, uint64_t ms)
@@ -67,15 +222,37 @@ put_histo(FILE *f, const char *name, const char *help, const struct histo *h)
 void
 metrics_write(struct sup *s)
 {
+	static bool started;
 	const char *last_help = "";
 	char *text = NULL;
 	size_t len = 0;
+	unsigned i;
 	FILE *f;
 	int r;
 
+	if (!started && s->loop) {
+		started = true;
+		probe_start(s);
+	}
 	f = open_memstream(&text, &len);
 	if (!f)
 		return;
+	fprintf(f, "# HELP baton_build_info The supervisor's version.\n"
+	    "# TYPE baton_build_info gauge\nbaton_build_info{version=\"%s\"} 1\n",
+	    baton_version);
+	fprintf(f, "# HELP baton_agent_state The supervisor's state (1 for the "
+	    "current one).\n# TYPE baton_agent_state gauge\n");
+	for (i = 0; i < sizeof(state_names) / sizeof(state_names[0]); i++)
+		fprintf(f, "baton_agent_state{state=\"%s\"} %d\n",
+		    state_names[i], (unsigned)s->state == i);
+#define GAUGE(id, name, help) put_gauge(f, name, help, gauge_##id(s));
+#define COUNTER(id, name, help)
+#define HISTOGRAM(id, name, help)
+#include "supervisor/metrics.def"
+#undef COUNTER
+#undef HISTOGRAM
+#undef GAUGE
+#define GAUGE(id, name, help)
 #define COUNTER(id, name, help) \
 	if (strcmp(last_help, help) != 0) { \
 		char base[128]; \
@@ -88,6 +265,7 @@ metrics_write(struct sup *s)
 #include "supervisor/metrics.def"
 #undef COUNTER
 #undef HISTOGRAM
+#undef GAUGE
 	if (fclose(f) != 0) {
 		free(text);
 		return;
@@ -103,6 +281,13 @@ metrics_write(struct sup *s)
 void
 metrics_handoff(struct sup *s, const struct handoff_result *r)
 {
+	known.last_committed = r->committed;
+	known.last_duration = (double)r->total_ms / 1000.0;
+	known.last_end = (double)time(NULL);
+	/* Probe the (new) agent on the next turn, once the state settled. */
+	if (uv_is_active((uv_handle_t *)&probe_timer))
+		uv_timer_start(&probe_timer, probe_cb, 0,
+		    uv_timer_get_repeat(&probe_timer));
 	observe(&histos[H_duration], r->total_ms);
 	observe(&histos[H_hello], r->hello_ms);
 	if (r->spawn_ms)

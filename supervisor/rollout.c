@@ -48,18 +48,19 @@
 #include "common/atomicfile.h"
 #include "common/clock.h"
 #include "common/paths.h"
+#include "supervisor/hostlist.h"
 #include "supervisor/rollout.h"
 
 #define EX_ALL_COMMITTED 0
 #define EX_HOST_FAILED 1
-#define EX_NOT_STARTED 2
+#define EX_NOT_STARTED 69	/* could not start: unavailable, as README */
 #define EX_USAGE_ 64
 
-#define MAX_HOSTS 4096
+#define MAX_HOSTS HOSTLIST_MAX
 #define ERR_MAX 256
 #define MAX_FANOUT 512
 #define LINE_MAX_ 16384
-#define RECORD_MAX (MAX_HOSTS * (HOST_MAX + 2 * BIN_MAX + 4) + 64)
+#define RECORD_MAX ATOMICFILE_MAX
 #define STATUS_TIMEOUT_MS 30000	/* preflight and re-check commands */
 #define DEFAULT_TEMPLATE "ssh -o BatchMode=yes %h batonctl"
 #define DEFAULT_HOST_TIMEOUT_MS 360000	/* upgrade deadline 300 s + 60 s */
@@ -94,8 +95,9 @@ struct host {
 	char handoff_id[64];
 	unsigned old_pid, new_pid, agent_pid;
 	uint64_t ms, handoff_ms;
-	char prev_binary[BIN_MAX];	/* agent_binary at preflight */
-	char binary[BIN_MAX];		/* what this run installs */
+	/* Owned strings ("" until set): 100,000 hosts stay ~1 KiB each. */
+	char *prev_binary;		/* agent_binary at preflight */
+	char *binary;			/* what this run installs */
 	char *json;			/* last JSON line of this pass, owned */
 	char lasterr[ERR_MAX];		/* last stderr line of this pass */
 	bool trailer;
@@ -113,6 +115,7 @@ struct rollout {
 	char record[PATH_MAX];
 	struct host *h;
 	size_t n;
+	struct hostlist hl;		/* r->h[i].name is hl.v[i] */
 	char self[PATH_MAX];
 	char dir[PATH_MAX];		/* private: gate files, binary map */
 	char map[PATH_MAX + 16];
@@ -130,19 +133,24 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-"usage: batonctl [--root DIR] rollout (--hosts FILE | -w HOSTLIST)\n"
-"                (--binary PATH | --rollback [--previous PATH])\n"
+"usage: batonctl [--root DIR] rollout (-w HOSTLIST | --hosts FILE | -g GROUP)...\n"
+"                [-x HOSTLIST] (--binary PATH | --rollback [--previous PATH])\n"
 "                [--fanout N] [--batch-size N] [--failure-budget N]\n"
 "                [--host-timeout-ms N] [--remote-cmd TEMPLATE] [--pdsh PATH]\n"
-"                [--record FILE] [--json]\n"
+"                [--nodeset PATH] [--record FILE] [--dry-run] [--json]\n"
 "\n"
 "Upgrade the agent on many hosts through pdsh -R exec.  Every host is\n"
 "checked first (supervisor reachable, no handoff in progress, the binary\n"
 "present and executable); any failure stops the rollout before anything\n"
 "changes.  Then one canary host, then batches, at most N hosts at once.\n"
 "\n"
-"  --hosts FILE          host names or ranges, one or more a line, # comments\n"
-"  -w HOSTLIST           pdsh-style list: node[001-128],other,rack[1-2]-n[1-4]\n"
+"  -w HOSTLIST           pdsh's forms, expanded by ClusterShell's nodeset:\n"
+"                        node[001-128],other,rack[1-2]-n[1-4], user@host,\n"
+"                        ^FILE (lists one or more a line, # comments);\n"
+"                        repeatable; the hosts are a set (sorted, no repeats)\n"
+"  --hosts FILE          the same as -w ^FILE\n"
+"  -g, --group GROUP     the ClusterShell group @GROUP (groups.conf)\n"
+"  -x, --exclude LIST    leave these hosts out (a list or ^FILE)\n"
 "  --binary PATH         absolute path of the new agent on each host; %%h is\n"
 "                        replaced by the host name\n"
 "  --rollback            install each host's previous binary, from --previous\n"
@@ -156,202 +164,89 @@ usage(FILE *f)
 "  --host-timeout-ms N   bound on one host's command (default %d); the host\n"
 "                        is then reported unknown with a fresh status\n"
 "  --remote-cmd TEMPLATE how to run batonctl on a host, split on spaces,\n"
-"                        %%h is the host (default \"%s\");\n"
+"                        %%h is the host as listed (user@host), %%u its\n"
+"                        user (default \"%s\");\n"
 "                        e.g. \"ip netns exec %%h batonctl --root /srv/%%h\"\n"
 "  --pdsh PATH           the pdsh program (default pdsh from PATH)\n"
 "  --record FILE         where each host's previous binary is kept\n"
 "                        (default ROOT/%s)\n"
+"  --nodeset PATH        the nodeset program (default nodeset from PATH)\n"
+"  --dry-run             print the plan (batches, hosts, binaries) and stop;\n"
+"                        nothing is contacted\n"
 "  --json                one JSON object on stdout instead of the table\n"
 "\n"
 "Progress goes to stderr.  Exit status: 0 every host committed; 1 a host\n"
 "rolled back, failed or is unknown (the rollout stopped on the budget or\n"
-"the canary, or finished within the budget); 2 could not start (preflight\n"
-"failed or pdsh missing; no host was changed); 64 usage.\n",
-	    MAX_FANOUT, DEFAULT_HOST_TIMEOUT_MS, DEFAULT_TEMPLATE, RECORD_REL);
+"the canary, or finished within the budget); 69 could not start (preflight\n"
+"failed or pdsh missing; no host was changed); 64 usage.  Up to %d hosts,\n"
+"names up to 253 characters.\n",
+	    MAX_FANOUT, DEFAULT_HOST_TIMEOUT_MS, DEFAULT_TEMPLATE, RECORD_REL,
+	    MAX_HOSTS);
 }
 
-/* ---- host list ---- */
-
-static bool
-valid_host(const char *s)
-{
-	size_t i, len = strlen(s);
-
-	if (len == 0 || len >= HOST_MAX || s[0] == '-' || s[0] == '.')
-		return false;
-	for (i = 0; i < len; i++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789._-", s[i]))
-			return false;
-	return true;
-}
+/* ---- host list (hostlist.c, through nodeset) ---- */
 
 static struct host *
 find_host(struct rollout *r, const char *name, size_t len)
 {
-	size_t i;
+	long i = hostlist_find(&r->hl, name, len);
 
-	for (i = 0; i < r->n; i++)
-		if (strlen(r->h[i].name) == len &&
-		    memcmp(r->h[i].name, name, len) == 0)
-			return &r->h[i];
-	return NULL;
+	return i < 0 ? NULL : &r->h[i];
 }
 
+static char no_str[1];
+
+/* r->h from r->hl: one host per name, in nodeset's order. */
 static int
-add_host(struct rollout *r, const char *name)
+hosts_from_list(struct rollout *r)
 {
-	if (!valid_host(name)) {
-		fprintf(stderr, "batonctl: rollout: bad host name '%s' (1-%d "
-		    "characters of [A-Za-z0-9._-], not starting with '-' or "
-		    "'.')\n", name, HOST_MAX - 1);
-		return -EINVAL;
+	size_t i;
+
+	r->h = calloc(r->hl.n ? r->hl.n : 1, sizeof(*r->h));
+	if (!r->h)
+		return -ENOMEM;
+	for (i = 0; i < r->hl.n; i++) {
+		snprintf(r->h[i].name, HOST_MAX, "%s", r->hl.v[i]);
+		r->h[i].binary = r->h[i].prev_binary = no_str;
 	}
-	if (find_host(r, name, strlen(name))) {
-		fprintf(stderr, "batonctl: rollout: host '%s' listed twice\n",
-		    name);
-		return -EINVAL;
-	}
-	if (r->n == MAX_HOSTS) {
-		fprintf(stderr, "batonctl: rollout: more than %d hosts\n",
-		    MAX_HOSTS);
-		return -E2BIG;
-	}
-	snprintf(r->h[r->n].name, HOST_MAX, "%s", name);
-	r->n++;
+	r->n = r->hl.n;
 	return 0;
 }
 
-static bool
-all_digits(const char *s, size_t len)
+/* *dst = a copy of src; no_str, what hosts start with, is not freed. */
+static int
+set_str(char **dst, const char *src)
 {
-	size_t i;
+	char *p = strdup(src);
 
-	for (i = 0; i < len; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-	return len > 0 && len < 10;
+	if (!p)
+		return -ENOMEM;
+	if (*dst != no_str)
+		free(*dst);
+	*dst = p;
+	return 0;
 }
 
-/* prefix[1-3,7,010-012]rest; rest may hold further groups (recursion). */
+/* The hosts of the record, for --rollback without a host list. */
 static int
-expand_item(struct rollout *r, const char *item, int depth)
+record_hosts(struct rollout *r)
 {
-	const char *lb = strchr(item, '['), *rb, *part, *end, *dash;
-	char buf[HOST_MAX * 2];
+	char *data = NULL, *line, *save, *tab;
+	size_t len;
 	int rc;
 
-	if (!lb)
-		return add_host(r, item);
-	rb = strchr(lb, ']');
-	if (!rb || depth > 4 || memchr(lb + 1, '[', (size_t)(rb - lb - 1))) {
-		fprintf(stderr, "batonctl: rollout: bad host range '%s'\n", item);
-		return -EINVAL;
-	}
-	for (part = lb + 1; part < rb; part = end + 1) {
-		size_t plen;
-
-		end = memchr(part, ',', (size_t)(rb - part));
-		if (!end)
-			end = rb;
-		plen = (size_t)(end - part);
-		dash = memchr(part, '-', plen);
-		if (dash && all_digits(part, (size_t)(dash - part)) &&
-		    all_digits(dash + 1, (size_t)(end - dash - 1))) {
-			unsigned long lo = strtoul(part, NULL, 10);
-			unsigned long hi = strtoul(dash + 1, NULL, 10), v;
-			int width = (int)(dash - part);
-
-			if (hi < lo || hi - lo >= MAX_HOSTS) {
-				fprintf(stderr, "batonctl: rollout: bad range "
-				    "'%.*s' in '%s'\n", (int)plen, part, item);
-				return -EINVAL;
-			}
-			for (v = lo; v <= hi; v++) {
-				if ((size_t)snprintf(buf, sizeof(buf), "%.*s%0*lu%s",
-				    (int)(lb - item), item, width, v, rb + 1) >=
-				    sizeof(buf))
-					return add_host(r, item);
-				if ((rc = expand_item(r, buf, depth + 1)) < 0)
-					return rc;
-			}
-		} else if (all_digits(part, plen)) {
-			if ((size_t)snprintf(buf, sizeof(buf), "%.*s%.*s%s",
-			    (int)(lb - item), item, (int)plen, part, rb + 1) >=
-			    sizeof(buf))
-				return add_host(r, item);
-			if ((rc = expand_item(r, buf, depth + 1)) < 0)
-				return rc;
-		} else {
-			fprintf(stderr, "batonctl: rollout: bad range '%.*s' in "
-			    "'%s' (numbers: a-b or n)\n", (int)plen, part, item);
-			return -EINVAL;
+	rc = atomicfile_read(r->record, RECORD_MAX, (void **)&data, &len);
+	if (rc < 0)
+		return 0;	/* load_record says why */
+	data[len ? len - 1 : 0] = '\0';
+	for (line = strtok_r(data, "\n", &save); line && rc >= 0;
+	    line = strtok_r(NULL, "\n", &save))
+		if ((tab = strchr(line, '\t'))) {
+			*tab = '\0';
+			rc = hostlist_push(&r->hl, line);
 		}
-	}
-	return 0;
-}
-
-/* Top level: commas outside brackets separate items. */
-static int
-expand_list(struct rollout *r, const char *list)
-{
-	char item[HOST_MAX * 2];
-	const char *p = list;
-	size_t len = 0;
-	int depth = 0, rc;
-
-	for (;; p++) {
-		if (*p == '[')
-			depth++;
-		else if (*p == ']')
-			depth--;
-		if ((*p == ',' && depth == 0) || !*p) {
-			item[len] = '\0';
-			if (len && (rc = expand_item(r, item, 0)) < 0)
-				return rc;
-			len = 0;
-			if (!*p)
-				return 0;
-			continue;
-		}
-		if (len + 1 >= sizeof(item)) {
-			fprintf(stderr, "batonctl: rollout: host item too long "
-			    "near '%.20s'\n", p - len);
-			return -EINVAL;
-		}
-		item[len++] = *p;
-	}
-}
-
-static int
-read_hosts_file(struct rollout *r, const char *path)
-{
-	char line[4096], *s, *tok, *save;
-	FILE *f;
-	int rc = 0, lineno = 0;
-
-	f = fopen(path, "re");
-	if (!f) {
-		rc = -errno;
-		fprintf(stderr, "batonctl: rollout: open '%s': %s\n", path,
-		    strerror(errno));
-		return rc;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		lineno++;
-		if ((s = strchr(line, '#')))
-			*s = '\0';
-		for (tok = strtok_r(line, " \t\r\n", &save); tok;
-		    tok = strtok_r(NULL, " \t\r\n", &save))
-			if ((rc = expand_list(r, tok)) < 0) {
-				fprintf(stderr, "batonctl: rollout: %s:%d\n",
-				    path, lineno);
-				goto out;
-			}
-	}
-out:
-	fclose(f);
-	return rc;
+	free(data);
+	return rc < 0 ? rc : hostlist_index(&r->hl);
 }
 
 /* ---- binaries and the record ---- */
@@ -412,7 +307,7 @@ keep_earlier_previous(struct rollout *r)
 		h = find_host(r, line, strlen(line));
 		if (h && strcmp(h->prev_binary, h->binary) == 0 &&
 		    strcmp(f2 + 1, h->binary) == 0)
-			snprintf(h->prev_binary, BIN_MAX, "%s", f1 + 1);
+			set_str(&h->prev_binary, f1 + 1);
 	}
 out:
 	free(data);
@@ -453,7 +348,6 @@ load_record(struct rollout *r)
 	char *data = NULL, *line, *save, *f1, *f2;
 	struct host *h;
 	size_t len, i;
-	bool fill = r->n == 0;
 	int rc;
 
 	rc = atomicfile_read(r->record, RECORD_MAX, (void **)&data, &len);
@@ -476,13 +370,8 @@ load_record(struct rollout *r)
 			continue;
 		*f1 = *f2 = '\0';
 		h = find_host(r, line, strlen(line));
-		if (!h && fill) {
-			if ((rc = add_host(r, line)) < 0)
-				goto out;
-			h = &r->h[r->n - 1];
-		}
 		if (h)
-			snprintf(h->binary, BIN_MAX, "%s", f1 + 1);
+			set_str(&h->binary, f1 + 1);
 	}
 	rc = 0;
 	for (i = 0; i < r->n; i++)
@@ -572,10 +461,10 @@ fail_host(struct host *h, enum outcome o, const char *kind, const char *msg)
 static void
 judge_status(struct rollout *r, struct host *h, uint64_t exit_code)
 {
-	char state[32], hid[64], msg[ERR_MAX + 64];
+	char state[32], hid[64], msg[ERR_MAX + 64], bin[BIN_MAX];
 	uint64_t pid = 0;
 
-	if (!h->json || json_find(h->json, "supervisor") == NULL) {
+	if (!h->json || !json_has(h->json, "supervisor")) {
 		snprintf(msg, sizeof(msg), "status failed (exit %" PRIu64 ")%s%s",
 		    exit_code, h->lasterr[0] ? ": " : "", h->lasterr);
 		fail_host(h, O_PREFLIGHT_FAILED, "unreachable", msg);
@@ -612,14 +501,14 @@ judge_status(struct rollout *r, struct host *h, uint64_t exit_code)
 		return;
 	}
 	if (!json_get_u64(h->json, "supervisor.agent_pid", &pid) || pid == 0 ||
-	    json_find(h->json, "agent.pid") == NULL) {
+	    !json_has(h->json, "agent.pid")) {
 		fail_host(h, O_PREFLIGHT_FAILED, "agent-unreachable",
 		    "no agent serves");
 		return;
 	}
 	h->agent_pid = (unsigned)pid;
-	json_get_str(h->json, "supervisor.agent_binary", h->prev_binary,
-	    sizeof(h->prev_binary));
+	json_get_str(h->json, "supervisor.agent_binary", bin, sizeof(bin));
+	set_str(&h->prev_binary, bin);
 	h->outcome = O_READY;
 }
 
@@ -792,6 +681,24 @@ stop_new_hosts(struct rollout *r)
 		close(fd);
 }
 
+/* The hosts of one pdsh run, one a line, for -w ^FILE. */
+static int
+write_hosts(const struct rollout *r, const char *path, const size_t *idx,
+    size_t nidx)
+{
+	FILE *f = fopen(path, "we");
+	size_t i;
+	int rc = 0;
+
+	if (!f)
+		return -errno;
+	for (i = 0; i < nidx; i++)
+		fprintf(f, "%s\n", r->h[idx[i]].name);
+	if (fclose(f) != 0)
+		rc = -errno;
+	return rc;
+}
+
 /*
  * Run one pdsh over the hosts idx[0..nidx) for pass.  Returns 0 when pdsh
  * ran (hosts without a trailer are for the caller to judge), or -errno.
@@ -801,8 +708,9 @@ run_pass(struct rollout *r, enum pass pass, const size_t *idx, size_t nidx)
 {
 	char *argv[MAX_TMPL + 32], *wlist = NULL, *self = NULL, *gate = NULL;
 	char *map = NULL, fanout[16], budget[16], tmo[24];
+	char *tmpl[MAX_TMPL + 1] = { NULL };
 	char obuf[LINE_MAX_], ebuf[LINE_MAX_];
-	size_t olen = 0, elen = 0, i, o = 0;
+	size_t olen = 0, elen = 0, i;
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, k = 0, rc, status;
 	bool stop_sent = false;
 	pid_t pid = -1;
@@ -818,7 +726,9 @@ run_pass(struct rollout *r, enum pass pass, const size_t *idx, size_t nidx)
 		h->lasterr[0] = '\0';
 		h->trailer = false;
 	}
-	wlist = malloc(nidx * HOST_MAX + 1);
+	/* pdsh -w ^FILE: no argument grows with the fleet (ARG_MAX). */
+	if (asprintf(&wlist, "^%s/hosts", r->dir) < 0)
+		wlist = NULL;
 	self = pct_escape(r->self);
 	gate = pct_escape(r->dir);
 	map = pct_escape(r->map);
@@ -826,9 +736,8 @@ run_pass(struct rollout *r, enum pass pass, const size_t *idx, size_t nidx)
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (i = 0; i < nidx; i++)
-		o += (size_t)sprintf(wlist + o, "%s%s", i ? "," : "",
-		    r->h[idx[i]].name);
+	if ((rc = write_hosts(r, wlist + 1, idx, nidx)) < 0)
+		goto out;
 	snprintf(fanout, sizeof(fanout), "%u", r->fanout);
 	snprintf(budget, sizeof(budget), "%u", r->budget);
 	snprintf(tmo, sizeof(tmo), "%" PRIu64, timeout);
@@ -856,13 +765,20 @@ run_pass(struct rollout *r, enum pass pass, const size_t *idx, size_t nidx)
 		argv[k++] = map;
 	}
 	argv[k++] = (char *)"--";
+	/* The gate puts the host in (%h, %u), not pdsh: see rollout_host.c. */
 	for (i = 0; i < (size_t)r->ntmpl; i++)
-		argv[k++] = r->tmpl[i];
+		if (!(argv[k++] = tmpl[i] = pct_escape(r->tmpl[i]))) {
+			rc = -ENOMEM;
+			goto out;
+		}
 	switch (pass) {
 	case P_STATUS:
 	case P_RECHECK:
+		/* A loaded host's agent may take more than status's 40 ms. */
 		argv[k++] = (char *)"status";
 		argv[k++] = (char *)"--json";
+		argv[k++] = (char *)"--agent-wait-ms";
+		argv[k++] = (char *)"5000";
 		break;
 	case P_PROBE:
 		argv[k++] = (char *)"rollout";
@@ -964,6 +880,8 @@ out:
 			close(err[i]);
 	}
 	free(wlist);
+	for (i = 0; i < (size_t)r->ntmpl; i++)
+		free(tmpl[i]);
 	free(self);
 	free(gate);
 	free(map);
@@ -1207,6 +1125,18 @@ recheck(struct rollout *r, size_t *idx)
 	(void)run_pass(r, P_RECHECK, idx, k);
 }
 
+/* The batch a host at position i falls in: 0 canary, then batch_size each. */
+static void
+plan_batches(struct rollout *r)
+{
+	size_t i;
+
+	r->nbatches = r->n > 1 ? 1 + (int)((r->n - 1 + r->batch_size - 1) /
+	    r->batch_size) : 1;
+	for (i = 0; i < r->n; i++)
+		r->h[i].batch = i == 0 ? 0 : 1 + (int)((i - 1) / r->batch_size);
+}
+
 static int
 run_batches(struct rollout *r, size_t *idx)
 {
@@ -1215,10 +1145,7 @@ run_batches(struct rollout *r, size_t *idx)
 	bool stop = false;
 	int b;
 
-	r->nbatches = r->n > 1 ? 1 + (int)((r->n - 1 + r->batch_size - 1) /
-	    r->batch_size) : 1;
-	for (i = 0; i < r->n; i++)
-		r->h[i].batch = i == 0 ? 0 : 1 + (int)((i - 1) / r->batch_size);
+	plan_batches(r);
 	for (b = 0, start = 0; b < r->nbatches; b++, start = end) {
 		end = b == 0 ? 1 : start + r->batch_size;
 		if (end > r->n)
@@ -1258,11 +1185,44 @@ run_batches(struct rollout *r, size_t *idx)
 	return 0;
 }
 
+/* --dry-run: the plan, nothing run; one line per host on stdout. */
+static int
+print_plan(struct rollout *r)
+{
+	char label[32], cmd[1024];
+	size_t i, o = 0;
+	int b = -1;
+
+	plan_batches(r);
+	for (i = 0; i < (size_t)r->ntmpl && o < sizeof(cmd); i++)
+		o += (size_t)snprintf(cmd + o, sizeof(cmd) - o, "%s%s",
+		    i ? " " : "", r->tmpl[i]);
+	printf("rollout plan: %zu host(s), canary then %d batch(es) of up "
+	    "to %u, fanout %u, failure budget %u, host timeout %" PRIu64
+	    " ms\nremote command: %s upgrade --json --binary BINARY\n",
+	    r->n, r->nbatches - 1, r->batch_size, r->fanout, r->budget,
+	    r->host_timeout_ms, cmd);
+	printf("%-6s %-40s %s\n", "BATCH", "HOST", "BINARY");
+	for (i = 0; i < r->n; i++) {
+		if (r->h[i].batch != b) {
+			b = r->h[i].batch;
+			batch_label(r, b, label, sizeof(label));
+		}
+		printf("%-6s %-40s %s\n", b == 0 ? "canary" : label + 6,
+		    r->h[i].name, r->h[i].binary);
+	}
+	return EX_ALL_COMMITTED;
+}
+
 int
 rollout_main(const char *root, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "hosts", required_argument, NULL, 'H' },
+		{ "exclude", required_argument, NULL, 'x' },
+		{ "group", required_argument, NULL, 'g' + 256 },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "nodeset", required_argument, NULL, 'N' },
 		{ "binary", required_argument, NULL, 'b' },
 		{ "rollback", no_argument, NULL, 'R' },
 		{ "previous", required_argument, NULL, 'p' },
@@ -1278,7 +1238,7 @@ rollout_main(const char *root, int argc, char **argv)
 		/* host side, run by pdsh or through --remote-cmd */
 		{ "exec-host", required_argument, NULL, 'X' },
 		{ "gate", required_argument, NULL, 'G' },
-		{ "budget", required_argument, NULL, 'g' },
+		{ "budget", required_argument, NULL, 'b' + 256 },
 		{ "timeout-ms", required_argument, NULL, 'T' },
 		{ "binary-map", required_argument, NULL, 'M' },
 		{ "probe-binary", required_argument, NULL, 'Q' },
@@ -1286,7 +1246,11 @@ rollout_main(const char *root, int argc, char **argv)
 	};
 	struct rollout r = { .root = root, .pdsh = "pdsh", .fanout = 16,
 	    .batch_size = 32, .host_timeout_ms = DEFAULT_HOST_TIMEOUT_MS };
-	const char *hosts_file = NULL, *wlist = NULL, *binary = NULL;
+	const char *items[64], *exclude = NULL, *nodeset = NULL;
+	char groups[8][128], hosts_item[PATH_MAX + 2] = "", bin[BIN_MAX];
+	size_t nitems = 0, ngroups = 0;
+	bool dry_run = false;
+	const char *binary = NULL;
 	const char *previous = NULL, *record = NULL, *tmpl = DEFAULT_TEMPLATE;
 	const char *xhost = NULL, *gate = NULL, *map = NULL;
 	unsigned long long v, gbudget = 0, gtimeout = STATUS_TIMEOUT_MS;
@@ -1296,10 +1260,43 @@ rollout_main(const char *root, int argc, char **argv)
 	ssize_t len;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+w:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+w:x:g:", opts, NULL)) != -1) {
 		switch (c) {
-		case 'H': hosts_file = optarg; break;
-		case 'w': wlist = optarg; break;
+		case 'H':
+		case 'w':
+			if (nitems == sizeof(items) / sizeof(items[0])) {
+				fprintf(stderr, "batonctl: rollout: too many -w/--hosts\n");
+				return EX_USAGE_;
+			}
+			/* --hosts FILE is pdsh's -w ^FILE (once). */
+			if (c == 'H' && (hosts_item[0] || snprintf(hosts_item,
+			    sizeof(hosts_item), "^%s", optarg) >=
+			    (int)sizeof(hosts_item))) {
+				fprintf(stderr, "batonctl: rollout: one --hosts "
+				    "FILE (more with -w ^FILE)\n");
+				return EX_USAGE_;
+			}
+			if (c == 'H')
+				items[nitems] = hosts_item;
+			if (c == 'w')
+				items[nitems] = optarg;
+			nitems++;
+			break;
+		case 'x': exclude = optarg; break;
+		case 'g':
+		case 'g' + 256:
+			/* pdsh -g GROUP: a ClusterShell group, @GROUP. */
+			if (ngroups == 8 || nitems == sizeof(items) /
+			    sizeof(items[0]) || strlen(optarg) >= 120) {
+				fprintf(stderr, "batonctl: rollout: too many or too "
+				    "long -g\n");
+				return EX_USAGE_;
+			}
+			snprintf(groups[ngroups], sizeof(groups[0]), "@%s", optarg);
+			items[nitems++] = groups[ngroups++];
+			break;
+		case 'n': dry_run = true; break;
+		case 'N': nodeset = optarg; break;
 		case 'b': binary = optarg; break;
 		case 'R': r.rollback = true; break;
 		case 'p': previous = optarg; break;
@@ -1333,7 +1330,7 @@ rollout_main(const char *root, int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		case 'X': xhost = optarg; break;
 		case 'G': gate = optarg; break;
-		case 'g':
+		case 'b' + 256:
 			if (parse_uint("--budget", optarg, 0, MAX_HOSTS,
 			    &gbudget) < 0)
 				return EX_USAGE_;
@@ -1364,33 +1361,28 @@ rollout_main(const char *root, int argc, char **argv)
 		    "--rollback [--previous PATH]\n");
 		return EX_USAGE_;
 	}
-	if (!r.rollback && !hosts_file == !wlist) {
-		fprintf(stderr, "batonctl: rollout: give the hosts with --hosts "
-		    "FILE or -w HOSTLIST (one of them)\n");
-		return EX_USAGE_;
-	}
-	if (hosts_file && wlist) {
-		fprintf(stderr, "batonctl: rollout: --hosts and -w together\n");
+	if (!r.rollback && nitems == 0) {
+		fprintf(stderr, "batonctl: rollout: give the hosts with -w "
+		    "HOSTLIST, -w ^FILE, --hosts FILE or -g GROUP\n");
 		return EX_USAGE_;
 	}
 	r.t0 = clock_mono_ms();
 	r.dir[0] = '\0';
-	r.h = calloc(MAX_HOSTS, sizeof(*r.h));
-	idx = calloc(MAX_HOSTS, sizeof(*idx));
-	if (!r.h || !idx) {
-		fprintf(stderr, "batonctl: rollout: out of memory\n");
-		rc = EX_NOT_STARTED;
-		goto out;
-	}
 	if (split_template(&r, tmpl) < 0)
-		goto out;
-	if ((hosts_file && read_hosts_file(&r, hosts_file) < 0) ||
-	    (wlist && expand_list(&r, wlist) < 0))
 		goto out;
 	if (record)
 		snprintf(r.record, sizeof(r.record), "%s", record);
 	else if (paths_join(r.record, root, RECORD_REL) < 0) {
 		fprintf(stderr, "batonctl: rollout: --root too long\n");
+		goto out;
+	}
+	e = nitems ? hostlist_expand(nodeset, items, nitems, exclude, &r.hl) :
+	    record_hosts(&r);
+	if (e < 0 || hosts_from_list(&r) < 0 ||
+	    !(idx = calloc(r.n ? r.n : 1, sizeof(*idx)))) {
+		/* A bad list is usage; no nodeset (or file), no memory: 69. */
+		if (e != -EINVAL && e != -E2BIG)
+			rc = EX_NOT_STARTED;
 		goto out;
 	}
 	if (r.rollback && !previous && load_record(&r) < 0) {
@@ -1402,14 +1394,21 @@ rollout_main(const char *root, int argc, char **argv)
 		goto out;
 	}
 	for (i = 0; i < r.n && (binary || previous); i++) {
-		e = host_binary(binary ? binary : previous, r.h[i].name,
-		    r.h[i].binary, sizeof(r.h[i].binary));
+		e = host_binary(binary ? binary : previous,
+		    hostlist_host(r.h[i].name), bin, sizeof(bin));
+		if (e == 0)
+			e = set_str(&r.h[i].binary, bin);
 		if (e < 0) {
 			fprintf(stderr, "batonctl: rollout: %s '%s': an absolute "
 			    "path of [A-Za-z0-9/._+-] and %%h\n", binary ?
 			    "--binary" : "--previous", binary ? binary : previous);
 			goto out;
 		}
+	}
+
+	if (dry_run) {
+		rc = print_plan(&r);
+		goto out;
 	}
 
 	/* From here on a failure is "could not start". */
@@ -1489,10 +1488,16 @@ out:
 		rmdir(r.dir);
 	}
 	if (r.h)
-		for (i = 0; i < r.n; i++)
+		for (i = 0; i < r.n; i++) {
 			free(r.h[i].json);
+			if (r.h[i].binary != no_str)
+				free(r.h[i].binary);
+			if (r.h[i].prev_binary != no_str)
+				free(r.h[i].prev_binary);
+		}
 	free(r.h);
 	free(idx);
 	free(r.tmplbuf);
+	hostlist_free(&r.hl);
 	return rc;
 }

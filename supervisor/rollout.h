@@ -11,13 +11,13 @@
 /*
  * argv[0] is "rollout"; root is batonctl's --root (borrowed), under which
  * the rollout record lives.  Returns the process exit status: 0 every host
- * committed, 1 some host failed (stopped or within budget), 2 could not
+ * committed, 1 some host failed (stopped or within budget), 69 could not
  * start (preflight or local setup), 64 usage.
  */
 int rollout_main(const char *root, int argc, char **argv);
 
 /* Shared with the host side (rollout_host.c). */
-#define HOST_MAX 64		/* host name length + NUL */
+#define HOST_MAX 288		/* user@FQDN + NUL (HOSTLIST_NAME_MAX) */
 #define BIN_MAX 1024
 #define MAX_TMPL 32		/* --remote-cmd words */
 #define TRAILER "@baton-rollout "	/* the gate's last line per host */

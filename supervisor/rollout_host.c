@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -100,6 +101,44 @@ wait_child(pid_t pid, int pidfd, uint64_t ms, int *status)
 	}
 }
 
+/*
+ * A template word with the host put in, as pdsh's exec module would:
+ * %h the host as listed (user@host when given so), %u the user of
+ * user@host or else ours, %% a '%'.  Owned, or NULL.
+ */
+static char *
+subst(const char *word, const char *host)
+{
+	const char *at = strchr(host, '@'), *p;
+	struct passwd *pw = getpwuid(getuid());
+	char user[64];
+	size_t cap = strlen(word) * 4 + strlen(host) * 4 + 128, o = 0;
+	char *out = malloc(cap);
+
+	if (!out)
+		return NULL;
+	snprintf(user, sizeof(user), "%.*s", at ? (int)(at - host) : 63,
+	    at ? host : pw ? pw->pw_name : "root");
+	for (p = word; *p && o + 1 < cap; p++) {
+		const char *add = NULL;
+
+		if (p[0] == '%' && (p[1] == 'h' || p[1] == 'u' || p[1] == '%')) {
+			add = p[1] == 'h' ? host : p[1] == 'u' ? user : "%";
+			p++;
+		}
+		if (add) {
+			if (o + strlen(add) + 1 >= cap)
+				break;
+			memcpy(out + o, add, strlen(add));
+			o += strlen(add);
+		} else {
+			out[o++] = *p;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
 int
 rollout_exec_host(const char *host, const char *gate, unsigned budget,
     uint64_t timeout_ms, const char *map, char **cmd, int ncmd)
@@ -127,13 +166,18 @@ rollout_exec_host(const char *host, const char *gate, unsigned budget,
 		}
 	}
 	for (i = 0; i < ncmd; i++)
-		argv[k++] = cmd[i];
+		if (!(argv[k++] = subst(cmd[i], host))) {
+			fprintf(stderr, "rollout: %s: out of memory\n", host);
+			trailer(false, "", 71, false, 0);
+			ncmd = i;
+			goto out;
+		}
 	if (map) {
 		if (map_lookup(map, host, binary, sizeof(binary)) < 0) {
 			fprintf(stderr, "rollout: %s: not in the binary map\n",
 			    host);
 			trailer(false, "", 64, false, 0);
-			return 0;
+			goto out;
 		}
 		argv[k++] = binary;
 	}
@@ -143,7 +187,7 @@ rollout_exec_host(const char *host, const char *gate, unsigned budget,
 	if (pid < 0) {
 		fprintf(stderr, "rollout: %s: fork: %s\n", host, strerror(errno));
 		trailer(false, "", 71, false, 0);
-		return 0;
+		goto out;
 	}
 	if (pid == 0) {
 		setpgid(0, 0);
@@ -177,6 +221,9 @@ rollout_exec_host(const char *host, const char *gate, unsigned budget,
 			close(fd);
 	}
 	trailer(false, "", code, timed_out, clock_mono_ms() - t0);
+out:
+	for (i = 0; i < ncmd; i++)
+		free(argv[i]);
 	return 0;
 }
 

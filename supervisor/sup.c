@@ -31,6 +31,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uuid.h>
 
 #include "common/atomicfile.h"
 #include "common/clock.h"
@@ -41,6 +42,7 @@
 #include "common/sandbox.h"
 #include "common/usock.h"
 #include "proto/wire.h"
+#include "supervisor/agentlog.h"
 #include "supervisor/handoff.h"
 #include "supervisor/journal.h"
 #include "supervisor/listentake.h"
@@ -70,6 +72,7 @@ const char *const sup_env_drop[] = {
 static void agent_exit_cb(struct procwatch *w, pid_t pid, void *data);
 static void schedule_restart(struct sup *s);
 static void cold_start(struct sup *s);
+static void replace_done(struct sup *s, bool ready, const char *why);
 
 void
 sup_set_agent(struct sup *s, pid_t pid, const char *binary)
@@ -104,6 +107,7 @@ static void
 agent_exit_cb(struct procwatch *w, pid_t pid, void *data)
 {
 	struct sup *s = data;
+	char why[256];
 
 	procwatch_stop(w);
 	if (w == s->agent_watch)
@@ -118,7 +122,11 @@ agent_exit_cb(struct procwatch *w, pid_t pid, void *data)
 	}
 	if (s->state == SUP_HANDOFF)
 		return;	/* the handoff sees it through its own watch */
-	log_warn("agent.exited", "incumbent agent exited", "pid=%d", (int)pid);
+	agentlog_describe(pid, why, sizeof(why));
+	log_warn("agent.exited", why, "pid=%d", (int)pid);
+	snprintf(s->last_agent_exit, sizeof(s->last_agent_exit), "pid %d: %s",
+	    (int)pid, why);
+	replace_done(s, false, why);
 	schedule_restart(s);
 }
 
@@ -153,6 +161,8 @@ ready_poll_cb(uv_timer_t *t)
 		log_info("agent.ready", NULL, "pid=%d binary=%s", (int)s->agent_pid,
 		    s->agent_binary);
 		sdnotify_ready("agent serving");
+		replace_done(s, true, NULL);
+		metrics_write(s);
 		return;
 	}
 	if (clock_mono_ms() - s->agent_since_ms > READY_TIMEOUT_MS) {
@@ -182,7 +192,7 @@ cold_start(struct sup *s)
 	for (i = 0; i < s->nl; i++)
 		names[i] = s->lnames[i];
 	s->state = SUP_STARTING;
-	pid = spawn_agent(&(struct spawn_opts){
+	pid = agentlog_spawn(s->loop, &(struct spawn_opts){
 		.path = s->agent_binary,
 		.argv = argv,
 		.env_drop = sup_env_drop,
@@ -195,6 +205,7 @@ cold_start(struct sup *s)
 		log_error("agent.spawn", proto_strerror((int)pid), "binary=%s",
 		    s->agent_binary);
 		s->agent_pid = 0;
+		replace_done(s, false, proto_strerror((int)pid));
 		schedule_restart(s);
 		return;
 	}
@@ -277,6 +288,62 @@ check_agent_binary(const struct sup_config *cfg, const char *path)
 	return r;
 }
 
+/* ---- replace: an upgrade while no agent serves ---- */
+
+/*
+ * In back-off (the agent died, maybe crash-looping) there is no incumbent
+ * to hand over from: cold-start the given binary now instead of waiting,
+ * and make it the agent binary from here on.  The waiting batonctl gets
+ * CTL_UPGRADE_RESULT when the new agent serves or dies (replace_done).
+ * The configured agent arguments apply; --arg/--env are refused.
+ */
+int
+sup_replace(struct sup *s, const char *binary, unsigned nextra)
+{
+	int r;
+
+	if (nextra > 0)
+		return -ENOTSUP;
+	r = check_agent_binary(s->cfg, binary);
+	if (r < 0)
+		return r;
+	uv_timer_stop(&s->timer);
+	log_info("agent.replace", "no agent serves: cold-starting the new "
+	    "binary", "binary=%s previous=%s", binary, s->agent_binary);
+	if (binary != s->agent_binary)
+		snprintf(s->agent_binary, sizeof(s->agent_binary), "%s", binary);
+	s->replace_t0 = clock_mono_ms();
+	s->restarts_in_row = 0;
+	cold_start(s);
+	return 0;
+}
+
+static void
+replace_done(struct sup *s, bool ready, const char *why)
+{
+	struct handoff_result r;
+	uuid_t u;
+
+	if (!s->replace_t0)
+		return;
+	memset(&r, 0, sizeof(r));
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, r.id);
+	r.committed = ready;
+	snprintf(r.abort_reason, sizeof(r.abort_reason), "replacement agent "
+	    "%s", why ? why : "did not start");
+	r.new_pid = ready ? s->agent_pid : 0;
+	snprintf(r.new_binary, sizeof(r.new_binary), "%s", s->agent_binary);
+	r.total_ms = r.spawn_ms = clock_mono_ms() - s->replace_t0;
+	s->replace_t0 = 0;
+	snprintf(s->last_abort_reason, sizeof(s->last_abort_reason), "%s",
+	    ready ? "" : r.abort_reason);
+	log_info("agent.replaced", ready ? NULL : r.abort_reason, "ready=%d "
+	    "pid=%d ms=%llu", ready, (int)s->agent_pid,
+	    (unsigned long long)r.total_ms);
+	ctl_upgrade_done(s, &r);
+}
+
 /* ---- handoffs ---- */
 
 int
@@ -296,8 +363,12 @@ sup_upgrade(struct sup *s, const char *binary, const char *const *args,
 	};
 	int r;
 
-	if (s->state == SUP_HANDOFF)
+	if (s->state == SUP_HANDOFF || s->replace_t0)
 		return -EINPROGRESS;
+	if (s->state == SUP_BACKOFF)
+		return sup_replace(s, p.binary, nargs + nenv);
+	if (s->state == SUP_STARTING)
+		return -EBUSY;	/* batonctl waits for the agent to serve */
 	if (s->state != SUP_RUNNING || s->agent_pid <= 0)
 		return -EAGAIN;
 	r = check_agent_binary(s->cfg, p.binary);
@@ -319,6 +390,8 @@ sup_handoff_done(struct sup *s, const struct handoff_result *r)
 	else
 		s->handoffs_rolled_back++;
 	snprintf(s->last_handoff_id, sizeof(s->last_handoff_id), "%s", r->id);
+	snprintf(s->last_abort_reason, sizeof(s->last_abort_reason), "%s",
+	    r->committed ? "" : r->abort_reason);
 	metrics_handoff(s, r);
 	ctl_upgrade_done(s, r);
 	if (s->agent_pid > 0 && !proc_running(s->agent_pid))
@@ -708,9 +781,11 @@ sig_cb(uv_signal_t *h, int signum)
 	switch (signum) {
 	case SIGCHLD:
 		/* We are a subreaper: orphans of agents end here too. */
-		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			log_debug("supervisor.reap", NULL, "pid=%d status=%d",
 			    (int)pid, status);
+			agentlog_reaped(pid, status);
+		}
 		break;
 	case SIGHUP:
 		r = sup_upgrade(s, NULL, NULL, 0, NULL, 0, 0, 0);
@@ -814,6 +889,7 @@ sup_run(struct sup_config *cfg)
 	r = 0;
 out:
 	ctl_stop(&s);
+	agentlog_close_all();
 	procwatch_stop(s.agent_watch);
 	uv_walk(&loop, close_walk_cb, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);

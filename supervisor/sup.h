@@ -67,10 +67,13 @@ struct sup {
 
 	struct handoff *handoff;	/* NULL when none */
 	struct conn *upgrade_client;	/* batonctl waiting for the result */
+	uint64_t replace_t0;		/* a replace (sup_replace) runs: start */
 	bool stop_after_handoff;
 
 	uint64_t handoffs_committed, handoffs_rolled_back, agent_restarts;
 	char last_handoff_id[40];
+	char last_abort_reason[256];	/* of the last rolled-back handoff */
+	char last_agent_exit[300];	/* "pid N: exit 3; stderr: ..." */
 
 	int ctl_fd;
 	uv_poll_t ctl_poll;
@@ -96,5 +99,10 @@ void ctl_upgrade_done(struct sup *s, const struct handoff_result *r);
 int sup_upgrade(struct sup *s, const char *binary, const char *const *args,
     unsigned nargs, const char *const *env, unsigned nenv,
     uint64_t deadline_ms, uint64_t drain_grace_ms);
+/*
+ * No agent serves (back-off): cold-start binary instead of a handoff;
+ * nextra > 0 (--arg/--env given) is -ENOTSUP.  0 or -errno.
+ */
+int sup_replace(struct sup *s, const char *binary, unsigned nextra);
 
 #endif

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 #include "tests/lib/itest.h"
 #include "tests/lib/tap.h"
 
-#define MAX_FLEET 32
+#define MAX_FLEET 128
 #define SERVE_MS 30000
 #define OUT_MAX (256 * 1024)
 
@@ -93,7 +94,7 @@ fleet_start(struct fleet *f, int n)
 		struct itest *t = &f->host[i];
 		pid_t pid;
 
-		snprintf(f->name[i], sizeof(f->name[i]), "baton-%s-h%02d", f->tag,
+		snprintf(f->name[i], sizeof(f->name[i]), "baton-%s-h%03d", f->tag,
 		    i + 1);
 		t->sup = -1;
 		t->sup_log_fd = -1;
@@ -158,6 +159,37 @@ status_of(struct fleet *f, int i, char *buf, size_t len)
 	    NULL });
 }
 
+/* Run argv with stdout into out and stderr (through errp) into err. */
+static int
+run_capture(const char *const *argv, const char *errp)
+{
+	int p[2], status, efd;
+	size_t len = 0;
+	ssize_t r;
+	pid_t pid;
+
+	efd = open(errp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	require(efd >= 0 && pipe2(p, O_CLOEXEC) == 0, "pipes");
+	pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		dup2(efd, 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while (len < sizeof(out) - 1 &&
+	    (r = read(p[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)r;
+	out[len] = '\0';
+	close(p[0]);
+	waitpid(pid, &status, 0);
+	r = pread(efd, err, sizeof(err) - 1, 0);
+	err[r > 0 ? r : 0] = '\0';
+	close(efd);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /*
  * batonctl --root BASE rollout -w RANGE --remote-cmd remote.sh ... --json
  * EXTRA...; stdout in out, stderr in err.  Returns the exit status.
@@ -167,13 +199,10 @@ rollout(struct fleet *f, const char *delay, const char *const *extra)
 {
 	char exe[PATH_MAX], range[128], tmplt[PATH_MAX * 5], errp[PATH_MAX];
 	const char *argv[48];
-	int p[2], k = 0, i, status, efd;
-	size_t len = 0;
-	ssize_t r;
-	pid_t pid;
+	int k = 0, i;
 
 	snprintf(exe, sizeof(exe), "%s/batonctl", f->bin);
-	snprintf(range, sizeof(range), "baton-%s-h[01-%02d]", f->tag, f->n);
+	snprintf(range, sizeof(range), "baton-%s-h[001-%03d]", f->tag, f->n);
 	snprintf(tmplt, sizeof(tmplt), "%s %s %s %s %s %%h", f->script, f->log,
 	    delay, f->bin, f->base);
 	snprintf(errp, sizeof(errp), "%s/rollout.err", f->base);
@@ -189,26 +218,7 @@ rollout(struct fleet *f, const char *delay, const char *const *extra)
 	for (i = 0; extra && extra[i] && k < 47; i++)
 		argv[k++] = extra[i];
 	argv[k] = NULL;
-	efd = open(errp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	require(efd >= 0 && pipe2(p, O_CLOEXEC) == 0, "pipes");
-	pid = fork();
-	if (pid == 0) {
-		dup2(p[1], 1);
-		dup2(efd, 2);
-		execv(exe, (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	while (len < sizeof(out) - 1 &&
-	    (r = read(p[0], out + len, sizeof(out) - 1 - len)) > 0)
-		len += (size_t)r;
-	out[len] = '\0';
-	close(p[0]);
-	waitpid(pid, &status, 0);
-	r = pread(efd, err, sizeof(err) - 1, 0);
-	err[r > 0 ? r : 0] = '\0';
-	close(efd);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return run_capture(argv, errp);
 }
 
 static void
@@ -311,18 +321,115 @@ TEST_T(usage_and_host_lists, 30)
 	check_eq(CTL("--help"), 0);
 	check_eq(CTL("-w 'n[3-1]' --binary /x"), 64);
 	check_eq(CTL("-w 'n[1-2' --binary /x"), 64);
-	check_eq(CTL("-w 'n[01-02],n02' --binary /x"), 64);
+	check_eq(CTL("-w 'n[01-02],n02' --binary /x --dry-run"), 0);
 	check_eq(CTL("-w 'bad/name' --binary /x"), 64);
 	check_eq(CTL("-w n1 --binary relative/path"), 64);
 	check_eq(CTL("-w n1"), 64);
 	check_eq(CTL("-w n1 --binary /x --fanout 0"), 64);
-	check_eq(CTL("-w n1 --binary /x --pdsh /nonexistent/pdsh"), 2);
+	check_eq(CTL("-w n1 --binary /x --pdsh /nonexistent/pdsh"), 69);
+	check_eq(CTL("-w 'n[1-100001]' --binary /x --dry-run"), 64);
+	check_eq(CTL("-w n1 --binary /x --dry-run --nodeset /nonexistent"), 69);
 #undef CTL
+}
+
+/* batonctl rollout --dry-run ARGS: the plan's host column, in out. */
+static int
+plan(const char *bin, const char *args, char *buf, size_t len)
+{
+	char cmd[PATH_MAX * 3], line[1024], host[300];
+	size_t o = 0;
+	FILE *p;
+	int rc;
+
+	snprintf(cmd, sizeof(cmd), "%s/batonctl rollout --dry-run --binary "
+	    "/opt/a-%%h %s 2>&1", bin, args);
+	buf[0] = '\0';
+	if (!(p = popen(cmd, "r")))
+		return -1;
+	while (fgets(line, sizeof(line), p))
+		if (sscanf(line, "%*s %299s /opt/a-", host) == 1 &&
+		    strstr(line, "/opt/a-") && o + strlen(host) + 2 < len)
+			o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? " " :
+			    "", host);
+	rc = pclose(p);
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+TEST_T(pdsh_host_list_forms_through_nodeset, 60)
+{
+	const char *b = getenv("BATON_TEST_BIN");
+	char bin[PATH_MAX], tmp[] = "/tmp/baton-hl.XXXXXX", path[PATH_MAX * 2];
+	char args[PATH_MAX * 3], fqdn[260];
+	static char got[1 << 20];
+	uint64_t t0;
+	FILE *f;
+	int rc, i;
+
+	if (!realpath(b ? b : "build-san-cp", bin))
+		tap_skip("test binaries not built (BATON_TEST_BIN)");
+	if (system("command -v nodeset >/dev/null 2>&1") != 0)
+		tap_skip("nodeset not installed (clustershell, scripts/deps.sh "
+		    "--check)");
+	setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
+	require(mkdtemp(tmp) != NULL, "mkdtemp");
+	rc = plan(bin, "-w 'node[01-03],n02,node02'", got, sizeof(got));
+	check(rc == 0 && strcmp(got, "n02 node01 node02 node03") == 0,
+	    "ranges, duplicates merged (%d): %s", rc, got);
+	rc = plan(bin, "-w 'node[1-5]' -x 'node[2-3]'", got, sizeof(got));
+	check(rc == 0 && strcmp(got, "node1 node4 node5") == 0, "-x excludes "
+	    "(%d): %s", rc, got);
+	rc = plan(bin, "-w 'bob@db[1-2].example.org'", got, sizeof(got));
+	check(rc == 0 && strcmp(got, "bob@db1.example.org "
+	    "bob@db2.example.org") == 0, "user@ kept (%d): %s", rc, got);
+	snprintf(path, sizeof(path), "%s/hosts", tmp);
+	f = fopen(path, "w");
+	require(f != NULL, "hosts file");
+	fprintf(f, "# rack 1\nr1-n[1-2]  r1-n9\nr2-n1 # one more\n");
+	fclose(f);
+	snprintf(args, sizeof(args), "-w '^%s' -x r1-n9", path);
+	rc = plan(bin, args, got, sizeof(got));
+	check(rc == 0 && strcmp(got, "r1-n1 r1-n2 r2-n1") == 0, "-w ^FILE "
+	    "(%d): %s", rc, got);
+	snprintf(path, sizeof(path), "%s/clustershell", tmp);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/clustershell/groups.conf", tmp);
+	f = fopen(path, "w");
+	require(f != NULL, "groups.conf");
+	fprintf(f, "[Main]\ndefault: local\n[local]\nmap: sed -n "
+	    "'s/^$GROUP:\\(.*\\)/\\1/p' %s/groups\nlist: sed -n "
+	    "'s/^\\([0-9A-Za-z_-]*\\):.*/\\1/p' %s/groups\n", tmp, tmp);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/groups", tmp);
+	f = fopen(path, "w");
+	require(f != NULL, "groups");
+	fprintf(f, "gpu: g[1-3]\n");
+	fclose(f);
+	setenv("XDG_CONFIG_HOME", tmp, 1);
+	rc = plan(bin, "-g gpu -x g2", got, sizeof(got));
+	check(rc == 0 && strcmp(got, "g1 g3") == 0, "-g GROUP through "
+	    "ClusterShell groups (%d): %s", rc, got);
+	unsetenv("XDG_CONFIG_HOME");
+	for (i = 0; i < 4; i++)
+		memset(fqdn + i * 64, 'a' + i, 63), fqdn[i * 64 + 63] = '.';
+	fqdn[253] = '\0';		/* 63.63.63.61 */
+	snprintf(args, sizeof(args), "-w %s", fqdn);
+	rc = plan(bin, args, got, sizeof(got));
+	check(rc == 0 && strcmp(got, fqdn) == 0, "a 253-character FQDN "
+	    "(%d)", rc);
+	t0 = clock_mono_ms();
+	rc = plan(bin, "-w 'n[1-100000]'", got, sizeof(got));
+	check(rc == 0 && strncmp(got, "n1 n2 n3 ", 9) == 0 &&
+	    strstr(got, " n99999 n100000"), "100,000 hosts (%d)", rc);
+	tap_diag("100,000-host plan in %llu ms", (unsigned long long)
+	    (clock_mono_ms() - t0));
+	snprintf(args, sizeof(args), "rm -rf '%s'", tmp);
+	rc = system(args);
+	(void)rc;
 }
 
 TEST_T(all_hosts_commit_then_rollback, 120)
 {
-	struct fleet f;
+	static struct fleet f;
 	char st[4096], want[PATH_MAX + 64];
 	int i, rc;
 
@@ -386,7 +493,7 @@ TEST_T(all_hosts_commit_then_rollback, 120)
 
 TEST_T(failing_host_rolls_back_and_budget_stops, 120)
 {
-	struct fleet f;
+	static struct fleet f;
 	pid_t before[MAX_FLEET];
 	int i, rc;
 
@@ -448,7 +555,7 @@ TEST_T(failing_host_rolls_back_and_budget_stops, 120)
 
 TEST_T(preflight_fails_closed, 120)
 {
-	struct fleet f;
+	static struct fleet f;
 	char st[4096];
 	int i, rc;
 
@@ -464,7 +571,7 @@ TEST_T(preflight_fails_closed, 120)
 
 	rc = rollout(&f, "0", (const char *[]){ "--binary",
 	    per_host_binary(&f), "--failure-budget", "3", NULL });
-	check(rc == 2, "could not start: exit 2 (%d)", rc);
+	check(rc == 69, "could not start: exit 69 (%d)", rc);
 	check(strstr(out, "\"result\":\"could-not-start\"") != NULL,
 	    "could-not-start: %s", out);
 	check(strcmp(host_field(out, f.name[1], "error_kind"),
@@ -484,14 +591,14 @@ TEST_T(preflight_fails_closed, 120)
 		    strstr(st, "\"handoffs_rolled_back\":0,") != NULL,
 		    "%s: no handoff ran: %s", f.name[i], st);
 	}
-	if (rc != 2)
+	if (rc != 69)
 		dump_err();
 	fleet_stop(&f);
 }
 
 TEST_T(host_timeout_reports_unknown, 120)
 {
-	struct fleet f;
+	static struct fleet f;
 	uint64_t until;
 	int rc;
 
@@ -533,14 +640,14 @@ TEST_T(host_timeout_reports_unknown, 120)
 static int
 max_overlap(const char *log, int *ncalls)
 {
-	long long s[512], e[512];
+	static long long s[1024], e[1024];
 	FILE *fp = fopen(log, "r");
 	int n = 0, i, j, best = 0;
 
 	*ncalls = 0;
 	if (!fp)
 		return -1;
-	while (n < 512 && fscanf(fp, "%lld %lld %*s %*s", &s[n], &e[n]) == 2)
+	while (n < 1024 && fscanf(fp, "%lld %lld %*s %*s", &s[n], &e[n]) == 2)
 		n++;
 	fclose(fp);
 	for (i = 0; i < n; i++) {
@@ -560,7 +667,7 @@ TEST_T(fanout_bounds_concurrency_32_hosts, 280)
 {
 	static const char *const fanouts[] = { "1", "4", "16" };
 	static const char *const delays[] = { "0", "0.15" };
-	struct fleet f;
+	static struct fleet f;
 	uint64_t t0, ms[2][3];
 	int d, k, i, rc, over, calls;
 
@@ -607,6 +714,247 @@ TEST_T(fanout_bounds_concurrency_32_hosts, 280)
 	check(ms[0][2] <= ms[0][0], "without a delay fanout 16 is not slower "
 	    "than fanout 1");
 	fleet_stop(&f);
+}
+
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * A simulated fleet of 128 hosts (network namespaces, each with its own
+ * supervisor and agent) rolled out with fanout 32: every host commits,
+ * at most 32 run at once, and the wall time per host and in total is
+ * reported (docs/ROLLOUT.md extrapolates 10,000 hosts from it).
+ */
+TEST_T(fleet_of_128_hosts_fanout_32, 590)
+{
+	static struct fleet f;
+	static uint64_t per[MAX_FLEET], handoff[MAX_FLEET];
+	uint64_t t0, start_ms, total_ms, sum = 0;
+	int i, rc, over, calls, n = 128;
+
+	t0 = clock_mono_ms();
+	fleet_start(&f, n);
+	start_ms = clock_mono_ms() - t0;
+	good_agents(&f);
+	unlink(f.log);
+	t0 = clock_mono_ms();
+	rc = rollout(&f, "0", (const char *[]){ "--binary",
+	    per_host_binary(&f), "--fanout", "32", "--batch-size", "64",
+	    NULL });
+	total_ms = clock_mono_ms() - t0;
+	over = max_overlap(f.log, &calls);
+	check(rc == 0 && top_num(out, "ok") == n, "all %d hosts committed "
+	    "(exit %d, ok %ld)", n, rc, top_num(out, "ok"));
+	check(calls == 3 * n, "%d remote calls (status, probe, upgrade)",
+	    calls);
+	check(over >= 2 && over <= 32, "at most 32 at once (saw %d)", over);
+	for (i = 0; i < n; i++) {
+		per[i] = strtoull(host_field(out, f.name[i], "duration_ms"), NULL,
+		    10);
+		handoff[i] = strtoull(host_field(out, f.name[i], "handoff_ms"),
+		    NULL, 10);
+		sum += per[i];
+		if (agent_of(&f, i) <= 0 || agent_of(&f, i) == f.agent0[i])
+			check(0, "%s serves a new agent", f.name[i]);
+	}
+	qsort(per, (size_t)n, sizeof(per[0]), cmp_u64);
+	qsort(handoff, (size_t)n, sizeof(handoff[0]), cmp_u64);
+	tap_diag("128 hosts started in %.1f s", (double)start_ms / 1000.0);
+	tap_diag("128 hosts, fanout 32, batches canary+64+63: total %.2f s "
+	    "(rollout's own %ld ms), max %d at once", (double)total_ms /
+	    1000.0, top_num(out, "duration_ms"), over);
+	tap_diag("per host (upgrade command, wall): min %llu ms, median %llu "
+	    "ms, p90 %llu ms, max %llu ms, mean %llu ms",
+	    (unsigned long long)per[0], (unsigned long long)per[n / 2],
+	    (unsigned long long)per[n * 9 / 10], (unsigned long long)per[n - 1],
+	    (unsigned long long)(sum / (uint64_t)n));
+	tap_diag("per host (handoff itself): median %llu ms, max %llu ms",
+	    (unsigned long long)handoff[n / 2],
+	    (unsigned long long)handoff[n - 1]);
+	if (rc != 0)
+		dump_err();
+	fleet_stop(&f);
+}
+
+/* Run a shell command quietly; its exit status. */
+static int
+sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+sh(const char *fmt, ...)
+{
+	char cmd[PATH_MAX * 4];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/*
+ * The default remote path for real: an OpenSSH server on 127.0.0.1 with
+ * its own config, port and host key in a temporary directory (key-only,
+ * no PAM, nothing system-wide but sshd's privilege-separation directory
+ * /run/sshd, made when missing and removed after), three ssh_config Host
+ * aliases that all lead to it, each alias driving its own supervisor
+ * under its own root, rolled out through pdsh with "ssh -F CONFIG
+ * -o BatchMode=yes %h batonctl --root ROOT/%h" as the remote command.
+ */
+TEST_T(ssh_rollout_through_a_real_sshd, 240)
+{
+	static struct itest host[3];
+	char tmp[] = "/tmp/baton-ssh.XXXXXX", cfg[PATH_MAX + 32];
+	char tmplt[PATH_MAX * 4], exe[PATH_MAX + 32], bin[PATH_MAX];
+	char agent[PATH_MAX + 32], binary[PATH_MAX + 32];
+	const char *b = getenv("BATON_TEST_BIN");
+	const char *argv[24];
+	bool made_run_sshd = false;
+	uint64_t t0, ms;
+	pid_t sshd = -1;
+	int i, k = 0, port, rc;
+	FILE *f;
+
+	if (geteuid() != 0)
+		tap_skip("needs root (sshd)");
+	if (access("/usr/sbin/sshd", X_OK) < 0 ||
+	    system("command -v ssh ssh-keygen pdsh nodeset >/dev/null") != 0)
+		tap_skip("openssh-server/client, pdsh or clustershell missing "
+		    "(scripts/deps.sh --check)");
+	if (!realpath(b ? b : "build-san-cp", bin))
+		tap_skip("test binaries not built (BATON_TEST_BIN)");
+	require(mkdtemp(tmp) != NULL, "mkdtemp");
+	chmod(tmp, 0755);
+	if (access("/run/sshd", F_OK) < 0) {
+		require(mkdir("/run/sshd", 0755) == 0, "mkdir /run/sshd");
+		made_run_sshd = true;
+	}
+	require(sh("ssh-keygen -q -t ed25519 -N '' -f %s/hostkey && "
+	    "ssh-keygen -q -t ed25519 -N '' -f %s/id && "
+	    "cp %s/id.pub %s/authorized_keys", tmp, tmp, tmp, tmp) == 0,
+	    "keys");
+	port = 20000 + (int)(getpid() % 20000);
+	snprintf(cfg, sizeof(cfg), "%s/sshd_config", tmp);
+	f = fopen(cfg, "w");
+	require(f != NULL, "sshd_config");
+	fprintf(f, "Port %d\nListenAddress 127.0.0.1\nHostKey %s/hostkey\n"
+	    "AuthorizedKeysFile %s/authorized_keys\nPubkeyAuthentication yes\n"
+	    "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+	    "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+	    "PidFile %s/sshd.pid\nMaxStartups 64:30:128\nMaxSessions 64\n"
+	    "LogLevel ERROR\n", port, tmp, tmp, tmp);
+	fclose(f);
+	snprintf(cfg, sizeof(cfg), "%s/ssh_config", tmp);
+	f = fopen(cfg, "w");
+	require(f != NULL, "ssh_config");
+	for (i = 0; i < 3; i++)
+		fprintf(f, "Host sshhost-%d\n  HostName 127.0.0.1\n  Port %d\n",
+		    i + 1, port);
+	fprintf(f, "Host *\n  User root\n  IdentityFile %s/id\n"
+	    "  IdentitiesOnly yes\n  StrictHostKeyChecking no\n"
+	    "  UserKnownHostsFile %s/known_hosts\n  BatchMode yes\n"
+	    "  LogLevel ERROR\n", tmp, tmp);
+	fclose(f);
+	sshd = fork();
+	require(sshd >= 0, "fork");
+	if (sshd == 0) {
+		char sc[PATH_MAX + 32];
+
+		snprintf(sc, sizeof(sc), "%s/sshd_config", tmp);
+		execl("/usr/sbin/sshd", "/usr/sbin/sshd", "-D", "-e", "-f", sc,
+		    (char *)NULL);
+		_exit(127);
+	}
+	t0 = clock_mono_ms();
+	while (sh("ssh -F %s sshhost-1 true 2>/dev/null", cfg) != 0) {
+		if (clock_mono_ms() - t0 > 10000 || waitpid(sshd, NULL,
+		    WNOHANG) == sshd) {
+			check(0, "sshd answers on 127.0.0.1:%d", port);
+			goto out;
+		}
+		usleep(100000);
+	}
+	setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
+	snprintf(agent, sizeof(agent), "%s/baton-agent", bin);
+	for (i = 0; i < 3; i++) {
+		struct itest *t = &host[i];
+
+		memset(t, 0, sizeof(*t));
+		t->sup = -1;
+		t->sup_log_fd = -1;
+		require(snprintf(t->root, sizeof(t->root), "%s/sshhost-%d", tmp,
+		    i + 1) < (int)sizeof(t->root) && snprintf(t->bin,
+		    sizeof(t->bin), "%s", bin) < (int)sizeof(t->bin) &&
+		    snprintf(t->agent, sizeof(t->agent), "%s", agent) <
+		    (int)sizeof(t->agent) && snprintf(t->markers,
+		    sizeof(t->markers), "%s/markers", t->root) <
+		    (int)sizeof(t->markers), "paths fit");
+		require(mkdir(t->root, 0755) == 0, "root %s", t->root);
+		mkdir(t->markers, 0755);
+		require(it_start_supervisor(t, NULL) > 0, "supervisor %d", i);
+	}
+	for (i = 0; i < 3; i++)
+		require(it_wait_serving(&host[i], SERVE_MS) > 0, "sshhost-%d "
+		    "serving", i + 1);
+	snprintf(binary, sizeof(binary), "%s/baton-agent", bin);
+	snprintf(exe, sizeof(exe), "%s/batonctl", bin);
+	snprintf(tmplt, sizeof(tmplt), "ssh -F %s -o BatchMode=yes %%h env "
+	    "ASAN_OPTIONS=detect_leaks=0 %s --root %s/%%h", cfg, exe, tmp);
+	argv[k++] = exe;
+	argv[k++] = "--root";
+	argv[k++] = tmp;
+	argv[k++] = "rollout";
+	argv[k++] = "-w";
+	argv[k++] = "sshhost-[1-3]";
+	argv[k++] = "--binary";
+	argv[k++] = binary;
+	argv[k++] = "--fanout";
+	argv[k++] = "3";
+	argv[k++] = "--remote-cmd";
+	argv[k++] = tmplt;
+	argv[k++] = "--json";
+	argv[k] = NULL;
+	snprintf(cfg, sizeof(cfg), "%s/rollout.err", tmp);
+	t0 = clock_mono_ms();
+	rc = run_capture(argv, cfg);
+	ms = clock_mono_ms() - t0;
+	check(rc == 0 && top_num(out, "ok") == 3, "3 hosts committed through "
+	    "ssh (exit %d)", rc);
+	for (i = 0; i < 3; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "sshhost-%d", i + 1);
+		check(strcmp(host_field(out, name, "outcome"), "committed") == 0,
+		    "%s committed", name);
+		/* host_field's buffer is static: one call per use. */
+		tap_diag("%s: %s ms through ssh", name,
+		    host_field(out, name, "duration_ms"));
+		tap_diag("%s: handoff %s ms", name,
+		    host_field(out, name, "handoff_ms"));
+	}
+	tap_diag("3 hosts through a real sshd, fanout 3: %.2f s", (double)ms /
+	    1000.0);
+	if (rc != 0)
+		dump_err();
+out:
+	for (i = 0; i < 3; i++)
+		if (host[i].sup > 0)
+			it_teardown(&host[i]);
+	if (sshd > 0) {
+		kill(sshd, SIGTERM);
+		waitpid(sshd, NULL, 0);
+	}
+	if (made_run_sshd)
+		rmdir("/run/sshd");
+	sh("rm -rf '%s'", tmp);
 }
 
 int

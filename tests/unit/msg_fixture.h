@@ -126,6 +126,19 @@ fixture_STRARR(struct strarr *v, const char *name)
 	}
 }
 
+static const struct nslist_entry fixture_nsentries[] = {
+	{ "job-1", { 3, (const char **)fixture_ns }, "base.sqfs", true },
+	{ "job.2_b", { 1, (const char **)fixture_ns }, NULL, false },
+};
+
+static inline void
+fixture_NSLIST(struct nslist *v, const char *name)
+{
+	(void)name;
+	v->n = 2;
+	v->v = fixture_nsentries;
+}
+
 /* Fill every field of a message of this type; false if unknown. */
 static inline bool
 fixture_fill(struct msg *m, uint16_t type)

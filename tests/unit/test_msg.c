@@ -26,6 +26,78 @@
 
 #define UUID "0b8f6c1e-3a5d-4c7e-9f21-6d4b2a8e1c07"
 
+/* NS_LIST_REPLY body {seq: 1, allocations: [entry]}, entry built by fn. */
+static int
+decode_list(void (*entry)(msgpack_packer *), struct msg *m)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	int r;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 2);
+	msgpack_pack_str_with_body(&pk, "seq", 3);
+	msgpack_pack_uint8(&pk, 1);
+	msgpack_pack_str_with_body(&pk, "allocations", 11);
+	msgpack_pack_array(&pk, 1);
+	entry(&pk);
+	r = msg_decode(MSG_NS_LIST_REPLY, (const uint8_t *)sb.data, sb.size, m);
+	msgpack_sbuffer_destroy(&sb);
+	return r;
+}
+
+static void
+entry_no_alive(msgpack_packer *pk)
+{
+	msgpack_pack_map(pk, 2);
+	msgpack_pack_str_with_body(pk, "allocation_id", 13);
+	msgpack_pack_str_with_body(pk, "j1", 2);
+	msgpack_pack_str_with_body(pk, "namespaces", 10);
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_str_with_body(pk, "net", 3);
+}
+
+static void
+entry_not_map(msgpack_packer *pk)
+{
+	msgpack_pack_str_with_body(pk, "j1", 2);
+}
+
+static void
+entry_ok_extra_key(msgpack_packer *pk)
+{
+	msgpack_pack_map(pk, 4);
+	msgpack_pack_str_with_body(pk, "allocation_id", 13);
+	msgpack_pack_str_with_body(pk, "j1", 2);
+	msgpack_pack_str_with_body(pk, "future", 6);
+	msgpack_pack_array(pk, 0);
+	msgpack_pack_str_with_body(pk, "namespaces", 10);
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_str_with_body(pk, "net", 3);
+	msgpack_pack_str_with_body(pk, "alive", 5);
+	msgpack_pack_true(pk);
+}
+
+TEST(ns_list_reply_entries_are_strict)
+{
+	struct msg m;
+
+	check(decode_list(entry_no_alive, &m) == -PROTO_EMISSING,
+	    "an entry without alive is EMISSING");
+	check(decode_list(entry_not_map, &m) == -PROTO_EVALTYPE,
+	    "an entry that is no map is EVALTYPE");
+	if (check(decode_list(entry_ok_extra_key, &m) == 0, "unknown keys "
+	    "skipped, uenv_image may be missing")) {
+		check(m.u.NS_LIST_REPLY.allocations.n == 1 &&
+		    strcmp(m.u.NS_LIST_REPLY.allocations.v[0].allocation_id,
+		    "j1") == 0 && m.u.NS_LIST_REPLY.allocations.v[0].alive &&
+		    !m.u.NS_LIST_REPLY.allocations.v[0].uenv_image, "entry read");
+		check(msg_validate(&m, NULL) == 0, "valid");
+		msg_free(&m);
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* An equality written independently of msg_equal(), from the .def. */
 
@@ -70,6 +142,22 @@ eq_STRARR(const struct strarr *a, const struct strarr *b)
 		return false;
 	for (i = 0; i < a->n; i++)
 		if (strcmp(a->v[i], b->v[i]) != 0)
+			return false;
+	return true;
+}
+
+static bool
+eq_NSLIST(const struct nslist *a, const struct nslist *b)
+{
+	uint32_t i;
+
+	if (a->n != b->n)
+		return false;
+	for (i = 0; i < a->n; i++)
+		if (!eq_STR(&a->v[i].allocation_id, &b->v[i].allocation_id) ||
+		    !eq_NSTR(&a->v[i].uenv_image, &b->v[i].uenv_image) ||
+		    a->v[i].alive != b->v[i].alive ||
+		    !eq_STRARR(&a->v[i].namespaces, &b->v[i].namespaces))
 			return false;
 	return true;
 }
@@ -163,7 +251,7 @@ TEST(fixture_covers_catalogue)
 
 TEST(type_names_and_wire)
 {
-	static const uint16_t unknown[] = { 0, 19, 31, 40, 63, 70, 95, 97,
+	static const uint16_t unknown[] = { 0, 19, 31, 42, 63, 70, 95, 97,
 	    255, 65535 };
 	size_t i;
 

@@ -73,7 +73,12 @@ def canon(src, dst):
             die("key %r is not a string" % (k,))
         if not isinstance(v, (int, bool, str, bytes, list, type(None))):
             die("value of %s has type %s" % (k, type(v).__name__))
-        if isinstance(v, list) and not all(isinstance(x, str) for x in v):
+        # Arrays hold strings, or (NS_LIST_REPLY's allocations) maps
+        # with string keys.
+        if isinstance(v, list) and not all(
+                isinstance(x, str) or (isinstance(x, dict) and
+                                       all(isinstance(y, str) for y in x))
+                for x in v):
             die("array %s holds a non-string" % k)
     again = msgpack.packb(obj, use_bin_type=True)
     if again != data:

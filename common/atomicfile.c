@@ -138,23 +138,28 @@ split_path(const char *path, char **ret_dir, const char **ret_base)
 static int
 fsync_dir_of(const char *path)
 {
-	const char *base;
-	char *dir = NULL;
-	int fd = -1, r;
+	/* No allocation: the table's writer thread calls this (nswriter.c). */
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+	size_t n;
+	int fd, r;
 
-	r = split_path(path, &dir, &base);
-	if (r < 0)
-		goto out;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
+	if (!slash) {
+		strcpy(dir, ".");
+	} else if (slash == path) {
+		strcpy(dir, "/");
+	} else {
+		n = (size_t)(slash - path);
+		if (n >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, path, n);
+		dir[n] = '\0';
 	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
 	r = fsync(fd) < 0 ? -errno : 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(dir);
+	close(fd);
 	return r;
 }
 

@@ -745,8 +745,8 @@ nsclient_status(struct nsclient *c, struct nsclient_status *ret)
 	return r;
 }
 
-int
-nsclient_subscribe(const char *sock_path, int *ret_fd)
+static int
+subscribe(const char *sock_path, const struct optu64 *since, int *ret_fd)
 {
 	struct msg m;
 	int fd, r;
@@ -756,6 +756,7 @@ nsclient_subscribe(const char *sock_path, int *ret_fd)
 		return fd;
 	memset(&m, 0, sizeof(m));
 	m.type = MSG_SUBSCRIBE;
+	m.u.SUBSCRIBE.since_seq = *since;
 	r = wire_send(fd, &m, NULL, 0, NSCLIENT_CONNECT_MS);
 	if (r < 0) {
 		close(fd);
@@ -766,7 +767,25 @@ nsclient_subscribe(const char *sock_path, int *ret_fd)
 }
 
 int
-nsclient_next_event(int fd, int timeout_ms, char ret_id[NSCLIENT_ID_MAX + 1])
+nsclient_subscribe(const char *sock_path, int *ret_fd)
+{
+	const struct optu64 none = { false, 0 };
+
+	return subscribe(sock_path, &none, ret_fd);
+}
+
+int
+nsclient_subscribe_since(const char *sock_path, uint64_t since_seq,
+    int *ret_fd)
+{
+	const struct optu64 since = { true, since_seq };
+
+	return subscribe(sock_path, &since, ret_fd);
+}
+
+int
+nsclient_next_event_seq(int fd, int timeout_ms,
+    char ret_id[NSCLIENT_ID_MAX + 1], uint64_t *ret_seq)
 {
 	struct frame f;
 	int r;
@@ -775,13 +794,25 @@ nsclient_next_event(int fd, int timeout_ms, char ret_id[NSCLIENT_ID_MAX + 1])
 	r = wire_recv(fd, timeout_ms, &f);
 	if (r < 0)
 		return r;
-	if (f.m.type == MSG_ALLOCATION_ENDED)
+	if (f.m.type == MSG_ALLOCATION_ENDED) {
 		snprintf(ret_id, NSCLIENT_ID_MAX + 1, "%s",
 		    f.m.u.ALLOCATION_ENDED.allocation_id);
-	else
+		if (ret_seq)
+			*ret_seq = f.m.u.ALLOCATION_ENDED.seq.v;
+	} else if (f.m.type == MSG_NS_ERROR &&
+	    strcmp(f.m.u.NS_ERROR.kind, "too_old") == 0) {
+		r = -ESTALE;
+	} else {
 		r = -EPROTO;
+	}
 	frame_release(&f);
 	return r;
+}
+
+int
+nsclient_next_event(int fd, int timeout_ms, char ret_id[NSCLIENT_ID_MAX + 1])
+{
+	return nsclient_next_event_seq(fd, timeout_ms, ret_id, NULL);
 }
 
 /* ---- the local fallback ---- */

@@ -118,9 +118,24 @@ const char *nsclient_error(const struct nsclient *c, const char **ret_msg);
  * ALLOCATION_ENDED events; read them with nsclient_next_event().
  */
 int nsclient_subscribe(const char *sock_path, int *ret_fd);
+/*
+ * Subscribe and first receive every release after table sequence
+ * since_seq (the last seq a subscriber saw), oldest first, then the live
+ * ones.  When the agent's event log no longer reaches back that far, the
+ * first nsclient_next_event_seq() returns -ESTALE: list the allocations
+ * and subscribe again.
+ */
+int nsclient_subscribe_since(const char *sock_path, uint64_t since_seq,
+    int *ret_fd);
 /* 0 and the id, -ETIMEDOUT, -ECONNRESET when the provider went away. */
 int nsclient_next_event(int fd, int timeout_ms,
     char ret_id[NSCLIENT_ID_MAX + 1]);
+/*
+ * The same with the table sequence at which the allocation ended (0 from
+ * an agent that does not send it); -ESTALE for NS_ERROR too_old.
+ */
+int nsclient_next_event_seq(int fd, int timeout_ms,
+    char ret_id[NSCLIENT_ID_MAX + 1], uint64_t *ret_seq);
 
 /* The default: an unreachable provider is an error (kept for callers). */
 #define NSCLIENT_NO_FALLBACK	1u

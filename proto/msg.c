@@ -31,8 +31,8 @@
 #define MSG_TYPE_DISK_MIN	96
 
 enum kind {
-	K_U16, K_U32, K_U64, K_OU64, K_BOOL, K_STR, K_NSTR, K_BIN, K_STRARR,
-	K_NSLIST
+	K_U16, K_U32, K_U64, K_OU64, K_OPTU64, K_BOOL, K_STR, K_NSTR, K_BIN,
+	K_STRARR, K_NSLIST
 };
 
 struct field {
@@ -212,6 +212,9 @@ pack_field(msgpack_packer *pk, const struct field *f, const void *p)
 	case K_OU64:
 		r = msgpack_pack_uint64(pk, *(const uint64_t *)p);
 		break;
+	case K_OPTU64:
+		r = msgpack_pack_uint64(pk, ((const struct optu64 *)p)->v);
+		break;
 	case K_BOOL:
 		r = *(const bool *)p ? msgpack_pack_true(pk) :
 		    msgpack_pack_false(pk);
@@ -250,7 +253,7 @@ msg_encode(const struct msg *m, uint8_t **ret_buf, size_t *ret_len)
 	const struct field *fs;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	size_t i, n;
+	size_t i, n, k;
 	int r;
 
 	msgpack_sbuffer_init(&sb);
@@ -260,11 +263,18 @@ msg_encode(const struct msg *m, uint8_t **ret_buf, size_t *ret_len)
 		goto out;
 	}
 	fs = d->fields(&n);
-	if (msgpack_pack_map(&pk, n) != 0) {
+	/* An OPTU64 that is not set is left out of the map. */
+	for (i = 0, k = 0; i < n; i++)
+		k += fs[i].kind != K_OPTU64 ||
+		    ((const struct optu64 *)((const char *)&m->u + fs[i].off))->set;
+	if (msgpack_pack_map(&pk, k) != 0) {
 		r = -ENOMEM;
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
+		if (fs[i].kind == K_OPTU64 && !((const struct optu64 *)
+		    ((const char *)&m->u + fs[i].off))->set)
+			continue;
 		if ((r = pack_str(&pk, fs[i].key)) < 0)
 			goto out;
 		r = pack_field(&pk, &fs[i], (const char *)&m->u + fs[i].off);
@@ -684,6 +694,12 @@ rd_field(struct rd *r, const struct field *f, void *p)
 	int e;
 
 	switch (f->kind) {
+	case K_OPTU64:
+		if ((e = rd_uint(r, &v)) < 0)
+			return e;
+		((struct optu64 *)p)->set = true;
+		((struct optu64 *)p)->v = v;
+		return 0;
 	case K_U16:
 	case K_U32:
 	case K_U64:
@@ -828,7 +844,8 @@ msg_decode(uint16_t type, const uint8_t *body, size_t len,
 	}
 	need = 0;
 	for (i = 0; i < n; i++)
-		if (fs[i].kind != K_NSTR && fs[i].kind != K_OU64)
+		if (fs[i].kind != K_NSTR && fs[i].kind != K_OU64 &&
+		    fs[i].kind != K_OPTU64)
 			need |= UINT64_C(1) << i;
 	if ((seen & need) != need) {
 		e = -PROTO_EMISSING;
@@ -909,6 +926,14 @@ msg_equal(const struct msg *a, const struct msg *b)
 		case K_U64:
 		case K_OU64:
 			if (*(const uint64_t *)pa != *(const uint64_t *)pb)
+				return false;
+			break;
+		case K_OPTU64:
+			if (((const struct optu64 *)pa)->set !=
+			    ((const struct optu64 *)pb)->set ||
+			    (((const struct optu64 *)pa)->set &&
+			    ((const struct optu64 *)pa)->v !=
+			    ((const struct optu64 *)pb)->v))
 				return false;
 			break;
 		case K_BOOL:
@@ -1033,6 +1058,7 @@ ns_error_kind_ok(const char *s)
 	static const char *const kinds[] = {
 		"invalid_request", "creation_failed", "allocation_not_found",
 		"fd_passing", "unsupported_version", "limit_exceeded",
+		"too_old",
 	};
 	size_t i;
 

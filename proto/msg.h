@@ -39,10 +39,17 @@ struct bin {
 	const uint8_t *p;
 };
 
+/* An optional unsigned whose absence means something (left out when !set). */
+struct optu64 {
+	bool set;
+	uint64_t v;
+};
+
 #define FT_U16 uint16_t
 #define FT_U32 uint32_t
 #define FT_U64 uint64_t
 #define FT_OU64 uint64_t
+#define FT_OPTU64 struct optu64
 #define FT_BOOL bool
 #define FT_STR const char *
 #define FT_NSTR const char *

@@ -162,6 +162,7 @@ struct nsserver {
 	struct ns_table t;
 	uint8_t digest[NSSERVER_DIGEST_LEN];
 	bool dirty;			/* needs a write nothing has queued */
+	uint64_t written_seq;		/* seq of the newest durable table */
 	struct nswriter *wr;
 	struct release *releasing;
 	unsigned nreleasing;
@@ -343,6 +344,8 @@ encode_cb(void *data, uint8_t **buf, size_t *len)
 	int r;
 
 	s->t.seq++;
+	/* Allocations ended since the last write end at this seq. */
+	nsstate_event_stamp(&s->t, s->t.seq);
 	r = nsstate_encode(&s->t, buf, len);
 	if (r < 0)
 		s->t.seq--;
@@ -357,6 +360,7 @@ written_cb(void *data, int err, const uint8_t digest[NSWRITER_DIGEST_LEN])
 	if (err == 0) {
 		memcpy(s->digest, digest, NSSERVER_DIGEST_LEN);
 		s->dirty = false;
+		s->written_seq = s->t.seq;
 		return;
 	}
 	/*
@@ -462,15 +466,24 @@ out:
 			close(fds[i]);
 }
 
+/* ALLOCATION_ENDED for id, ended at table sequence seq. */
 static void
-notify_subscribers(struct nsserver *s, const char *id)
+ended_msg(struct msg *m, const char *id, uint64_t seq)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = MSG_ALLOCATION_ENDED;
+	m->u.ALLOCATION_ENDED.allocation_id = id;
+	m->u.ALLOCATION_ENDED.seq.set = true;
+	m->u.ALLOCATION_ENDED.seq.v = seq;
+}
+
+static void
+notify_subscribers(struct nsserver *s, const char *id, uint64_t seq)
 {
 	struct client *cl, *next;
 	struct msg m;
 
-	memset(&m, 0, sizeof(m));
-	m.type = MSG_ALLOCATION_ENDED;
-	m.u.ALLOCATION_ENDED.allocation_id = id;
+	ended_msg(&m, id, seq);
 	for (cl = s->clients; cl; cl = next) {
 		next = cl->next;
 		/* A subscriber that does not read is dropped, not waited for. */
@@ -562,6 +575,7 @@ release_durable(void *arg, int err)
 		}
 	snprintf(id, sizeof(id), "%s", a->id);
 	if (err < 0) {
+		nsstate_event_undo(&s->t, id);
 		keep_alloc(s, a);
 		s->dirty = true;
 		log_warn("ns.release_failed", strerror(-err), "allocation_id=%s "
@@ -570,8 +584,9 @@ release_durable(void *arg, int err)
 		undo_on_host(s, a);
 		nsstate_alloc_free(a);
 		log_info("ns.release", NULL, "allocation_id=%s reason=%s "
-		    "allocations=%u", id, rel->why, s->t.n);
-		notify_subscribers(s, id);
+		    "allocations=%u seq=%" PRIu64, id, rel->why, s->t.n,
+		    s->written_seq);
+		notify_subscribers(s, id, s->written_seq);
 	}
 	rel->a = NULL;
 	if (rel->cl)
@@ -607,7 +622,13 @@ release_alloc(struct nsserver *s, struct ns_alloc *a, const char *why,
 	a->cg_wd = -1;
 	nsstate_remove(&s->t, a);
 	CRASHPOINT(p_before_release_persist);
-	r = persist_async(s, release_durable, rel);
+	/* The event rides the same write as the release itself. */
+	r = nsstate_event_add(&s->t, a->id);
+	if (r == 0) {
+		r = persist_async(s, release_durable, rel);
+		if (r < 0)
+			nsstate_event_undo(&s->t, a->id);
+	}
 	if (r < 0) {
 		keep_alloc(s, a);
 		free(rel);
@@ -1084,6 +1105,50 @@ handle_release(struct client *cl, const char *id)
 	}
 }
 
+/*
+ * SUBSCRIBE: from now on every durable release reaches cl.  With
+ * since_seq, first the durable events after it, oldest first, from the
+ * log that rides every handoff; when the log no longer reaches back that
+ * far: NS_ERROR too_old and no subscription (list, then subscribe).
+ */
+static void
+handle_subscribe(struct client *cl, const struct optu64 *since)
+{
+	struct nsserver *s = cl->s;
+	const struct ns_event *e;
+	struct msg m;
+	unsigned i;
+
+	if (!cl->subscriber && s->nsubs >= s->max_subs) {
+		send_error(cl, NULL, "limit_exceeded", "too many subscribers");
+		conn_close_after_flush(cl->c);
+		return;
+	}
+	if (since->set && since->v < s->t.ev_floor) {
+		send_error(cl, NULL, "too_old", "since_seq is older than the "
+		    "event log keeps: list the allocations, then subscribe "
+		    "again");
+		return;
+	}
+	if (!cl->subscriber) {
+		cl->subscriber = true;
+		s->nsubs++;
+	}
+	if (!since->set)
+		return;
+	for (i = 0; i < s->t.ev_n; i++) {
+		e = nsstate_event(&s->t, i);
+		/* Events of a write in flight are told when it ends. */
+		if (e->seq <= since->v || e->seq == 0 || e->seq > s->written_seq)
+			continue;
+		ended_msg(&m, e->id, e->seq);
+		if (conn_send(cl->c, &m, NULL, 0) < 0) {
+			conn_close(cl->c);
+			return;
+		}
+	}
+}
+
 static void
 handle_status(struct client *cl)
 {
@@ -1108,16 +1173,35 @@ handle_status(struct client *cl)
  * namespace, its init (the reaper) still runs (nsprov_check).
  */
 static void
+list_entry(const struct nsserver *s, struct nslist_entry *e,
+    const struct ns_alloc *a,
+    const char *names[1u << NSCLIENT_MAX_NS][NSCLIENT_MAX_NS],
+    const unsigned *counts)
+{
+	unsigned mask = a->mask & ((1u << NSCLIENT_MAX_NS) - 1);
+	const char *why;
+
+	e->allocation_id = a->id;
+	e->namespaces.n = counts[mask];
+	e->namespaces.v = names[mask];
+	e->uenv_image = a->image;
+	e->alive = nsprov_check(s->pin_dir, a->id, a->mask, a->ino, a->reaper,
+	    &why) == 0;
+}
+
+static void
 handle_list(struct client *cl)
 {
 	struct nsserver *s = cl->s;
-	const char *names[1u << NSCLIENT_MAX_NS][NSCLIENT_MAX_NS], *why;
+	const char *names[1u << NSCLIENT_MAX_NS][NSCLIENT_MAX_NS];
 	unsigned counts[1u << NSCLIENT_MAX_NS], i = 0, k, mask;
+	unsigned cap = s->t.n + s->nreleasing;
 	struct nslist_entry *v = NULL;
 	const struct ns_alloc *a;
+	struct release *rel = s->releasing;
 	struct msg m;
 
-	if (s->t.n > 0 && !(v = calloc(s->t.n, sizeof(*v)))) {
+	if (cap > 0 && !(v = calloc(cap, sizeof(*v)))) {
 		send_error(cl, NULL, "limit_exceeded", "out of memory");
 		return;
 	}
@@ -1129,18 +1213,20 @@ handle_list(struct client *cl)
 				names[mask][counts[mask]++] =
 				    nsclient_kind_name(k);
 	}
-	for (a = s->t.head; a && i < s->t.n; a = a->next, i++) {
-		mask = a->mask & ((1u << NSCLIENT_MAX_NS) - 1);
-		v[i].allocation_id = a->id;
-		v[i].namespaces.n = counts[mask];
-		v[i].namespaces.v = names[mask];
-		v[i].uenv_image = a->image;
-		v[i].alive = nsprov_check(s->pin_dir, a->id, a->mask, a->ino,
-		    a->reaper, &why) == 0;
+	/*
+	 * The durable table at `seq`: not what is still being written
+	 * (creations in flight), but what a release in flight still has.
+	 */
+	for (a = s->t.head; a && i < cap; a = a->next) {
+		if (find_creation(s, a->id))
+			continue;
+		list_entry(s, &v[i++], a, names, counts);
 	}
+	for (; rel && i < cap; rel = rel->next)
+		list_entry(s, &v[i++], rel->a, names, counts);
 	memset(&m, 0, sizeof(m));
 	m.type = MSG_NS_LIST_REPLY;
-	m.u.NS_LIST_REPLY.seq = s->t.seq;
+	m.u.NS_LIST_REPLY.seq = s->written_seq;
 	m.u.NS_LIST_REPLY.allocations.n = i;
 	m.u.NS_LIST_REPLY.allocations.v = v;
 	if (conn_send(cl->c, &m, NULL, 0) < 0) {
@@ -1173,14 +1259,7 @@ frame_cb(struct conn *c, struct frame *f, void *data)
 		handle_list(cl);
 		break;
 	case MSG_SUBSCRIBE:
-		if (!cl->subscriber && s->nsubs >= s->max_subs) {
-			send_error(cl, NULL, "limit_exceeded",
-			    "too many subscribers");
-			conn_close_after_flush(cl->c);
-		} else if (!cl->subscriber) {
-			cl->subscriber = true;
-			s->nsubs++;
-		}
+		handle_subscribe(cl, &f->m.u.SUBSCRIBE.since_seq);
 		break;
 	default:
 		send_error(cl, NULL, "invalid_request",
@@ -1537,6 +1616,7 @@ load(struct nsserver *s)
 	r = nsstate_decode(buf, len, &s->t);
 	if (r < 0)
 		goto out;
+	s->written_seq = s->t.seq;	/* what is on disk is durable */
 	for (a = s->t.head; a; a = next) {
 		next = a->next;
 		why = "";

@@ -4,7 +4,9 @@
  *   { "v": 1, "seq": u64, "generation": u64,
  *     "allocations": [ { "id": str, "ns": [str], "image": str|nil,
  *                        "reaper": u32, "ino": [u64 pid, net, mnt],
- *                        "created_at_ms": u64, "cg_seen": bool } ] }
+ *                        "created_at_ms": u64, "cg_seen": bool } ],
+ *     "events": [ [seq u64, id str] ],      (optional: ended allocations)
+ *     "events_floor": u64 }                 (optional: newest seq dropped)
  *
  * Invariants: ids in a table are unique and valid (SPEC §5); an inode is
  * non-zero exactly for the kinds in the mask; a reaper is set exactly
@@ -13,6 +15,7 @@
  */
 #include <errno.h>
 #include <msgpack.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,6 +139,10 @@ nsstate_clear(struct ns_table *t)
 	free(t->bucket);
 	t->bucket = NULL;
 	t->nbucket = 0;
+	free(t->ev);
+	t->ev = NULL;
+	t->ev_n = t->ev_first = 0;
+	t->ev_floor = 0;
 }
 
 
@@ -148,6 +155,72 @@ pack_str(msgpack_packer *pk, const char *s)
 	msgpack_pack_str_body(pk, s, n);
 }
 
+static int
+ev_alloc(struct ns_table *t)
+{
+	if (!t->ev)
+		t->ev = calloc(NSSTATE_EVENTS_MAX, sizeof(*t->ev));
+	return t->ev ? 0 : -ENOMEM;
+}
+
+const struct ns_event *
+nsstate_event(const struct ns_table *t, unsigned i)
+{
+	return &t->ev[(t->ev_first + i) % NSSTATE_EVENTS_MAX];
+}
+
+int
+nsstate_event_add(struct ns_table *t, const char *id)
+{
+	struct ns_event *e;
+
+	if (ev_alloc(t) < 0)
+		return -ENOMEM;
+	if (t->ev_n == NSSTATE_EVENTS_MAX) {
+		/* The oldest goes: who asks for it learns it is too old. */
+		if (t->ev[t->ev_first].seq > t->ev_floor)
+			t->ev_floor = t->ev[t->ev_first].seq;
+		t->ev_first = (t->ev_first + 1) % NSSTATE_EVENTS_MAX;
+		t->ev_n--;
+	}
+	e = &t->ev[(t->ev_first + t->ev_n) % NSSTATE_EVENTS_MAX];
+	e->seq = 0;
+	snprintf(e->id, sizeof(e->id), "%s", id);
+	t->ev_n++;
+	return 0;
+}
+
+void
+nsstate_event_undo(struct ns_table *t, const char *id)
+{
+	unsigned i, j;
+
+	for (i = t->ev_n; i-- > 0;) {
+		if (strcmp(nsstate_event(t, i)->id, id) != 0)
+			continue;
+		for (j = i; j + 1 < t->ev_n; j++)
+			t->ev[(t->ev_first + j) % NSSTATE_EVENTS_MAX] =
+			    *nsstate_event(t, j + 1);
+		t->ev_n--;
+		return;
+	}
+}
+
+void
+nsstate_event_stamp(struct ns_table *t, uint64_t seq)
+{
+	unsigned i;
+
+	for (i = t->ev_n; i-- > 0;) {
+		struct ns_event *e = &t->ev[(t->ev_first + i) %
+		    NSSTATE_EVENTS_MAX];
+
+		if (e->seq != 0)
+			break;	/* stamped ones are all older */
+		e->seq = seq;
+	}
+}
+
 int
 nsstate_encode(const struct ns_table *t, uint8_t **ret_buf, size_t *ret_len)
 {
@@ -158,7 +231,7 @@ nsstate_encode(const struct ns_table *t, uint8_t **ret_buf, size_t *ret_len)
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 4);
+	msgpack_pack_map(&pk, 6);
 	pack_str(&pk, "v");
 	msgpack_pack_uint64(&pk, NSSTATE_VERSION);
 	pack_str(&pk, "seq");
@@ -197,6 +270,17 @@ nsstate_encode(const struct ns_table *t, uint8_t **ret_buf, size_t *ret_len)
 		else
 			msgpack_pack_false(&pk);
 	}
+	pack_str(&pk, "events");
+	msgpack_pack_array(&pk, t->ev_n);
+	for (k = 0; k < t->ev_n; k++) {
+		const struct ns_event *e = nsstate_event(t, k);
+
+		msgpack_pack_array(&pk, 2);
+		msgpack_pack_uint64(&pk, e->seq);
+		pack_str(&pk, e->id);
+	}
+	pack_str(&pk, "events_floor");
+	msgpack_pack_uint64(&pk, t->ev_floor);
 	if (!sb.data) {
 		msgpack_sbuffer_destroy(&sb);
 		return -ENOMEM;
@@ -319,6 +403,46 @@ out:
 	return r;
 }
 
+/* The optional event log: stamped, in order, ids valid. */
+static int
+decode_events(const msgpack_object *root, struct ns_table *t)
+{
+	const msgpack_object *arr = get(root, "events"), *e;
+	struct ns_event *ev;
+	uint64_t prev = 0;
+	uint32_t i;
+
+	if (get(root, "events_floor") &&
+	    get_u64(root, "events_floor", &t->ev_floor) < 0)
+		return -EBADMSG;
+	if (!arr)
+		return 0;
+	if (arr->type != MSGPACK_OBJECT_ARRAY ||
+	    arr->via.array.size > NSSTATE_EVENTS_MAX)
+		return -EBADMSG;
+	for (i = 0; i < arr->via.array.size; i++) {
+		e = &arr->via.array.ptr[i];
+		if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
+		    e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+		    e->via.array.ptr[1].type != MSGPACK_OBJECT_STR ||
+		    e->via.array.ptr[1].via.str.size > NSCLIENT_ID_MAX ||
+		    e->via.array.ptr[0].via.u64 < prev ||
+		    e->via.array.ptr[0].via.u64 == 0)
+			return -EBADMSG;
+		prev = e->via.array.ptr[0].via.u64;
+		if (nsstate_event_add(t, "") < 0)
+			return -ENOMEM;
+		ev = &t->ev[(t->ev_first + t->ev_n - 1) % NSSTATE_EVENTS_MAX];
+		ev->seq = prev;
+		memcpy(ev->id, e->via.array.ptr[1].via.str.ptr,
+		    e->via.array.ptr[1].via.str.size);
+		ev->id[e->via.array.ptr[1].via.str.size] = '\0';
+		if (!msg_allocation_id_ok(ev->id))
+			return -EBADMSG;
+	}
+	return 0;
+}
+
 int
 nsstate_decode(const void *buf, size_t len, struct ns_table *ret)
 {
@@ -345,6 +469,10 @@ nsstate_decode(const void *buf, size_t len, struct ns_table *ret)
 	if (!arr || arr->type != MSGPACK_OBJECT_ARRAY ||
 	    arr->via.array.size > MAX_ALLOCS)
 		goto out;
+	r = decode_events(root, &t);
+	if (r < 0)
+		goto out;
+	r = -EBADMSG;
 	/* Walk backwards so head insertion keeps the file's order. */
 	for (i = arr->via.array.size; i-- > 0;) {
 		r = decode_alloc(&arr->via.array.ptr[i], &a);

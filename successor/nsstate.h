@@ -29,9 +29,22 @@ struct ns_alloc {
 	struct ns_alloc *hnext;		/* its hash bucket */
 };
 
+/* One ended allocation, for subscribers that reconnect (SUBSCRIBE since_seq). */
+struct ns_event {
+	uint64_t seq;			/* table seq of the write that ended it;
+					 * 0 until that write is encoded */
+	char id[NSCLIENT_ID_MAX + 1];
+};
+
+#define NSSTATE_EVENTS_MAX 1024		/* the log keeps the newest ones */
+
 struct ns_table {
 	uint64_t seq;			/* +1 per durable write */
 	uint64_t generation;		/* +1 per handoff */
+	/* Ended allocations, oldest first, a ring of NSSTATE_EVENTS_MAX. */
+	struct ns_event *ev;
+	unsigned ev_n, ev_first;
+	uint64_t ev_floor;		/* newest seq dropped from the log */
 	unsigned n;
 	struct ns_alloc *head;
 	/* Index by id: lookups stay O(1) with thousands of allocations. */
@@ -50,6 +63,15 @@ int nsstate_insert(struct ns_table *t, struct ns_alloc *a);
 void nsstate_remove(struct ns_table *t, struct ns_alloc *a);
 /* Free every allocation and the index; t is empty and reusable. */
 void nsstate_clear(struct ns_table *t);
+
+/* Append an event (seq 0: stamped by the next encode).  0 or -ENOMEM. */
+int nsstate_event_add(struct ns_table *t, const char *id);
+/* Drop the newest event for id (its release's write failed). */
+void nsstate_event_undo(struct ns_table *t, const char *id);
+/* The i-th event, oldest first (i < t->ev_n). */
+const struct ns_event *nsstate_event(const struct ns_table *t, unsigned i);
+/* Give every event not yet stamped the sequence seq. */
+void nsstate_event_stamp(struct ns_table *t, uint64_t seq);
 
 /* Encode t into an owned buffer (free()).  0 or -ENOMEM. */
 int nsstate_encode(const struct ns_table *t, uint8_t **ret_buf,

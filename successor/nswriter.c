@@ -7,7 +7,11 @@
  * starts the next write if the queue is not empty.
  *
  * Thread side: waits for a job under `mu`, writes it without the lock,
- * posts the result under the lock and wakes the loop.
+ * posts the result under the lock and wakes the loop.  It makes system
+ * calls and hashes, and never allocates: the namespace helper is forked
+ * with _Fork() (no atfork handlers), so a lock of the allocator held by
+ * this thread at that moment would stay locked forever in the child.
+ * The loop allocates the snapshot and frees it once the write ended.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -49,6 +53,7 @@ struct nswriter {
 	/* under mu */
 	uint8_t *job;		/* buffer to write, or NULL */
 	size_t job_len;
+	uint8_t *written_buf;	/* the last job's buffer, for the loop to free */
 	bool job_done;		/* result below is ready */
 	int job_err;
 	uint8_t job_digest[NSWRITER_DIGEST_LEN];
@@ -116,8 +121,8 @@ writer_main(void *p)
 		len = w->job_len;
 		pthread_mutex_unlock(&w->mu);
 		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
-		free(buf);
 		pthread_mutex_lock(&w->mu);
+		w->written_buf = buf;
 		w->job = NULL;
 		w->job_err = r;
 		if (r == 0)
@@ -151,6 +156,7 @@ static bool
 reap(struct nswriter *w, bool wait)
 {
 	uint8_t digest[NSWRITER_DIGEST_LEN];
+	uint8_t *buf;
 	int err;
 
 	pthread_mutex_lock(&w->mu);
@@ -163,7 +169,10 @@ reap(struct nswriter *w, bool wait)
 	w->job_done = false;
 	err = w->job_err;
 	memcpy(digest, w->job_digest, sizeof(digest));
+	buf = w->written_buf;
+	w->written_buf = NULL;
 	pthread_mutex_unlock(&w->mu);
+	free(buf);
 	complete(w, err, digest);
 	return true;
 }

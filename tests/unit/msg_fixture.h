@@ -68,6 +68,14 @@ fixture_OU64(uint64_t *v, const char *name)
 	fixture_U64(v, name);
 }
 
+/* Set, so the round trip carries it (absence is tested on its own). */
+static inline void
+fixture_OPTU64(struct optu64 *v, const char *name)
+{
+	v->set = true;
+	fixture_U64(&v->v, name);
+}
+
 static inline void
 fixture_BOOL(bool *v, const char *name)
 {

@@ -89,6 +89,50 @@ TEST(round_trip_keeps_every_entry_and_rejects_duplicates)
 	nsstate_clear(&t);
 }
 
+/*
+ * The event log: stamped by the write that carries it, kept in order,
+ * the oldest dropped past NSSTATE_EVENTS_MAX with the floor remembering
+ * the newest seq dropped, an undone release's event removed, and all of
+ * it through encode/decode (it rides every handoff in the table file).
+ */
+TEST(event_log_stamps_wraps_and_round_trips)
+{
+	struct ns_table t = { 0 }, u = { 0 };
+	char id[32];
+	uint8_t *buf = NULL;
+	size_t len;
+	unsigned i, n = NSSTATE_EVENTS_MAX + 10;
+
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "ev-%u", i);
+		require(nsstate_event_add(&t, id) == 0, "add %u", i);
+		check_eq(nsstate_event(&t, t.ev_n - 1)->seq, 0);
+		nsstate_event_stamp(&t, 100 + i);
+	}
+	check_eq(t.ev_n, NSSTATE_EVENTS_MAX);
+	/* ev-0..ev-9 (seq 100..109) were dropped: the floor is 109. */
+	check_eq(t.ev_floor, 109);
+	check(strcmp(nsstate_event(&t, 0)->id, "ev-10") == 0, "oldest kept");
+	check_eq(nsstate_event(&t, 0)->seq, 110);
+	require(nsstate_event_add(&t, "undone") == 0, "add");
+	nsstate_event_stamp(&t, 5000);
+	nsstate_event_undo(&t, "undone");
+	check(strcmp(nsstate_event(&t, t.ev_n - 1)->id, "ev-1033") == 0,
+	    "undo removes the newest event of that id");
+	t.seq = 2000;
+	require(nsstate_encode(&t, &buf, &len) == 0, "encode");
+	require(nsstate_decode(buf, len, &u) == 0, "decode");
+	check_eq(u.ev_n, t.ev_n);
+	check_eq(u.ev_floor, t.ev_floor);
+	for (i = 0; i < u.ev_n; i++)
+		check(nsstate_event(&u, i)->seq == nsstate_event(&t, i)->seq &&
+		    strcmp(nsstate_event(&u, i)->id,
+		    nsstate_event(&t, i)->id) == 0, "event %u survives", i);
+	free(buf);
+	nsstate_clear(&t);
+	nsstate_clear(&u);
+}
+
 int
 main(int argc, char **argv)
 {

@@ -37,9 +37,13 @@ ifeq ($(CRASHPOINTS),1)
   CPPFLAGS += -DBATON_CRASHPOINTS=1
 endif
 
-LIB_SRC   := $(wildcard proto/*.c common/*.c crashpoints/*.c)
+# Layers (scripts/check-layers.sh): crashpoints < common < proto <
+# transport < client < programs (supervisor, successor, ctl, tools).
+LIB_SRC   := $(wildcard crashpoints/*.c common/*.c proto/*.c transport/*.c \
+             client/*.c)
 AGENT_SRC := $(filter-out successor/main.c,$(wildcard successor/*.c))
-SUP_SRC   := $(filter-out supervisor/main.c supervisor/batonctl.c,$(wildcard supervisor/*.c))
+SUP_SRC   := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
+CTL_SRC   := $(filter-out ctl/batonctl.c,$(wildcard ctl/*.c))
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 IT_SRC    := $(wildcard tests/integration/it_*.c)
@@ -49,6 +53,7 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 LIB   := $(B)/libbaton.a
 LIBAG := $(B)/libagent.a
 LIBSV := $(B)/libsupervisor.a
+LIBCTL := $(B)/libctl.a
 LIBT  := $(B)/libtest.a
 BINS  := $(B)/baton-supervisor $(B)/baton-agent $(B)/batonctl \
          $(patsubst tools/%.c,$(B)/%,$(TOOL_SRC))
@@ -76,6 +81,9 @@ $(LIBAG): $(call obj,$(AGENT_SRC))
 $(LIBSV): $(call obj,$(SUP_SRC))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+$(LIBCTL): $(call obj,$(CTL_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
 $(LIBT): $(call obj,$(TESTLIB_SRC))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
@@ -84,16 +92,16 @@ $(B)/baton-agent: $(call obj,successor/main.c) $(LIBAG) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/baton-supervisor: $(call obj,supervisor/main.c) $(LIBSV) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(B)/batonctl: $(call obj,supervisor/batonctl.c) $(LIBSV) $(LIB)
+$(B)/batonctl: $(call obj,ctl/batonctl.c) $(LIBCTL) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/%: $(B)/obj/tools/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIBT) $(LIBSV) $(LIBAG) $(LIB)
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIBT) $(LIBSV) $(LIBCTL) $(LIBAG) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(B)/tests/%: $(B)/obj/tests/integration/%.o $(LIBT) $(LIBSV) $(LIBAG) $(LIB)
+$(B)/tests/%: $(B)/obj/tests/integration/%.o $(LIBT) $(LIBSV) $(LIBCTL) $(LIBAG) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -192,8 +200,8 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SONAME  := libbaton-nsclient.so.0
 SOFILE  := $(SONAME).1.0
 SOLIB   := $(B)/$(SOFILE)
-SOLIB_SRC := common/nsclient.c common/log.c common/clock.c common/fdpass.c \
-             proto/wire.c proto/msg.c proto/frame.c
+SOLIB_SRC := client/nsclient.c common/log.c common/clock.c transport/fdpass.c \
+             transport/wire.c proto/msg.c proto/frame.c
 UNITS   := $(wildcard systemd/*.service systemd/*.socket)
 MANS    := $(wildcard man/*.8)
 SUBST    = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
@@ -205,9 +213,9 @@ lib: $(SOLIB)
 $(B)/pic/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP -c -o $@ $<
-$(SOLIB): $(patsubst %.c,$(B)/pic/%.o,$(SOLIB_SRC)) common/nsclient.map
+$(SOLIB): $(patsubst %.c,$(B)/pic/%.o,$(SOLIB_SRC)) client/nsclient.map
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
-	  -Wl,--version-script=common/nsclient.map -Wl,-z,defs -o $@ \
+	  -Wl,--version-script=client/nsclient.map -Wl,-z,defs -o $@ \
 	  $(filter %.o,$^) $(shell pkg-config --libs msgpack 2>/dev/null)
 	ln -sf $(SOFILE) $(B)/$(SONAME)
 	ln -sf $(SONAME) $(B)/libbaton-nsclient.so
@@ -220,8 +228,8 @@ install: bins lib
 	install -m 0644 $(SOLIB) $(DESTDIR)$(LIBDIR)/$(SOFILE)
 	ln -sf $(SOFILE) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libbaton-nsclient.so
-	install -m 0644 common/nsclient.h $(DESTDIR)$(INCLUDEDIR)/baton/nsclient.h
-	$(SUBST) common/baton-nsclient.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/baton-nsclient.pc
+	install -m 0644 client/nsclient.h $(DESTDIR)$(INCLUDEDIR)/baton/nsclient.h
+	$(SUBST) client/baton-nsclient.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/baton-nsclient.pc
 	install -m 0644 $(MANS) $(DESTDIR)$(MANDIR)/man8/
 	for u in $(UNITS); do \
 	  $(SUBST) $$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u) || exit 1; \

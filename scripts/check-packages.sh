@@ -52,7 +52,7 @@ for d in $debs; do
 	echo "$(basename "$d"):"
 	dpkg-deb -c "$d" | awk '{print "  " $1 " " $6 ($7 ? " " $7 " " $8 : "")}'
 done | diag
-grep -E -- ' -o build/obj/common/nsclient.o |-o build/baton-agent ' \
+grep -E -- ' -o build/obj/client/nsclient.o |-o build/baton-agent ' \
     "$T/build.log" | head -2 | diag
 
 # 2: lintian, errors fail (warnings and info are printed).

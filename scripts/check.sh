@@ -19,6 +19,8 @@ tests=""
 for t in "$tb"/tests/test_* "$tb"/tests/it_*; do
 	[ -x "$t" ] && tests="$tests $t"
 done
+# The include rule: crashpoints < common < proto < transport < client < programs.
+tests="$tests scripts/check-layers.sh"
 [ -x tests/release_no_crashpoints.sh ] && tests="$tests tests/release_no_crashpoints.sh"
 [ -x tests/deps_split.sh ] && tests="$tests tests/deps_split.sh"
 [ -x tests/fuzz_smoke.sh ] && tests="$tests tests/fuzz_smoke.sh"

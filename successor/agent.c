@@ -38,7 +38,7 @@
 #include "common/version.h"
 #include "common/atomicfile.h"
 #include "common/clock.h"
-#include "common/conn.h"
+#include "transport/conn.h"
 #include "common/listenfds.h"
 #include "common/lock.h"
 #include "common/log.h"

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 
 struct nscgroup;
 

@@ -56,9 +56,9 @@
 
 #include "common/atomicfile.h"
 #include "common/clock.h"
-#include "common/conn.h"
+#include "transport/conn.h"
 #include "common/log.h"
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 #include "common/usock.h"
 #include "crashpoints/crashpoint.h"
 #include "proto/frame.h"

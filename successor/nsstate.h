@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 
 #define NSSTATE_VERSION 1
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "common/conn.h"
+#include "transport/conn.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "common/usock.h"

@@ -38,12 +38,12 @@
 #include <uuid.h>
 
 #include "common/clock.h"
-#include "common/conn.h"
+#include "transport/conn.h"
 #include "common/lock.h"
 #include "common/log.h"
 #include "common/spawn.h"
 #include "crashpoints/crashpoint.h"
-#include "proto/wire.h"
+#include "transport/wire.h"
 #include "supervisor/agentlog.h"
 #include "supervisor/handoff.h"
 #include "supervisor/journal.h"

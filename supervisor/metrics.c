@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "common/atomicfile.h"
-#include "common/conn.h"
+#include "transport/conn.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "supervisor/handoff.h"

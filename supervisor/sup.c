@@ -41,7 +41,7 @@
 #include "common/spawn.h"
 #include "common/sandbox.h"
 #include "common/usock.h"
-#include "proto/wire.h"
+#include "transport/wire.h"
 #include "supervisor/agentlog.h"
 #include "supervisor/handoff.h"
 #include "supervisor/journal.h"

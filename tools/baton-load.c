@@ -40,7 +40,7 @@
 
 #include "common/clock.h"
 #include "common/version.h"
-#include "proto/wire.h"
+#include "transport/wire.h"
 
 #define MAX_WORKERS	256
 #define MAX_RECORDS	(1u << 25)	/* per worker: 32 Mi requests */

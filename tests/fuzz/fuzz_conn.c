@@ -1,5 +1,5 @@
 /*
- * fuzz_conn: libFuzzer target for a live frame connection (common/conn.c)
+ * fuzz_conn: libFuzzer target for a live frame connection (transport/conn.c)
  * on a uv loop.  The input is a byte stream a peer writes into a
  * socketpair, cut into writes: byte 0 picks the conn options (fds
  * allowed or not, namespace or control error style, a small send queue),
@@ -23,8 +23,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "common/conn.h"
-#include "common/fdpass.h"
+#include "transport/conn.h"
+#include "transport/fdpass.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 

@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 #include "common/paths.h"
 #include "successor/nscgroup.h"
 #include "tests/lib/itest.h"

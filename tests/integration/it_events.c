@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 #include "common/paths.h"
 #include "successor/nsstate.h"
 #include "tests/lib/itest.h"

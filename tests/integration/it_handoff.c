@@ -16,9 +16,9 @@
 
 #include "common/clock.h"
 #include "common/json.h"
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 #include "common/paths.h"
-#include "proto/wire.h"
+#include "transport/wire.h"
 #include "crashpoints/crashpoint.h"
 #include "tests/lib/itest.h"
 #include "tests/lib/tap.h"

@@ -32,13 +32,13 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "common/fdpass.h"
+#include "transport/fdpass.h"
 #include "common/json.h"
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 #include "common/paths.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
-#include "proto/wire.h"
+#include "transport/wire.h"
 #include "tests/lib/itest.h"
 #include "tests/lib/tap.h"
 

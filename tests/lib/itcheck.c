@@ -15,7 +15,7 @@
 
 #include "common/clock.h"
 #include "common/json.h"
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 #include "tests/lib/itcheck.h"
 #include "tests/lib/tap.h"
 

@@ -19,7 +19,7 @@
 #include "common/lock.h"
 #include "common/paths.h"
 #include "common/proc.h"
-#include "proto/wire.h"
+#include "transport/wire.h"
 #include "tests/lib/itest.h"
 #include "tests/lib/tap.h"
 

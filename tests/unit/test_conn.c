@@ -17,7 +17,7 @@
 
 #include <uv.h>
 
-#include "common/conn.h"
+#include "transport/conn.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "tests/lib/tap.h"

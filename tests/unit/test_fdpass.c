@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/fdpass.h"
+#include "transport/fdpass.h"
 #include "tests/lib/tap.h"
 
 static void

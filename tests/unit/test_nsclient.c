@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 #include "tests/lib/tap.h"
 
 static void

@@ -25,7 +25,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 #include "successor/nsserver.h"
 #include "tests/lib/tap.h"
 

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "common/fdpass.h"
-#include "proto/wire.h"
+#include "transport/fdpass.h"
+#include "transport/wire.h"
 #include "tests/lib/tap.h"
 #include "tests/unit/msg_fixture.h"
 

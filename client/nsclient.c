@@ -38,9 +38,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 #include "proto/msg.h"
-#include "proto/wire.h"
+#include "transport/wire.h"
 
 struct nsclient {
 	char path[108];

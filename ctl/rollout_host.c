@@ -25,7 +25,7 @@
 
 #include "common/clock.h"
 #include "common/json.h"
-#include "supervisor/rollout.h"
+#include "ctl/rollout.h"
 
 static unsigned
 count_failures(const char *dir)

@@ -48,8 +48,8 @@
 #include "common/atomicfile.h"
 #include "common/clock.h"
 #include "common/paths.h"
-#include "supervisor/hostlist.h"
-#include "supervisor/rollout.h"
+#include "ctl/hostlist.h"
+#include "ctl/rollout.h"
 
 #define EX_ALL_COMMITTED 0
 #define EX_HOST_FAILED 1

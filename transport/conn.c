@@ -29,8 +29,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/conn.h"
-#include "common/fdpass.h"
+#include "transport/conn.h"
+#include "transport/fdpass.h"
 #include "common/log.h"
 #include "proto/frame.h"
 #include "proto/msg.h"

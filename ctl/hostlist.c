@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "supervisor/hostlist.h"
+#include "ctl/hostlist.h"
 
 #define FILE_LINE_MAX 65536
 

@@ -29,10 +29,10 @@
 #include <unistd.h>
 
 #include "common/json.h"
-#include "common/nsclient.h"
+#include "client/nsclient.h"
 #include "common/paths.h"
-#include "proto/wire.h"
-#include "supervisor/ctl_ns.h"
+#include "transport/wire.h"
+#include "ctl/ctl_ns.h"
 
 #define EX_OK		0
 #define EX_FAIL		1

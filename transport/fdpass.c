@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/fdpass.h"
+#include "transport/fdpass.h"
 
 /* Control buffer for n fds, aligned for struct cmsghdr. */
 #define CTL_SPACE(n) CMSG_SPACE(sizeof(int) * (n))

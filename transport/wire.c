@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "common/fdpass.h"
-#include "proto/wire.h"
+#include "transport/fdpass.h"
+#include "transport/wire.h"
 
 /* Milliseconds left before deadline, -1 for none, 0 when past. */
 static int

@@ -1,6 +1,6 @@
 /*
  * nsclient: the consumer side of the namespace socket (SPEC §5), for a
- * workload manager, batonctl and tests.  Blocking I/O (proto/wire.h);
+ * workload manager, batonctl and tests.  Blocking I/O (transport/wire.h);
  * one request in flight per connection.
  *
  * Every namespace fd handed to the caller has been checked with

@@ -17,9 +17,9 @@
 #include "common/version.h"
 #include "common/json.h"
 #include "common/paths.h"
-#include "proto/wire.h"
-#include "supervisor/ctl_ns.h"
-#include "supervisor/rollout.h"
+#include "transport/wire.h"
+#include "ctl/ctl_ns.h"
+#include "ctl/rollout.h"
 
 #define EX_USAGE_ 64
 #define EX_UNAVAILABLE_ 69

@@ -200,7 +200,8 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SONAME  := libbaton-nsclient.so.0
 SOFILE  := $(SONAME).1.0
 SOLIB   := $(B)/$(SOFILE)
-SOLIB_SRC := client/nsclient.c common/log.c common/clock.c transport/fdpass.c \
+SOLIB_SRC := client/nsclient.c common/log.c common/clock.c common/paths.c \
+             transport/fdpass.c \
              transport/wire.c proto/msg.c proto/frame.c
 UNITS   := $(wildcard systemd/*.service systemd/*.socket)
 MANS    := $(wildcard man/*.8)

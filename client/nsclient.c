@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/paths.h"
 #include "client/nsclient.h"
 #include "proto/msg.h"
 #include "transport/wire.h"
@@ -49,9 +50,7 @@ struct nsclient {
 	char err_msg[256];
 };
 
-static const char *const kind_names[NSCLIENT_MAX_NS] = {
-	"pid", "net", "mount"
-};
+_Static_assert(NSCLIENT_MAX_NS == MSG_NS_KINDS, "one namespace vocabulary");
 static const int kind_nstypes[NSCLIENT_MAX_NS] = {
 	CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWNS
 };
@@ -59,18 +58,15 @@ static const int kind_nstypes[NSCLIENT_MAX_NS] = {
 const char *
 nsclient_kind_name(unsigned kind)
 {
-	return kind < NSCLIENT_MAX_NS ? kind_names[kind] : "?";
+	return kind < NSCLIENT_MAX_NS ? msg_ns_kind_names[kind] : "?";
 }
 
 int
 nsclient_kind_parse(const char *name)
 {
-	unsigned i;
+	int k = msg_ns_kind_parse(name);
 
-	for (i = 0; i < NSCLIENT_MAX_NS; i++)
-		if (strcmp(name, kind_names[i]) == 0)
-			return (int)i;
-	return -EINVAL;
+	return k < 0 ? -EINVAL : k;
 }
 
 int
@@ -252,25 +248,6 @@ report_fail(int fd, int err, const char *step, const char *arg)
 	(void)w;
 }
 
-/* mkdir -p, for the uenv base a fallback may be the first to need. */
-static void
-mkdir_p(const char *path)
-{
-	char buf[4096];
-	size_t i;
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return;
-	for (i = 1; buf[i]; i++) {
-		if (buf[i] != '/')
-			continue;
-		buf[i] = '\0';
-		(void)mkdir(buf, 0755);
-		buf[i] = '/';
-	}
-	(void)mkdir(buf, 0755);
-}
-
 static void
 lo_up(void)
 {
@@ -345,7 +322,7 @@ make_child(const struct nsclient_make_opts *o, int rep_fd, int go_fd)
 		if (o->image_fd >= 0) {
 			int r;
 
-			mkdir_p(o->uenv_base);
+			(void)paths_mkdirs(o->uenv_base, 0755);
 			if (mount("tmpfs", o->uenv_base, "tmpfs",
 			    MS_NOSUID | MS_NODEV | MS_NOEXEC,
 			    "mode=0755,size=64k") < 0) {
@@ -493,7 +470,7 @@ nsclient_make(const struct nsclient_make_opts *o,
 		if ((o->mask & (1u << i)) && fds[i] < 0) {
 			r = fds[i];
 			snprintf(errbuf, errlen, "open %s namespace",
-			    kind_names[i]);
+			    msg_ns_kind_names[i]);
 			goto out;
 		}
 	}
@@ -625,7 +602,7 @@ static int
 take_response(struct frame *f, const struct nsclient_req *req,
     struct nsclient_ns *ret)
 {
-	const struct msg_body_33 *b = &f->m.u.NS_RESPONSE;
+	const msg_NS_RESPONSE_t *b = &f->m.u.NS_RESPONSE;
 	struct nsclient_ns res;
 	unsigned i;
 	int k, t, r;

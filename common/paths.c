@@ -80,7 +80,7 @@ paths_mkdirs(const char *dir, unsigned mode)
 		if (*s != '/')
 			continue;
 		*s = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
 			return -errno;
 		*s = '/';
 	}

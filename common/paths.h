@@ -31,7 +31,7 @@ int paths_join(char *out, const char *root, const char *rel);
 
 /* mkdir -p of the parent directory of path, mode for new dirs. */
 int paths_mkparent(const char *path, unsigned mode);
-/* mkdir -p of dir. */
+/* mkdir -p of dir: missing parents 0755, dir itself mode.  0 or -errno. */
 int paths_mkdirs(const char *dir, unsigned mode);
 
 /*

@@ -284,7 +284,7 @@ cmd_status(int argc, char **argv)
 	if (json) {
 		printf("{\"supervisor\":");
 		if (rs == 0) {
-			const struct msg_body_65 *s = &sf.m.u.CTL_STATUS_REPLY;
+			const msg_CTL_STATUS_REPLY_t *s = &sf.m.u.CTL_STATUS_REPLY;
 
 			printf("{\"pid\":%u,\"state\":", s->supervisor_pid);
 			json_put_str(stdout, s->state);
@@ -305,7 +305,7 @@ cmd_status(int argc, char **argv)
 		}
 		printf(",\"agent\":");
 		if (ra == 0) {
-			const struct msg_body_38 *a = &af.m.u.STATUS_REPLY;
+			const msg_STATUS_REPLY_t *a = &af.m.u.STATUS_REPLY;
 
 			printf("{\"pid\":%u,\"build_id\":", a->pid);
 			json_put_str(stdout, a->build_id);
@@ -320,7 +320,7 @@ cmd_status(int argc, char **argv)
 		printf("}\n");
 	} else {
 		if (rs == 0) {
-			const struct msg_body_65 *s = &sf.m.u.CTL_STATUS_REPLY;
+			const msg_CTL_STATUS_REPLY_t *s = &sf.m.u.CTL_STATUS_REPLY;
 
 			printf("%-12s pid %-8u state %-9s uptime %.1fs\n",
 			    "supervisor", s->supervisor_pid, s->state,
@@ -336,7 +336,7 @@ cmd_status(int argc, char **argv)
 			printf("%-12s unreachable\n", "supervisor");
 		}
 		if (ra == 0) {
-			const struct msg_body_38 *a = &af.m.u.STATUS_REPLY;
+			const msg_STATUS_REPLY_t *a = &af.m.u.STATUS_REPLY;
 
 			printf("%-12s pid %-8u generation %" PRIu64 "  allocations %"
 			    PRIu64 "  ready %s  (%s)\n", "namespaces", a->pid,
@@ -376,7 +376,7 @@ cmd_upgrade(int argc, char **argv)
 	char code[32];
 	const char *args[MAX_ARGS], *env[MAX_ENV];
 	char binary[PATH_MAX];
-	const struct msg_body_67 *r;
+	const msg_CTL_UPGRADE_RESULT_t *r;
 	struct frame f;
 	unsigned nargs = 0, nenv = 0;
 	uint64_t deadline = 0, grace = 0;
@@ -499,7 +499,7 @@ static int
 cmd_journal(int argc, char **argv)
 {
 	struct msg req = { .type = MSG_CTL_JOURNAL };
-	const struct msg_body_69 *j;
+	const msg_CTL_JOURNAL_REPLY_t *j;
 	char id[64];
 	const char *outcome = NULL;
 	bool json = false;

@@ -1027,22 +1027,31 @@ msg_uuid_ok(const char *s)
 	return s[36] == '\0';
 }
 
+const char *const msg_ns_kind_names[MSG_NS_KINDS] = { "pid", "net", "mount" };
+
+int
+msg_ns_kind_parse(const char *name)
+{
+	int k;
+
+	for (k = 0; k < MSG_NS_KINDS; k++)
+		if (strcmp(name, msg_ns_kind_names[k]) == 0)
+			return k;
+	return -1;
+}
+
 /* A non-empty set of namespace names without repeats. */
 static bool
 nsset_ok(const struct strarr *sa)
 {
-	static const char *const names[] = { "pid", "net", "mount" };
 	unsigned seen = 0, bit;
 	uint32_t i;
-	size_t k;
+	int k;
 
 	if (sa->n == 0)
 		return false;
 	for (i = 0; i < sa->n; i++) {
-		for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
-			if (strcmp(sa->v[i], names[k]) == 0)
-				break;
-		if (k == sizeof(names) / sizeof(names[0]))
+		if ((k = msg_ns_kind_parse(sa->v[i])) < 0)
 			return false;
 		bit = 1u << k;
 		if (seen & bit)
@@ -1050,6 +1059,17 @@ nsset_ok(const struct strarr *sa)
 		seen |= bit;
 	}
 	return true;
+}
+
+static bool
+ns_has(const struct strarr *sa, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < sa->n; i++)
+		if (strcmp(sa->v[i], name) == 0)
+			return true;
+	return false;
 }
 
 static bool
@@ -1146,6 +1166,11 @@ msg_validate(const struct msg *m, const char **ret_why)
 	case MSG_NS_ERROR:
 		if (!ns_error_kind_ok(m->u.NS_ERROR.kind))
 			why = "kind is not an error kind of SPEC 5";
+		break;
+	case MSG_NS_REQUEST:
+		if (m->u.NS_REQUEST.uenv_image &&
+		    !ns_has(&m->u.NS_REQUEST.namespaces, "mount"))
+			why = "uenv_image needs the mount namespace";
 		break;
 	default:
 		break;

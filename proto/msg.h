@@ -63,9 +63,13 @@ enum msg_type {
 #undef MSG
 };
 
-/* struct msg_hello { const char *role; uint32_t pid; ... }; etc. */
+/*
+ * struct msg_body_<type> { const char *role; uint32_t pid; ... }; etc.,
+ * and for hand-written code the same by name: msg_HELLO_t, msg_NS_REQUEST_t.
+ */
 #define F(kind, name) FT_##kind name;
-#define MSG(NAME, id, fields) struct msg_body_##id { fields char _empty; };
+#define MSG(NAME, id, fields) struct msg_body_##id { fields char _empty; }; \
+	typedef struct msg_body_##id msg_##NAME##_t;
 #include "proto/messages.def"
 #undef MSG
 #undef F
@@ -106,6 +110,15 @@ int msg_decode(uint16_t type, const uint8_t *body, size_t len,
  * -PROTO_EINVAL with a static reason in *ret_why (may be NULL).
  */
 int msg_validate(const struct msg *m, const char **ret_why);
+
+/*
+ * The namespace vocabulary of SPEC §5, the one list of it: kind k's wire
+ * name is msg_ns_kind_names[k], in kind order pid, net, mount.
+ */
+#define MSG_NS_KINDS 3
+extern const char *const msg_ns_kind_names[MSG_NS_KINDS];
+/* The kind of a wire name, or -1. */
+int msg_ns_kind_parse(const char *name);
 
 void msg_free(struct msg *m);
 

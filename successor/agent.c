@@ -38,6 +38,7 @@
 #include "common/version.h"
 #include "common/atomicfile.h"
 #include "common/clock.h"
+#include "transport/acceptor.h"
 #include "transport/conn.h"
 #include "common/listenfds.h"
 #include "common/lock.h"
@@ -90,7 +91,7 @@ struct agent {
 	struct nsserver *ns;
 
 	int ctl_fd;		/* control listener, -1 until bound */
-	uv_poll_t *ctl_poll;	/* heap: replaced when the path is reclaimed */
+	struct acceptor *ctl_acc; /* replaced when the path is reclaimed */
 	char ctl_tmp[PATH_MAX];
 	ino_t ctl_ino;		/* inode of our socket at the control path */
 
@@ -441,69 +442,43 @@ sess_close_cb(struct conn *c, int err, void *data)
 	a->hid[0] = '\0';
 }
 
+/* The acceptor's callback: one supervisor session at a time. */
 static void
-ctl_poll_cb(uv_poll_t *p, int status, int events)
+ctl_accept(void *data, const struct acceptor_peer *p)
 {
-	struct agent *a = p->data;
+	struct agent *a = data;
 	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
 	struct msg m = { .type = MSG_HELLO };
 	struct conn *c;
-	uid_t uid;
-	gid_t gid;
-	pid_t pid;
-	int fd, r;
+	int r;
 
-	(void)events;
-	if (status < 0)
+	if (a->sess || a->stopping) {
+		if (conn_open(a->loop, p->fd, &opts, NULL, NULL, NULL, &c) == 0)
+			conn_reject(c, -EBUSY, a->stopping ? "agent is stopping" :
+			    "another supervisor session is open");
 		return;
-	while ((fd = usock_accept(a->ctl_fd)) >= 0) {
-		r = usock_peer(fd, &pid, &uid, &gid);
-		if (r < 0 || !usock_peer_allowed(uid, gid, a->cfg->allow_uids,
-		    a->cfg->n_allow_uids, NULL, 0)) {
-			log_warn("control.denied", "peer not allowed",
-			    "peer_pid=%d peer_uid=%d", (int)pid, (int)uid);
-			if (conn_open(a->loop, fd, &opts, NULL, NULL, NULL, &c) == 0)
-				conn_reject(c, -EPERM, "permission denied");
-			continue;
-		}
-		if (a->sess || a->stopping) {
-			if (conn_open(a->loop, fd, &opts, NULL, NULL, NULL, &c) == 0)
-				conn_reject(c, -EBUSY, a->stopping ?
-				    "agent is stopping" :
-				    "another supervisor session is open");
-			continue;
-		}
-		r = conn_open(a->loop, fd, &opts, sess_frame_cb, sess_close_cb,
-		    a, &a->sess);
-		if (r < 0) {
-			log_warn("control.accept", proto_strerror(r), NULL);
-			continue;
-		}
-		m.u.HELLO.role = "incumbent";
-		m.u.HELLO.pid = (uint32_t)getpid();
-		m.u.HELLO.build_id = a->build_id;
-		m.u.HELLO.proto_min = PROTO_VERSION_MIN;
-		m.u.HELLO.proto_max = PROTO_VERSION_MAX;
-		send_or_log(a->sess, &m);
-		a->ost = OS_HELLO_SENT;
-		a->hid[0] = '\0';
 	}
-}
-
-static void
-free_handle_cb(uv_handle_t *h)
-{
-	free(h);
+	r = conn_open(a->loop, p->fd, &opts, sess_frame_cb, sess_close_cb, a,
+	    &a->sess);
+	if (r < 0) {
+		log_warn("control.accept", proto_strerror(r), NULL);
+		return;
+	}
+	m.u.HELLO.role = "incumbent";
+	m.u.HELLO.pid = (uint32_t)getpid();
+	m.u.HELLO.build_id = a->build_id;
+	m.u.HELLO.proto_min = PROTO_VERSION_MIN;
+	m.u.HELLO.proto_max = PROTO_VERSION_MAX;
+	send_or_log(a->sess, &m);
+	a->ost = OS_HELLO_SENT;
+	a->hid[0] = '\0';
 }
 
 static void
 stop_control(struct agent *a)
 {
-	if (!a->ctl_poll)
-		return;
-	uv_poll_stop(a->ctl_poll);
-	uv_close((uv_handle_t *)a->ctl_poll, free_handle_cb);
-	a->ctl_poll = NULL;
+	acceptor_stop(a->ctl_acc);
+	a->ctl_acc = NULL;
 }
 
 /* Start polling the (already bound and renamed) control listener. */
@@ -511,21 +486,14 @@ static int
 start_control(struct agent *a)
 {
 	struct stat st;
-	int r;
 
 	if (stat(a->cfg->paths.agent_socket, &st) == 0)
 		a->ctl_ino = st.st_ino;
-	a->ctl_poll = malloc(sizeof(*a->ctl_poll));
-	if (!a->ctl_poll)
-		return -ENOMEM;
-	r = uv_poll_init(a->loop, a->ctl_poll, a->ctl_fd);
-	if (r < 0) {
-		free(a->ctl_poll);
-		a->ctl_poll = NULL;
-		return r;
-	}
-	a->ctl_poll->data = a;
-	return uv_poll_start(a->ctl_poll, UV_READABLE, ctl_poll_cb);
+	return acceptor_start(a->loop, a->ctl_fd, &(struct acceptor_opts){
+	    .allow_uids = a->cfg->allow_uids, .n_allow_uids = a->cfg->n_allow_uids,
+	    .per_wake = 16, .errstyle = CONN_ERR_CONTROL,
+	    .refused_event = "control.denied", .refused_text = "permission denied" },
+	    ctl_accept, a, &a->ctl_acc);
 }
 
 /*

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/paths.h"
 #include "proto/msg.h"
 #include "successor/nscgroup.h"
 #include "successor/nsprov.h"
@@ -159,7 +160,7 @@ nscgroup_open(const char *spec, const char *mounts, const char *self_cgroup,
 		    strcmp(rel, "/") == 0 ? "" : rel) >= (int)sizeof(dir))
 			r = -ENAMETOOLONG;
 		if (r == 0)
-			r = nsprov_mkdir_p(dir, 0755);
+			r = paths_mkdirs(dir, 0755);
 		if (r == 0 && access(dir, W_OK) < 0)
 			r = -errno;
 		if (r < 0) {

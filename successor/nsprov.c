@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/paths.h"
 #include "common/sandbox.h"
 #include "proto/msg.h"
 #include "successor/nscgroup.h"
@@ -78,33 +79,12 @@ nsprov_pin_path(const char *pin_dir, const char *id, unsigned kind,
 }
 
 int
-nsprov_mkdir_p(const char *dir, mode_t mode)
-{
-	char buf[4096];
-	size_t i;
-
-	if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (i = 1; buf[i]; i++) {
-		if (buf[i] != '/')
-			continue;
-		buf[i] = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		buf[i] = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-int
 nsprov_prepare_pin_dir(const char *pin_dir)
 {
 	struct statx stx;
 	int r;
 
-	r = nsprov_mkdir_p(pin_dir, 0755);
+	r = paths_mkdirs(pin_dir, 0755);
 	if (r < 0)
 		return r;
 	if (statx(AT_FDCWD, pin_dir, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS,

@@ -84,8 +84,6 @@ int nsprov_check(const char *pin_dir, const char *id, unsigned mask,
  */
 int nsprov_check_init(pid_t reaper, uint64_t pid_ino, const char **ret_why);
 
-/* mkdir -p dir (0755 for parents, mode for the last). 0 or -errno. */
-int nsprov_mkdir_p(const char *dir, mode_t mode);
 
 /*
  * Make pin_dir exist and be a private mount point of its own, so pins

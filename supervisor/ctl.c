@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "transport/acceptor.h"
 #include "transport/conn.h"
 #include "common/log.h"
 #include "common/version.h"
@@ -197,7 +198,7 @@ upgrade_refused(struct conn *c, int r, const char *binary)
 static void
 start_upgrade(struct sup *s, struct conn *c, const struct msg *m)
 {
-	const struct msg_body_66 *u = &m->u.CTL_UPGRADE;
+	const msg_CTL_UPGRADE_t *u = &m->u.CTL_UPGRADE;
 	struct conn *prev;
 	unsigned i;
 	int r;
@@ -260,38 +261,23 @@ close_cb(struct conn *c, int err, void *data)
 		s->upgrade_client = NULL;
 }
 
+/* The acceptor's callback: an allowed peer of the control socket. */
 static void
-poll_cb(uv_poll_t *p, int status, int events)
+ctl_accept(void *data, const struct acceptor_peer *p)
 {
-	struct sup *s = p->data;
+	struct sup *s = data;
 	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
 	struct conn *c;
-	uid_t uid;
-	gid_t gid;
-	pid_t pid;
-	int fd;
 
-	(void)events;
-	if (status < 0)
+	if (nclients >= CTL_MAX_CLIENTS) {
+		log_warn("control.denied", "too many clients", "peer_pid=%d "
+		    "peer_uid=%d", (int)p->pid, (int)p->uid);
+		if (conn_open(s->loop, p->fd, &opts, NULL, NULL, NULL, &c) == 0)
+			conn_reject(c, -ENOBUFS, "too many control clients");
 		return;
-	while ((fd = usock_accept(s->ctl_fd)) >= 0) {
-		bool ok = usock_peer(fd, &pid, &uid, &gid) == 0 &&
-		    usock_peer_allowed(uid, gid, s->cfg->allow_uids,
-		    s->cfg->n_allow_uids, NULL, 0);
-
-		if (!ok || nclients >= CTL_MAX_CLIENTS) {
-			log_warn("control.denied", ok ? "too many clients" :
-			    "peer not allowed", "peer_pid=%d peer_uid=%d",
-			    (int)pid, (int)uid);
-			if (conn_open(s->loop, fd, &opts, NULL, NULL, NULL, &c) == 0)
-				conn_reject(c, ok ? -ENOBUFS : -EPERM, ok ?
-				    "too many control clients" :
-				    "permission denied");
-			continue;
-		}
-		if (conn_open(s->loop, fd, &opts, frame_cb, close_cb, s, &c) == 0)
-			nclients++;
 	}
+	if (conn_open(s->loop, p->fd, &opts, frame_cb, close_cb, s, &c) == 0)
+		nclients++;
 }
 
 int
@@ -305,11 +291,12 @@ ctl_start(struct sup *s)
 		return s->ctl_fd;
 	if (stat(s->cfg->paths.supervisor_socket, &st) == 0)
 		ctl_ino = st.st_ino;
-	r = uv_poll_init(s->loop, &s->ctl_poll, s->ctl_fd);
-	if (r < 0)
-		return r;
-	s->ctl_poll.data = s;
-	return uv_poll_start(&s->ctl_poll, UV_READABLE, poll_cb);
+	r = acceptor_start(s->loop, s->ctl_fd, &(struct acceptor_opts){
+	    .allow_uids = s->cfg->allow_uids,
+	    .n_allow_uids = s->cfg->n_allow_uids,
+	    .errstyle = CONN_ERR_CONTROL, .refused_event = "control.denied",
+	    .refused_text = "permission denied" }, ctl_accept, s, &s->ctl_acc);
+	return r;
 }
 
 void
@@ -319,8 +306,8 @@ ctl_stop(struct sup *s)
 
 	if (s->ctl_fd < 0)
 		return;
-	if (!uv_is_closing((uv_handle_t *)&s->ctl_poll))
-		uv_close((uv_handle_t *)&s->ctl_poll, NULL);
+	acceptor_stop(s->ctl_acc);
+	s->ctl_acc = NULL;
 	close(s->ctl_fd);
 	s->ctl_fd = -1;
 	if (stat(s->cfg->paths.supervisor_socket, &st) == 0 &&

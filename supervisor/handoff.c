@@ -282,21 +282,13 @@ spawn_successor(struct handoff *h)
 	unsigned i, k = 0;
 	pid_t pid;
 
-	argv[k++] = h->binary;
-	argv[k++] = "--root";
-	argv[k++] = s->cfg->paths.root;
-	for (i = 0; i < h->p.nargs; i++)
-		argv[k++] = h->p.args[i];
-	argv[k] = NULL;
-	k = 0;
+	sup_agent_argv(s, h->binary, h->p.args, h->p.nargs, argv, names);
 	envx[k++] = "HANDOFF_ROLE=successor";
 	snprintf(dl, sizeof(dl), "HANDOFF_DEADLINE_MS=%" PRIu64, h->p.deadline_ms);
 	envx[k++] = dl;
 	for (i = 0; i < h->p.nenv; i++)
 		envx[k++] = h->p.env[i];
 	envx[k] = NULL;
-	for (i = 0; i < s->nl; i++)
-		names[i] = s->lnames[i];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		return -errno;
 	pid = agentlog_spawn(s->loop, &(struct spawn_opts){

@@ -175,22 +175,32 @@ ready_poll_cb(uv_timer_t *t)
 	uv_timer_start(&s->timer, ready_poll_cb, READY_POLL_MS, 0);
 }
 
+void
+sup_agent_argv(const struct sup *s, const char *binary,
+    const char *const *args, unsigned nargs,
+    const char *argv[SUP_MAX_ARGS + 4], const char *names[LISTENFDS_MAX])
+{
+	unsigned i, k = 0;
+
+	argv[k++] = binary;
+	argv[k++] = "--root";
+	argv[k++] = s->cfg->paths.root;
+	for (i = 0; i < nargs && i < SUP_MAX_ARGS; i++)
+		argv[k++] = args[i];
+	argv[k] = NULL;
+	for (i = 0; i < s->nl; i++)
+		names[i] = s->lnames[i];
+}
+
 static void
 cold_start(struct sup *s)
 {
 	const char *argv[SUP_MAX_ARGS + 4];
 	const char *names[LISTENFDS_MAX];
-	unsigned i, k = 0;
 	pid_t pid;
 
-	argv[k++] = s->agent_binary;
-	argv[k++] = "--root";
-	argv[k++] = s->cfg->paths.root;
-	for (i = 0; i < s->cfg->n_agent_args; i++)
-		argv[k++] = s->cfg->agent_args[i];
-	argv[k] = NULL;
-	for (i = 0; i < s->nl; i++)
-		names[i] = s->lnames[i];
+	sup_agent_argv(s, s->agent_binary, s->cfg->agent_args,
+	    s->cfg->n_agent_args, argv, names);
 	s->state = SUP_STARTING;
 	pid = agentlog_spawn(s->loop, &(struct spawn_opts){
 		.path = s->agent_binary,

@@ -76,7 +76,7 @@ struct sup {
 	char last_agent_exit[300];	/* "pid N: exit 3; stderr: ..." */
 
 	int ctl_fd;
-	uv_poll_t ctl_poll;
+	struct acceptor *ctl_acc;
 	uv_timer_t timer;		/* start-up / backoff / stop */
 	uv_signal_t sig_term, sig_int, sig_hup, sig_chld;
 	int exit_code;
@@ -90,6 +90,14 @@ void sup_set_agent(struct sup *s, pid_t pid, const char *binary);
 void sup_handoff_done(struct sup *s, const struct handoff_result *r);
 /* Environment names never passed on to agents unless asked for. */
 extern const char *const sup_env_drop[];
+
+/*
+ * An agent's argv (binary, --root ROOT, then args; NULL-terminated) and
+ * the names of the listeners it inherits, as every spawn passes them.
+ */
+void sup_agent_argv(const struct sup *s, const char *binary,
+    const char *const *args, unsigned nargs,
+    const char *argv[SUP_MAX_ARGS + 4], const char *names[LISTENFDS_MAX]);
 
 /* control socket (supervisor/ctl.c) */
 int ctl_start(struct sup *s);

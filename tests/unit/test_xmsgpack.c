@@ -207,7 +207,7 @@ TEST(python_built_bodies)
 	if (built("HEARTBEAT", MSG_HEARTBEAT, &m))
 		check(m.u.HEARTBEAT.ts_ms == 0, "ts_ms 0");
 	if (built("CTL_UPGRADE_RESULT", MSG_CTL_UPGRADE_RESULT, &m)) {
-		struct msg_body_67 *b = &m.u.CTL_UPGRADE_RESULT;
+		msg_CTL_UPGRADE_RESULT_t *b = &m.u.CTL_UPGRADE_RESULT;
 
 		check(!b->committed, "committed");
 		check(strcmp(b->abort_reason, "successor not ready") == 0,

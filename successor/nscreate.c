@@ -1,0 +1,548 @@
+/*
+ * nscreate: creations (helper process, waiters), releases, and the
+ * durable writes behind both (nswriter: group commit off the loop); an
+ * answer goes out only from its write's completion.  Invariants:
+ * nsserver_int.h.
+ */
+#include "successor/nsserver_int.h"
+
+static void notify_subscribers(struct nsserver *s, const char *id,
+    uint64_t seq);
+static void remember_dying(struct nsserver *s, pid_t pid);
+static void undo_on_host(struct nsserver *s, struct ns_alloc *a);
+static void keep_alloc(struct nsserver *s, struct ns_alloc *a);
+static void release_durable(void *arg, int err);
+static void creation_durable(void *arg, int err);
+static bool commit_creation(struct nsserver *s, struct creation *cr);
+static void remove_creation(struct nsserver *s, struct creation *cr);
+static void finish_creation(struct nsserver *s, struct creation *cr);
+static void helper_cb(uv_poll_t *h, int status, int events);
+
+/* nswriter: snapshot the table for the write that starts now. */
+int
+nss_encode_cb(void *data, uint8_t **buf, size_t *len)
+{
+	struct nsserver *s = data;
+	int r;
+
+	s->t.seq++;
+	/* Allocations ended since the last write end at this seq. */
+	nsstate_event_stamp(&s->t, s->t.seq);
+	r = nsstate_encode(&s->t, buf, len);
+	if (r < 0)
+		s->t.seq--;
+	return r;
+}
+
+void
+nss_written_cb(void *data, int err, const uint8_t digest[NSWRITER_DIGEST_LEN])
+{
+	struct nsserver *s = data;
+
+	if (err == 0) {
+		memcpy(s->digest, digest, NSSERVER_DIGEST_LEN);
+		s->dirty = false;
+		s->written_seq = s->t.seq;
+		return;
+	}
+	/*
+	 * The file may hold the new table anyway (rename done, then the
+	 * directory fsync failed): the next write or the seal writes again.
+	 */
+	s->dirty = true;
+	log_error("ns.persist_failed", strerror(-err), "path=%s",
+	    s->state_path);
+}
+
+/* A change made in memory; done(arg, err) once durable.  0 or -errno. */
+int
+nss_persist_async(struct nsserver *s, nswriter_done_fn done, void *arg)
+{
+	if (s->sealed)
+		return -EROFS;
+	return nswriter_change(s->wr, done, arg);
+}
+
+/*
+ * Everything durable now, on this thread (seal, generation): the write in
+ * flight, what is queued, and the whole table again when a write failed
+ * or a change was made outside the queue (dirty).  0 or -errno.
+ */
+int
+nss_persist_sync(struct nsserver *s)
+{
+	int r = nswriter_flush_sync(s->wr, 0);
+
+	if (r == 0 && s->dirty)
+		r = nswriter_flush_sync(s->wr, 1);
+	return r;
+}
+
+/* ALLOCATION_ENDED for id, ended at table sequence seq. */
+void
+nss_ended_msg(struct msg *m, const char *id, uint64_t seq)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = MSG_ALLOCATION_ENDED;
+	m->u.ALLOCATION_ENDED.allocation_id = id;
+	m->u.ALLOCATION_ENDED.seq.set = true;
+	m->u.ALLOCATION_ENDED.seq.v = seq;
+}
+
+static void
+notify_subscribers(struct nsserver *s, const char *id, uint64_t seq)
+{
+	struct client *cl, *next;
+	struct msg m;
+
+	nss_ended_msg(&m, id, seq);
+	for (cl = s->clients; cl; cl = next) {
+		next = cl->next;
+		/* A subscriber that does not read is dropped, not waited for. */
+		if (cl->subscriber && conn_send(cl->c, &m, NULL, 0) < 0)
+			conn_close(cl->c);
+	}
+}
+
+static void
+remember_dying(struct nsserver *s, pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	if (s->ndying == DYING_MAX) {
+		memmove(s->dying, s->dying + 1,
+		    (DYING_MAX - 1) * sizeof(s->dying[0]));
+		s->ndying--;
+	}
+	s->dying[s->ndying++] = pid;
+}
+
+/* Undo the allocation on the host (pins, init, watch); the table is untouched. */
+static void
+undo_on_host(struct nsserver *s, struct ns_alloc *a)
+{
+	int r;
+
+	if (a->cg_wd >= 0 && s->ino_fd >= 0)
+		(void)inotify_rm_watch(s->ino_fd, a->cg_wd);
+	a->cg_wd = -1;
+	r = nsprov_destroy(s->pin_dir, a->id, a->reaper, a->ino[NSK_PID]);
+	if (r < 0)
+		log_warn("ns.destroy", strerror(-r), "allocation_id=%s",
+		    a->id);
+	remember_dying(s, a->reaper);
+	/* EBUSY until the killed init has exited: the tick retries. */
+	if (nscgroup_remove(&s->cg, a->id) < 0)
+		s->cg_dirty = true;
+}
+
+/* Undo the allocation on the host and forget it (no persist). */
+void
+nss_destroy_alloc(struct nsserver *s, struct ns_alloc *a)
+{
+	undo_on_host(s, a);
+	nsstate_remove(&s->t, a);
+}
+
+struct release *
+nss_find_release(const struct nsserver *s, const char *id)
+{
+	struct release *r;
+
+	for (r = s->releasing; r; r = r->next)
+		if (strcmp(r->a->id, id) == 0)
+			return r;
+	return NULL;
+}
+
+/* A release that did not become durable: the allocation stays served. */
+static void
+keep_alloc(struct nsserver *s, struct ns_alloc *a)
+{
+	if (nsstate_insert(&s->t, a) < 0) {
+		/* Cannot keep it in memory either: undo it fully. */
+		undo_on_host(s, a);
+		nsstate_alloc_free(a);
+		return;
+	}
+	nss_watch_alloc(s, a);
+}
+
+/* The release's write ended: undo on the host, or put it back. */
+static void
+release_durable(void *arg, int err)
+{
+	struct release *rel = arg, **pp;
+	struct nsserver *s = rel->s;
+	struct ns_alloc *a = rel->a;
+	char id[NSCLIENT_ID_MAX + 1];
+
+	for (pp = &s->releasing; *pp; pp = &(*pp)->next)
+		if (*pp == rel) {
+			*pp = rel->next;
+			s->nreleasing--;
+			break;
+		}
+	snprintf(id, sizeof(id), "%s", a->id);
+	if (err < 0) {
+		nsstate_event_undo(&s->t, id);
+		keep_alloc(s, a);
+		s->dirty = true;
+		log_warn("ns.release_failed", strerror(-err), "allocation_id=%s "
+		    "reason=%s", id, rel->why);
+	} else {
+		undo_on_host(s, a);
+		nsstate_alloc_free(a);
+		log_info("ns.release", NULL, "allocation_id=%s reason=%s "
+		    "allocations=%u seq=%" PRIu64, id, rel->why, s->t.n,
+		    s->written_seq);
+		notify_subscribers(s, id, s->written_seq);
+	}
+	rel->a = NULL;
+	if (rel->cl)
+		nss_release_answer(rel, err);
+	free(rel);
+	nss_maybe_drained(s);
+}
+
+/*
+ * Release: the table without it is made durable first, then the host is
+ * undone, subscribers told and cl (may be NULL) answered.  When the write
+ * fails nothing is undone: the allocation stays and cl gets an error.  A
+ * crash between the write and the undo leaves pins no table names: the
+ * next load sweeps them.  0, or -errno when the change could not even be
+ * queued (nothing changed then).
+ */
+int
+nss_release_alloc(struct nsserver *s, struct ns_alloc *a, const char *why,
+    struct client *cl)
+{
+	struct release *rel = calloc(1, sizeof(*rel));
+	int r;
+
+	if (!rel)
+		return -ENOMEM;
+	rel->s = s;
+	rel->a = a;
+	rel->cl = cl;
+	snprintf(rel->id, sizeof(rel->id), "%s", a->id);
+	snprintf(rel->why, sizeof(rel->why), "%s", why);
+	if (a->cg_wd >= 0 && s->ino_fd >= 0)
+		(void)inotify_rm_watch(s->ino_fd, a->cg_wd);
+	a->cg_wd = -1;
+	nsstate_remove(&s->t, a);
+	CRASHPOINT(p_before_release_persist);
+	/* The event rides the same write as the release itself. */
+	r = nsstate_event_add(&s->t, a->id);
+	if (r == 0) {
+		r = nss_persist_async(s, release_durable, rel);
+		if (r < 0)
+			nsstate_event_undo(&s->t, a->id);
+	}
+	if (r < 0) {
+		keep_alloc(s, a);
+		free(rel);
+		return r;
+	}
+	rel->next = s->releasing;
+	s->releasing = rel;
+	s->nreleasing++;
+	if (cl) {
+		cl->rel = rel;
+		conn_pause(cl->c);
+	}
+	return 0;
+}
+
+/* ---- creations ---- */
+
+void
+nss_creation_closed_cb(uv_handle_t *h)
+{
+	struct creation *cr = h->data;
+	struct nsserver *s = cr->s;
+
+	close(cr->fd);
+	free(cr->image);
+	free(cr);
+	s->open_handles--;
+	nss_maybe_free(s);
+}
+
+void
+nss_answer_waiters(struct creation *cr, const struct ns_alloc *a,
+    const char *kind, const char *message)
+{
+	struct waiter *w;
+
+	while ((w = cr->waiters)) {
+		cr->waiters = w->next;
+		if (w->cl) {
+			if (a)
+				nss_answer(w->cl, a, w->order, w->n);
+			else
+				nss_send_error(w->cl, cr->id, kind, message);
+			nss_client_done(w->cl);
+		}
+		free(w);
+	}
+}
+
+static void remove_creation(struct nsserver *s, struct creation *cr);
+
+/* The creation's write ended: answer its waiters either way. */
+static void
+creation_durable(void *arg, int err)
+{
+	struct creation *cr = arg;
+	struct nsserver *s = cr->s;
+	struct ns_alloc *a = cr->alloc;
+	char msg[256];
+
+	cr->alloc = NULL;
+	if (err < 0) {
+		nss_destroy_alloc(s, a);
+		nsstate_alloc_free(a);
+		snprintf(msg, sizeof(msg), "persist allocation table: %s",
+		    strerror(-err));
+		nss_answer_waiters(cr, NULL, "creation_failed", msg);
+	} else {
+		CRASHPOINT(p_after_persist);
+		log_info("ns.create", NULL, "allocation_id=%s mask=%u reaper=%d "
+		    "ms=%" PRIu64 " allocations=%u", a->id, a->mask,
+		    (int)a->reaper, clock_mono_ms() - cr->started_ms, s->t.n);
+		nss_watch_alloc(s, a);
+		nss_answer_waiters(cr, a, NULL, NULL);
+	}
+	remove_creation(s, cr);
+	uv_close((uv_handle_t *)&cr->poll, nss_creation_closed_cb);
+	nss_maybe_drained(s);
+}
+
+/*
+ * The helper pinned everything: into the table, and answered once that is
+ * durable.  Returns false when it failed at once (waiters answered, the
+ * host undone): the caller then retires the creation.
+ */
+static bool
+commit_creation(struct nsserver *s, struct creation *cr)
+{
+	struct ns_alloc *a;
+	char msg[256];
+	int r;
+
+	a = nsstate_alloc_new();
+	if (!a) {
+		(void)nsprov_destroy(s->pin_dir, cr->id, cr->last.reaper,
+		    cr->last.ino[NSK_PID]);
+		nss_answer_waiters(cr, NULL, "creation_failed", "out of memory");
+		return false;
+	}
+	snprintf(a->id, sizeof(a->id), "%s", cr->id);
+	a->mask = cr->mask;
+	a->image = cr->image;
+	cr->image = NULL;
+	a->reaper = cr->last.reaper;
+	memcpy(a->ino, cr->last.ino, sizeof(a->ino));
+	a->created_ms = clock_wall_ms();
+	if (nsstate_insert(&s->t, a) < 0) {
+		(void)nsprov_destroy(s->pin_dir, cr->id, cr->last.reaper,
+		    cr->last.ino[NSK_PID]);
+		nsstate_alloc_free(a);
+		nss_answer_waiters(cr, NULL, "creation_failed", "out of memory");
+		return false;
+	}
+	cr->alloc = a;
+	r = nss_persist_async(s, creation_durable, cr);
+	if (r < 0) {
+		cr->alloc = NULL;
+		nss_destroy_alloc(s, a);
+		nsstate_alloc_free(a);
+		snprintf(msg, sizeof(msg), "persist allocation table: %s",
+		    strerror(-r));
+		nss_answer_waiters(cr, NULL, "creation_failed", msg);
+		return false;
+	}
+	return true;
+}
+
+static void
+remove_creation(struct nsserver *s, struct creation *cr)
+{
+	struct creation **pp;
+
+	for (pp = &s->creations; *pp; pp = &(*pp)->next) {
+		if (*pp == cr) {
+			*pp = cr->next;
+			s->ncreations--;
+			nss_uid_put(s, cr->uid, false);
+			break;
+		}
+	}
+}
+
+/* The helper's pipe hit EOF: the helper is done; settle the creation. */
+static void
+finish_creation(struct nsserver *s, struct creation *cr)
+{
+	char msg[300];
+	int st;
+
+	uv_poll_stop(&cr->poll);
+	/* Past its last write the helper only exits: this wait is short. */
+	if (!cr->reaped && waitpid(cr->helper, &st, 0) == cr->helper)
+		cr->reaped = true;
+	if (cr->last.stage == NSPROV_PINNED && !cr->timed_out) {
+		/* In flight until durable: creation_durable() retires it. */
+		if (commit_creation(s, cr))
+			return;
+	} else {
+		if (cr->timed_out)
+			snprintf(msg, sizeof(msg), "creation timed out");
+		else if (cr->last.stage == NSPROV_FAILED)
+			snprintf(msg, sizeof(msg), "%.*s",
+			    (int)sizeof(cr->last.what), cr->last.what);
+		else
+			snprintf(msg, sizeof(msg), "creation helper died");
+		/* A helper killed mid-way could not undo its work. */
+		(void)nsprov_destroy(s->pin_dir, cr->id, 0, 0);
+		s->cg_dirty = true;
+		log_warn("ns.creation_failed", msg, "allocation_id=%s",
+		    cr->id);
+		nss_answer_waiters(cr, NULL, "creation_failed", msg);
+	}
+	remove_creation(s, cr);
+	uv_close((uv_handle_t *)&cr->poll, nss_creation_closed_cb);
+	nss_maybe_drained(s);
+}
+
+static void
+helper_cb(uv_poll_t *h, int status, int events)
+{
+	struct creation *cr = h->data;
+	struct nsprov_report rep;
+	ssize_t n;
+
+	(void)status;
+	(void)events;
+	for (;;) {
+		n = read(cr->fd, &rep, sizeof(rep));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n != (ssize_t)sizeof(rep))
+			break;	/* EOF, error or a torn record: done */
+		if (rep.stage == NSPROV_CREATED) {
+			CRASHPOINT(p_after_create);
+		} else if (rep.stage == NSPROV_PINNED) {
+			CRASHPOINT(p_after_pin);
+		}
+		cr->last = rep;
+	}
+	finish_creation(cr->s, cr);
+}
+
+struct creation *
+nss_find_creation(struct nsserver *s, const char *id)
+{
+	struct creation *cr;
+
+	for (cr = s->creations; cr; cr = cr->next)
+		if (strcmp(cr->id, id) == 0)
+			return cr;
+	return NULL;
+}
+
+int
+nss_add_waiter(struct creation *cr, struct client *cl, const uint8_t *order,
+    unsigned n)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->cl = cl;
+	w->n = n;
+	memcpy(w->order, order, n);
+	w->next = cr->waiters;
+	cr->waiters = w;
+	cl->w = w;
+	conn_pause(cl->c);
+	return 0;
+}
+
+int
+nss_start_creation(struct nsserver *s, const char *id, unsigned mask,
+    const char *image, char *errbuf, size_t errlen, struct creation **ret)
+{
+	struct nsprov_req rq;
+	struct creation *cr;
+	char upath[4096];
+	int img = -1, r;
+
+	cr = calloc(1, sizeof(*cr));
+	if (!cr)
+		return -ENOMEM;
+	cr->s = s;
+	cr->fd = -1;
+	snprintf(cr->id, sizeof(cr->id), "%s", id);
+	cr->mask = mask;
+	memset(&rq, 0, sizeof(rq));
+	rq.pin_dir = s->pin_dir;
+	rq.id = id;
+	rq.mask = mask;
+	rq.image_fd = -1;
+	rq.cg = &s->cg;
+	if (image) {
+		img = nsclient_open_image(s->uenv_dir, image);
+		if (img < 0) {
+			r = img;
+			snprintf(errbuf, errlen, "uenv image '%s': %s", image,
+			    r == -EINVAL ? "not a regular file in the uenv "
+			    "directory" : strerror(-r));
+			r = -EINVAL;
+			goto out;
+		}
+		r = nsclient_uenv_path(s->uenv_base, image, upath,
+		    sizeof(upath));
+		if (r < 0) {
+			snprintf(errbuf, errlen, "uenv path too long");
+			r = -EINVAL;
+			goto out;
+		}
+		cr->image = strdup(image);
+		if (!cr->image) {
+			r = -ENOMEM;
+			goto out;
+		}
+		rq.image_fd = img;
+		rq.uenv_base = s->uenv_base;
+		rq.uenv_path = upath;
+	}
+	cr->started_ms = clock_mono_ms();
+	r = nsprov_spawn(&rq, &cr->helper, &cr->fd);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "fork helper: %s", strerror(-r));
+		r = -EIO;
+		goto out;
+	}
+	uv_poll_init(s->loop, &cr->poll, cr->fd);
+	cr->poll.data = cr;
+	s->open_handles++;
+	uv_poll_start(&cr->poll, UV_READABLE | UV_DISCONNECT, helper_cb);
+	cr->next = s->creations;
+	s->creations = cr;
+	s->ncreations++;
+	*ret = cr;
+	cr = NULL;
+	r = 0;
+out:
+	if (img >= 0)
+		close(img);
+	if (cr) {
+		free(cr->image);
+		free(cr);
+	}
+	return r;
+}

@@ -150,6 +150,20 @@ send_or_log(struct conn *c, const struct msg *m)
 		    msg_type_name(m->type));
 }
 
+/* HELLO in a role: the first frame on a supervisor connection (SPEC §4). */
+static void
+send_hello(const struct agent *a, struct conn *c, const char *role)
+{
+	struct msg m = { .type = MSG_HELLO };
+
+	m.u.HELLO.role = role;
+	m.u.HELLO.pid = (uint32_t)getpid();
+	m.u.HELLO.build_id = a->build_id;
+	m.u.HELLO.proto_min = PROTO_VERSION_MIN;
+	m.u.HELLO.proto_max = PROTO_VERSION_MAX;
+	send_or_log(c, &m);
+}
+
 static void
 stop_handoff_timers(struct agent *a)
 {
@@ -448,7 +462,6 @@ ctl_accept(void *data, const struct acceptor_peer *p)
 {
 	struct agent *a = data;
 	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
-	struct msg m = { .type = MSG_HELLO };
 	struct conn *c;
 	int r;
 
@@ -464,12 +477,7 @@ ctl_accept(void *data, const struct acceptor_peer *p)
 		log_warn("control.accept", proto_strerror(r), NULL);
 		return;
 	}
-	m.u.HELLO.role = "incumbent";
-	m.u.HELLO.pid = (uint32_t)getpid();
-	m.u.HELLO.build_id = a->build_id;
-	m.u.HELLO.proto_min = PROTO_VERSION_MIN;
-	m.u.HELLO.proto_max = PROTO_VERSION_MAX;
-	send_or_log(a->sess, &m);
+	send_hello(a, a->sess, "incumbent");
 	a->ost = OS_HELLO_SENT;
 	a->hid[0] = '\0';
 }
@@ -825,7 +833,6 @@ static int
 successor_start(struct agent *a)
 {
 	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
-	struct msg m = { .type = MSG_HELLO };
 	const char *s = getenv("HANDOFF_SOCK_FD");
 	const char *d = getenv("HANDOFF_DEADLINE_MS");
 	unsigned long long deadline;
@@ -864,12 +871,7 @@ successor_start(struct agent *a)
 	if (r < 0)
 		return 78;
 	CRASHPOINT(n_before_handshake);
-	m.u.HELLO.role = "successor";
-	m.u.HELLO.pid = (uint32_t)getpid();
-	m.u.HELLO.build_id = a->build_id;
-	m.u.HELLO.proto_min = PROTO_VERSION_MIN;
-	m.u.HELLO.proto_max = PROTO_VERSION_MAX;
-	send_or_log(a->up, &m);
+	send_hello(a, a->up, "successor");
 	a->nst = NST_HELLO_SENT;
 	uv_timer_start(&a->n_timer, n_timer_cb, HELLO_ACK_MS, 0);
 	uv_timer_start(&a->hb_timer, hb_cb, HEARTBEAT_MS, HEARTBEAT_MS);

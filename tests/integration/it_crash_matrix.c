@@ -46,6 +46,7 @@ static void
 matrix_case(void)
 {
 	char env[96], out[4096];
+	const char *outcome;
 	struct itc_result res;
 	struct itc_load l;
 	struct itm_case c;
@@ -88,20 +89,22 @@ matrix_case(void)
 	 * 2. no refusal; no failure unless an agent died holding the load's
 	 * connections; the history check.
 	 */
-	itc_verify_load(&t, &l, c.point, c.how == ITM_SUPERVISOR ? 0 :
+	itc_verify_load(&t, &l, c.label, c.how == ITM_SUPERVISOR ? 0 :
 	    ITC_WORKERS, &res);
-	check(res.errors == 0, "%s: %u NS_ERROR answers", c.point, res.errors);
-	itc_check_held(&t, HELD, c.point);
+	check(res.errors == 0, "%s: %u NS_ERROR answers", c.label, res.errors);
+	itc_check_held(&t, HELD, c.label);
 
 	/* 3. nothing stray: one agent, no temp files, journal cleared. */
-	itc_check_clean(&t, c.point, true);
+	itc_check_clean(&t, c.label, true);
+
+	outcome = itm_outcome(&t, &c);
 
 	/* 4. the next upgrade commits. */
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
-	check(rc == 0, "%s: following upgrade commits (%d): %s", c.point, rc,
+	check(rc == 0, "%s: following upgrade commits (%d): %s", c.label, rc,
 	    out);
 
-	itm_row(&c, itm_outcome(&t, &c), took > 0 ? (uint64_t)took : 0, &res,
+	itm_row(&c, outcome, took > 0 ? (uint64_t)took : 0, &res,
 	    tap_failures() == 0);
 	if (tap_failures())
 		it_dump_log(&t);

@@ -225,7 +225,7 @@ stall_case(void)
 	t_cont = clock_mono_ms();
 	rc = upgrade_wait(up, UPGRADE_MS);
 	check(rc >= 0, "%s: the upgrade ended", c.point);
-	took = after_case(&t, &l, c.point, t_cont, ITC_WORKERS, &res);
+	took = after_case(&t, &l, c.label, t_cont, ITC_WORKERS, &res);
 	snprintf(outcome, sizeof(outcome), "%s (rc %d)",
 	    rc == 0 ? "committed" : rc == 1 ? "rolled back" : "upgrade failed",
 	    rc);

@@ -53,6 +53,8 @@ itm_parse(const char *name, struct itm_case *c)
 	}
 	k = (unsigned)point_index(c->point) + c->round +
 	    (c->how == ITM_SUCCESSOR && c->point[0] == 'j');
+	snprintf(c->label, sizeof(c->label), "%s%s", c->point,
+	    c->how == ITM_SUCCESSOR && c->point[0] == 'j' ? "@successor" : "");
 	/* The load reaches provider points only by creating. */
 	if (c->how == ITM_PROVIDER)
 		c->shape = k % 2 ? ITC_TABLE : ITC_BOTH;
@@ -64,14 +66,11 @@ void
 itm_row(const struct itm_case *c, const char *outcome, uint64_t recover_ms,
     const struct itc_result *res, bool ok)
 {
-	char point[80];
 	FILE *f = fopen(table, "a");
 
 	if (!f)
 		return;
-	snprintf(point, sizeof(point), "%s%s", c->point,
-	    c->how == ITM_SUCCESSOR && c->point[0] == 'j' ? "@successor" : "");
-	fprintf(f, "%-28s %-10s %-6s %-24s %8llu %8u %6u %7u  %s\n", point,
+	fprintf(f, "%-28s %-10s %-6s %-24s %8llu %8u %6u %7u  %s\n", c->label,
 	    itm_how_names[c->how], itc_shape_names[c->shape], outcome,
 	    (unsigned long long)recover_ms, res->answered, res->failed,
 	    res->refused, ok ? "ok" : "FAIL");

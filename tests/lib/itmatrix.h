@@ -31,6 +31,7 @@ extern const char *const itm_how_names[];
  */
 struct itm_case {
 	char point[64];
+	char label[80];		/* point, "@successor" for j- in a successor */
 	enum itm_how how;
 	enum itc_shape shape;
 	unsigned round;

@@ -106,7 +106,8 @@ chaos(enum itc_shape shape)
 		long took;
 		bool died;
 
-		snprintf(label, sizeof(label), "kill %u (%s)", i, victims[which]);
+		snprintf(label, sizeof(label), "kill %u (%s)", i,
+		    victims[which]);
 		up = fork();
 		if (up == 0) {
 			const char *args[] = { "upgrade", "--json", NULL };
@@ -138,7 +139,8 @@ chaos(enum itc_shape shape)
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 			committed++;
 		died = itc_restart_if_dead(&t, which == 0 ? 2000 : 50, NULL);
-		check(which == 0 || !died, "%s: the supervisor survived", label);
+		check(which == 0 || !died, "%s: the supervisor survived",
+		    label);
 		took = itc_wait_one_agent(&t, RECOVER_MS + (died ? 3000 : 0), NULL);
 		if (took > worst)
 			worst = took;

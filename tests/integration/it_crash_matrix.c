@@ -72,8 +72,9 @@ matrix_case(void)
 	sup_died = itc_restart_if_dead(&t, c.how == ITM_SUPERVISOR ? 3000 : 200,
 	    &status);
 	if (c.how == ITM_SUPERVISOR)
-		check(sup_died && WIFEXITED(status) && WEXITSTATUS(status) == 99,
-		    "%s: supervisor exit 99 (status %d)", c.point, status);
+		check(sup_died && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 99, "%s: supervisor exit 99 "
+		    "(status %d)", c.point, status);
 	else if (sup_died)
 		check(false, "%s: the supervisor died (status %d)", c.point,
 		    status);

@@ -30,7 +30,7 @@
  *      allocation X through it and gets NS_RESPONSE; the supervisor
  *      continues past its deadline: X must still be served with the same
  *      namespace;
- *  (b) the supervisor crashes at s-after-seal-request-sent, three rounds,
+ *  (b) the supervisor crashes at s-after-seal-request-sent, five rounds,
  *      restarted each time, under a new-connection-per-request load:
  *      nothing refused;
  *  (c) the successor crashes (and, separately, stalls past the deadline)
@@ -60,6 +60,7 @@
 #define DEADLINE	"1500"
 #define DEADLINE_MS	1500
 #define UPGRADE_MS	40000	/* the longest a stalled upgrade may take */
+#define B_ROUNDS	5	/* issue 11 (b): crashes in a row */
 
 static const char *const deadline_args[] = { "--deadline-ms", DEADLINE,
     NULL };
@@ -280,7 +281,7 @@ begin_stall(bool n_stall)
 		if (n > 0)
 			kill(n, SIGCONT);
 	}
-	/* X is created through whoever serves now: the successor, if it took over. */
+	/* X is created through whoever serves now: the successor, by now. */
 	ino = itc_served_ino(&t, "issue11-x", &err);
 	server = it_ns_status(&t, NULL, NULL);
 	require(ino != 0, "X created (NS_RESPONSE): %s", strerror(err));
@@ -291,7 +292,8 @@ begin_stall(bool n_stall)
 	hold_stopped(&t, t.sup, t0, DEADLINE_MS + 3000);
 	rc = upgrade_wait(up, UPGRADE_MS);
 	tap_diag("the upgrade ended with %d", rc);
-	check(itc_wait_one_agent(&t, RECOVER_MS, NULL) >= 0, "one agent serves");
+	check(itc_wait_one_agent(&t, RECOVER_MS, NULL) >= 0,
+	    "one agent serves");
 	check(itc_pinned(&t, "issue11-x"), "X is still pinned");
 	again = itc_served_ino(&t, "issue11-x", &err);
 	check(again == ino, "X is still served with the same namespace (net "
@@ -320,7 +322,7 @@ TEST_T(issue11_b_seal_request_crash_rounds, 180)
 		tap_skip("needs root: namespaces");
 	start(&t, crash);
 	itc_load_start(&t, &l, ITC_STATUS);
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < B_ROUNDS; i++) {
 		snprintf(label, sizeof(label), "round %d", i);
 		rc = it_upgrade(&t, out, sizeof(out), NULL);
 		status = 0;
@@ -329,8 +331,8 @@ TEST_T(issue11_b_seal_request_crash_rounds, 180)
 		    "%s: the supervisor crashed with 99 (status %d, upgrade rc "
 		    "%d)", label, status, rc);
 		/* Started again as systemd would, still armed. */
-		require(it_start_supervisor(&t, i < 2 ? crash : NULL) > 0,
-		    "restart");
+		require(it_start_supervisor(&t, i < B_ROUNDS - 1 ? crash :
+		    NULL) > 0, "restart");
 		check(itc_wait_one_agent(&t, RECOVER_MS + 3000, NULL) >= 0,
 		    "%s: one agent serves", label);
 		itc_check_clean(&t, label, false);
@@ -376,7 +378,8 @@ before_ready(bool stall)
 	check(rc == 1, "the upgrade rolled back (%d)", rc);
 	for (i = 0; i < 3; i++) {
 		rc = it_upgrade(&t, out, sizeof(out), NULL);
-		check(rc == 0, "further upgrade %d commits (%d): %s", i, rc, out);
+		check(rc == 0, "further upgrade %d commits (%d): %s", i, rc,
+		    out);
 	}
 	after_case(&t, &l, stall ? "issue11-c-stall" : "issue11-c-crash",
 	    clock_mono_ms(), ITC_WORKERS, &res);

@@ -263,6 +263,11 @@ itc_verify_load(struct itest *t, const struct itc_load *l, const char *label,
 		case 'E': res->errors++; break;
 		default: res->answered++; break;
 		}
+		/* The first few unanswered ones, with errno and time. */
+		if (strchr("XFE", line[0]) &&
+		    res->refused + res->failed + res->errors <= 8)
+			tap_diag("%s: load: %c %s at %llu ms: %s", label, line[0],
+			    id, ms, strerror((int)arg));
 		if (strncmp(id, "ld-", 3) != 0)
 			continue;
 		h = hist_get(&v, &n, &cap, id);
@@ -285,8 +290,8 @@ itc_verify_load(struct itest *t, const struct itc_load *l, const char *label,
 			continue;
 		if (h->released) {
 			if (itc_pinned(t, h->id)) {
-				check(false, "%s: allocation %s released but still "
-				    "pinned", label, h->id);
+				check(false, "%s: allocation %s released but "
+				    "still pinned", label, h->id);
 				res->resurrected++;
 			}
 			continue;
@@ -362,7 +367,8 @@ itc_wait_stalled(struct itest *t, const char *point, int wait_ms)
 	FILE *f;
 
 	snprintf(p, sizeof(p), "%s/supervisor.log", t->root);
-	snprintf(want, sizeof(want), "event=crashpoint.stall point=%s\n", point);
+	snprintf(want, sizeof(want), "event=crashpoint.stall point=%s\n",
+	    point);
 	while (clock_mono_ms() < until) {
 		f = fopen(p, "r");
 		while (f && pid < 0 && fgets(line, sizeof(line), f))

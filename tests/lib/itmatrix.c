@@ -132,7 +132,7 @@ itm_register(void (*fn)(void), int timeout_s, unsigned rounds,
 				continue;
 			snprintf(names[k], sizeof(names[k]), "%s%s", n, suffix);
 			tap_register(names[k++], fn, timeout_s);
-			/* Durable writes: in the supervisor and in a successor. */
+			/* Durable writes: in the supervisor and a successor. */
 			if (n[0] == 'j') {
 				snprintf(names[k], sizeof(names[k]),
 				    "%s@successor%s", n, suffix);
@@ -160,8 +160,8 @@ itm_start(struct itest *t, const struct itm_case *c, const char *kv,
 	if (c->how == ITM_INCUMBENT || c->how == ITM_PROVIDER) {
 		rc = it_upgrade(t, out, sizeof(out),
 		    (const char *[]){ "--env", kv, "--env", menv, NULL });
-		require(rc == 0, "%s: arming upgrade commits (%d): %s", c->point,
-		    rc, out);
+		require(rc == 0, "%s: arming upgrade commits (%d): %s",
+		    c->point, rc, out);
 	}
 	itc_load_start(t, l, c->shape);
 	usleep(150000);
@@ -200,6 +200,8 @@ itm_outcome(struct itest *t, const struct itm_case *c)
 		return "committed (recovered)";
 	if (strstr(out, "recovered-rolled-back"))
 		return "rolled back (recovered)";
+	if (strstr(out, "recovered-none"))
+		return "cold start (recovered)";
 	if (c->how == ITM_PROVIDER)
 		return "agent restarted";
 	if (c->how == ITM_INCUMBENT && strstr(out, "committed"))

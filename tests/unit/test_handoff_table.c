@@ -153,12 +153,13 @@ TEST(expected_table_names_the_real_one)
 	check(NROWS == handoff_nstates(), "%zu expected rows for %u states",
 	    NROWS, handoff_nstates());
 	for (i = 0; i < NROWS; i++) {
-		check(state_index(expected[i].st) >= 0, "state %s", expected[i].st);
+		check(state_index(expected[i].st) >= 0, "state %s",
+		    expected[i].st);
 		check(state_index(expected[i].dflt.next) >= 0, "state %s",
 		    expected[i].dflt.next);
 		for (j = 0; j < 8 && expected[i].cells[j].ev; j++) {
-			check(event_index(expected[i].cells[j].ev) >= 0, "event %s",
-			    expected[i].cells[j].ev);
+			check(event_index(expected[i].cells[j].ev) >= 0,
+			    "event %s", expected[i].cells[j].ev);
 			check(state_index(expected[i].cells[j].next) >= 0,
 			    "state %s", expected[i].cells[j].next);
 		}
@@ -170,6 +171,7 @@ TEST(every_cell_as_specified)
 	char want[160], got[160];
 	unsigned i, ev, next, bad = 0, cells = 0;
 	int st, r;
+	bool ok;
 
 	require(handoff_test_step != NULL, "handoff_test_step() not "
 	    "implemented (tests/unit/handoff_hook.h): the table cannot be "
@@ -186,10 +188,11 @@ TEST(every_cell_as_specified)
 			cells++;
 			actions(c->act, want, sizeof(want));
 			actions(r >= 0 ? (unsigned)r : 0, got, sizeof(got));
-			if (!check(r >= 0 && next < handoff_nstates() &&
+			ok = r >= 0 && next < handoff_nstates() &&
 			    strcmp(handoff_state_name(next), c->next) == 0 &&
-			    (unsigned)r == c->act, "%s x %s: expected %s / %s, got "
-			    "%s / %s (%d)", expected[i].st, handoff_event_name(ev),
+			    (unsigned)r == c->act;
+			if (!check(ok, "%s x %s: expected %s / %s, got %s / %s "
+			    "(%d)", expected[i].st, handoff_event_name(ev),
 			    c->next, want, next < handoff_nstates() ?
 			    handoff_state_name(next) : "?", got, r))
 				bad++;

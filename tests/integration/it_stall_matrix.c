@@ -7,8 +7,9 @@
  * stays stopped until every deadline that concerns it has passed: the
  * upgrade runs with --deadline-ms 1500, so the supervisor's phase budget
  * (deadline + 1 s wire slack), the incumbent's own watchdog (deadline +
- * 1 s) and the 5 s HELLO read are all over after BATON_STALL_MS (default
- * 6000).  Then the test continues it (SIGCONT).  s- points stop the
+ * 1 s) and, for the points before the successor's HELLO, the 5 s HELLO
+ * read are all over (stall_ms(): 3.5 s or 6 s, 3 s more in even rounds;
+ * BATON_STALL_MS overrides).  Then the test continues it (SIGCONT).  s- points stop the
  * supervisor between two protocol steps; o-, n-, j-@successor points
  * stop an agent; p- points stop the provider of an armed incumbent in a
  * creation, and an upgrade is started against it while it hangs.
@@ -72,12 +73,30 @@ static const char *const short_round[] = {
 	"n-before-announce-ready", "j-after-tmp-fsync", "p-after-pin", NULL,
 };
 
+/*
+ * How long the process stays stopped: past the deadline and the wire
+ * slack (and the incumbent's watchdog, deadline + 1 s) by a second, or
+ * past the 5 s HELLO read for the points before the successor's HELLO.
+ * Even rounds add 3 s: what happens next depends on the window the
+ * process wakes in (an incumbent that resumed on its own leaves when it
+ * finds the successor holding the lock, about 2 s later).
+ * BATON_STALL_MS overrides.
+ */
 static int
-stall_ms(void)
+stall_ms(const struct itm_case *c)
 {
+	static const char *const hello[] = { "s-after-o-hello",
+	    "s-after-spawn-successor", "n-before-handshake", NULL };
 	const char *s = getenv("BATON_STALL_MS");
+	int ms = DEADLINE_MS + 2000;
+	unsigned i;
 
-	return s ? atoi(s) : 6000;
+	if (s)
+		return atoi(s);
+	for (i = 0; c && hello[i]; i++)
+		if (strcmp(c->point, hello[i]) == 0)
+			ms = 6000;
+	return ms + (c && c->round % 2 == 0 ? 3000 : 0);
 }
 
 /* Run an upgrade (extra args) in a child; its pid. */
@@ -222,7 +241,7 @@ stall_case(void)
 	if (c.how == ITM_PROVIDER)
 		up = upgrade_bg(&t, NULL, NULL, deadline_args);
 	if (stalled > 0)
-		hold_stopped(&t, stalled, t_stop, stall_ms());
+		hold_stopped(&t, stalled, t_stop, stall_ms(&c));
 	t_cont = clock_mono_ms();
 	rc = upgrade_wait(up, UPGRADE_MS);
 	check(rc >= 0, "%s: the upgrade ended", c.point);
@@ -369,7 +388,7 @@ before_ready(bool stall)
 		n = itc_wait_stalled(&t, "n-before-announce-ready", 10000);
 		check(n > 0, "the successor stopped before READY");
 		if (n > 0)
-			hold_stopped(&t, n, t0, stall_ms());
+			hold_stopped(&t, n, t0, stall_ms(NULL));
 	}
 	rc = upgrade_wait(up, UPGRADE_MS);
 	if (!stall)

@@ -9,7 +9,7 @@
 set -eu
 if [ "${1:-}" = "--run" ]; then
 	out="$BATON_CHECK_LOGS/$(basename "$2").tap"
-	{ "$2"; echo $? >"$out.rc"; } | tee "$out"
+	{ rc=0; "$2" || rc=$?; echo "$rc" >"$out.rc"; } | tee "$out"
 	exit "$(cat "$out.rc")"
 fi
 tb=$1
@@ -32,9 +32,11 @@ for t in "$tb"/tests/test_* "$tb"/tests/it_*; do
 done
 [ -x tests/release_no_crashpoints.sh ] && tests="$tests tests/release_no_crashpoints.sh"
 [ -x tests/fuzz_smoke.sh ] && tests="$tests tests/fuzz_smoke.sh"
-BATON_CHECK_LOGS=$(mktemp -d "${TMPDIR:-/tmp}/baton-check.XXXXXX")
+# Each test's full TAP (diagnostics included) stays here for reading.
+BATON_CHECK_LOGS="$tb/check-logs"
 export BATON_CHECK_LOGS
-trap 'rm -rf "$BATON_CHECK_LOGS"' EXIT INT TERM
+rm -rf "$BATON_CHECK_LOGS"
+mkdir -p "$BATON_CHECK_LOGS"
 rc=0
 # shellcheck disable=SC2086
 prove --timer -e "$(cd "$(dirname "$0")" && pwd)/check.sh --run" $tests ||
@@ -45,7 +47,7 @@ cases=$(grep -cE '^(not )?ok ' "$all" || true)
 skips=$(grep -cE '^ok .*# SKIP' "$all" || true)
 plan_skips=$(grep -cE '^1\.\.0 # SKIP' "$all" || true)
 echo "make check: $((cases - skips)) cases ran," \
-    "$((skips + plan_skips)) skipped"
+    "$((skips + plan_skips)) skipped; each test's TAP in $BATON_CHECK_LOGS"
 if [ "$(id -u)" = 0 ]; then
 	for f in "$BATON_CHECK_LOGS"/it_*.tap; do
 		[ -e "$f" ] || continue

@@ -307,8 +307,12 @@ begin_stall(bool n_stall)
 	tap_diag("X (net inode %llu) created while agent %d serves (incumbent "
 	    "was %d), %llu ms into the upgrade", ino, (int)server, (int)old,
 	    (unsigned long long)(clock_mono_ms() - t0));
-	/* The supervisor wakes past its deadline and the incumbent's. */
-	hold_stopped(&t, t.sup, t0, DEADLINE_MS + 3000);
+	/*
+	 * The supervisor wakes past its deadline (+ 1 s wire slack) and the
+	 * incumbent's watchdog (+ 1 s), before the incumbent that resumed on
+	 * its own gives up on the lock the successor holds (about 2 s later).
+	 */
+	hold_stopped(&t, t.sup, t0, DEADLINE_MS + 1500);
 	rc = upgrade_wait(up, UPGRADE_MS);
 	tap_diag("the upgrade ended with %d", rc);
 	check(itc_wait_one_agent(&t, RECOVER_MS, NULL) >= 0,

@@ -31,9 +31,9 @@
  *      allocation X through it and gets NS_RESPONSE; the supervisor
  *      continues past its deadline: X must still be served with the same
  *      namespace;
- *  (b) the supervisor crashes at s-after-seal-request-sent, five rounds,
- *      restarted each time, under a new-connection-per-request load:
- *      nothing refused;
+ *  (b) the supervisor crashes at s-after-seal-request-sent (and, as two
+ *      more cases, at the next two points), five rounds, restarted each
+ *      time, under a new-connection-per-request load: nothing refused;
  *  (c) the successor crashes (and, separately, stalls past the deadline)
  *      at n-before-announce-ready under a STATUS-only load: three further
  *      upgrades commit.
@@ -330,23 +330,29 @@ begin_stall(bool n_stall)
 TEST_T(issue11_a_begin_stall_successor_goes_on, 90) { begin_stall(false); }
 TEST_T(issue11_a_begin_stall_successor_stalls_too, 90) { begin_stall(true); }
 
-/* Issue 11 (b): supervisor crash after SEAL_REQUEST, again and again. */
-TEST_T(issue11_b_seal_request_crash_rounds, 180)
+/*
+ * Issue 11 (b): the supervisor crashes at point, again and again, under a
+ * new-connection-per-request load; started again each time (armed but
+ * for the last), it must never let a connection be refused.  Beside the
+ * issue's point, the two after it where the crash matrix saw refusals.
+ */
+static void
+crash_rounds(const char *point)
 {
-	static const char *const crash[] = {
-	    "HANDOFF_CRASH_AT=s-after-seal-request-sent", NULL };
+	char crash_at[96], out[4096], label[96];
+	const char *const crash[] = { crash_at, NULL };
 	struct itc_result res;
 	struct itc_load l;
 	struct itest t;
-	char out[4096], label[32];
 	int i, rc, status;
 
 	if (geteuid() != 0)
 		tap_skip("needs root: namespaces");
+	snprintf(crash_at, sizeof(crash_at), "HANDOFF_CRASH_AT=%s", point);
 	start(&t, crash);
 	itc_load_start(&t, &l, ITC_STATUS);
 	for (i = 0; i < B_ROUNDS; i++) {
-		snprintf(label, sizeof(label), "round %d", i);
+		snprintf(label, sizeof(label), "%s round %d", point, i);
 		rc = it_upgrade(&t, out, sizeof(out), NULL);
 		status = 0;
 		waitpid(t.sup, &status, 0);
@@ -360,10 +366,23 @@ TEST_T(issue11_b_seal_request_crash_rounds, 180)
 		    "%s: one agent serves", label);
 		itc_check_clean(&t, label, false);
 	}
-	after_case(&t, &l, "issue11-b", clock_mono_ms(), 0, &res);
+	after_case(&t, &l, point, clock_mono_ms(), 0, &res);
 	if (tap_failures())
 		it_dump_log(&t);
 	it_teardown(&t);
+}
+
+TEST_T(issue11_b_seal_request_crash_rounds, 180)
+{
+	crash_rounds("s-after-seal-request-sent");
+}
+TEST_T(issue11_b_seal_complete_crash_rounds, 180)
+{
+	crash_rounds("s-after-seal-complete-recv");
+}
+TEST_T(issue11_b_begin_crash_rounds, 180)
+{
+	crash_rounds("s-after-begin-sent");
 }
 
 /* Issue 11 (c): successor lost before READY under a STATUS-only load. */

@@ -191,17 +191,20 @@ itm_upgrade(struct itest *t, const struct itm_case *c, const char *kv,
 const char *
 itm_outcome(struct itest *t, const struct itm_case *c)
 {
+	static const char *const recovered[][2] = {
+		{ "recovered-committed", "committed (recovered)" },
+		{ "recovered-rolled-back", "rolled back (recovered)" },
+		{ "recovered-none", "cold start (recovered)" },
+	};
 	char out[4096];
+	unsigned i;
 
 	if (it_ctl(t, out, sizeof(out), (const char *[]){ "journal", "--json",
 	    NULL }) != 0)
 		return "?";
-	if (strstr(out, "recovered-committed"))
-		return "committed (recovered)";
-	if (strstr(out, "recovered-rolled-back"))
-		return "rolled back (recovered)";
-	if (strstr(out, "recovered-none"))
-		return "cold start (recovered)";
+	for (i = 0; i < sizeof(recovered) / sizeof(recovered[0]); i++)
+		if (strstr(out, recovered[i][0]))
+			return recovered[i][1];
 	if (c->how == ITM_PROVIDER)
 		return "agent restarted";
 	if (c->how == ITM_INCUMBENT && strstr(out, "committed"))

@@ -136,9 +136,17 @@ integration: deps-check
 	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
 	prove -e '' $(TB)/tests/it_*
 
+# Every crash point ROUNDS times (default 3: each point under each of the
+# three load shapes); the stall matrix stops the process there instead.
+ROUNDS ?= 3
+.PHONY: stall-matrix
 crash-matrix: deps-check
 	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
-	prove -v -e '' $(TB)/tests/it_crash_matrix
+	BATON_MATRIX_ROUNDS=$(ROUNDS) prove -v -e '' $(TB)/tests/it_crash_matrix
+stall-matrix: deps-check
+	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
+	BATON_STALL_FULL=1 BATON_STALL_ROUNDS=$(ROUNDS) \
+	  prove -v -e '' $(TB)/tests/it_stall_matrix
 
 # Random SIGKILLs during back-to-back upgrades under load: make chaos N=50
 N ?= 20

@@ -126,6 +126,27 @@ struct handoff {
 
 typedef enum hstate (*action_fn)(struct handoff *h);
 
+/*
+ * Test mode (handoff_test_step(), tests/unit/handoff_hook.h): while set,
+ * the actions record what they would do here (HT_* bits) instead of
+ * sending, spawning, signalling, journaling or arming timers.
+ */
+static unsigned *ht_bits;
+#define HT(bit) (*ht_bits |= (bit))
+#define HT_HELLO_ACK	(1u << 0)
+#define HT_SPAWN_N	(1u << 1)
+#define HT_PREPARE	(1u << 2)
+#define HT_SEAL		(1u << 3)
+#define HT_BEGIN	(1u << 4)
+#define HT_PROMOTE	(1u << 5)
+#define HT_COMMIT	(1u << 6)
+#define HT_ABORT_N	(1u << 7)
+#define HT_KILL_N	(1u << 8)
+#define HT_RESUME	(1u << 9)
+#define HT_KILL_O	(1u << 10)
+#define HT_COMMITTED	(1u << 11)
+#define HT_ROLLED_BACK	(1u << 12)
+
 static enum hstate begin_abort(struct handoff *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static enum hstate finish(struct handoff *h, bool committed);
@@ -139,6 +160,8 @@ journal(struct handoff *h, const char *phase)
 
 	snprintf(h->jr.phase, sizeof(h->jr.phase), "%s", phase);
 	h->jr.successor_pid = h->n_pid;
+	if (ht_bits)
+		return 0;
 	r = journal_write(h->sup->cfg->paths.journal, &h->jr);
 	if (r < 0)
 		log_error("journal.write", proto_strerror(r), "handoff_id=%s "
@@ -152,6 +175,13 @@ signal_proc(struct handoff *h, struct procwatch *w, pid_t pid, int sig)
 {
 	int r;
 
+	if (ht_bits) {
+		if (sig == SIGKILL)
+			HT(pid == h->n_pid ? HT_KILL_N : HT_KILL_O);
+		else if (pid == h->n_pid)
+			HT(HT_ABORT_N);	/* SIGTERM: told to abort either way */
+		return;
+	}
 	if (w) {
 		r = procwatch_kill(w, sig);
 		if (r < 0 && r != -ESRCH)
@@ -189,6 +219,8 @@ schedule(struct handoff *h, uint64_t now)
 {
 	uint64_t at = h->phase_at < h->live_at ? h->phase_at : h->live_at;
 
+	if (ht_bits)
+		return;
 	/* libuv counts from its cached loop time: make it now. */
 	uv_update_time(h->sup->loop);
 	uv_timer_start(&h->timer, timer_cb, at > now ? at - now : 0, 0);
@@ -232,6 +264,22 @@ send_to(struct handoff *h, struct conn *c, const struct msg *m)
 
 	if (!c)
 		return;
+	if (ht_bits) {
+		switch (m->type) {
+		case MSG_HELLO_ACK: HT(HT_HELLO_ACK); break;
+		case MSG_PREPARE_HANDOFF: HT(HT_PREPARE); break;
+		case MSG_SEAL_REQUEST: HT(HT_SEAL); break;
+		case MSG_BEGIN:
+			HT(HT_BEGIN | (m->u.BEGIN.state_digest.len ? 0 :
+			    HT_PROMOTE));
+			break;
+		case MSG_COMMIT: HT(HT_COMMIT); break;
+		case MSG_ABORT: HT(HT_ABORT_N); break;
+		case MSG_RESUME_AFTER_ABORT: HT(HT_RESUME); break;
+		default: break;
+		}
+		return;
+	}
 	r = conn_send(c, m, NULL, 0);
 	if (r < 0)
 		log_warn("handoff.send", proto_strerror(r), "handoff_id=%s type=%s",
@@ -274,6 +322,7 @@ spawn_successor(struct handoff *h)
 {
 	struct sup *s = h->sup;
 	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
+	static char fake_conn;
 	const char *argv[SUP_MAX_ARGS + 4];
 	const char *envx[SUP_MAX_ENV + 3];
 	const char *names[LISTENFDS_MAX];
@@ -282,6 +331,13 @@ spawn_successor(struct handoff *h)
 	unsigned i, k = 0;
 	pid_t pid;
 
+	if (ht_bits) {
+		HT(HT_SPAWN_N);
+		h->n_pid = 2002;
+		h->n_alive = true;
+		h->n = (struct conn *)&fake_conn;
+		return 0;
+	}
 	sup_agent_argv(s, h->binary, h->p.args, h->p.nargs, argv, names);
 	envx[k++] = "HANDOFF_ROLE=successor";
 	snprintf(dl, sizeof(dl), "HANDOFF_DEADLINE_MS=%" PRIu64, h->p.deadline_ms);
@@ -508,8 +564,8 @@ a_begin_timeout(struct handoff *h)
 	if (now >= h->live_at)
 		return begin_abort(h, "successor silent for %d ms in begin%s",
 		    LIVENESS_MS, h->forward ? " while holding the lock" : "");
-	if (h->n_alive && lock_probe(h->sup->cfg->paths.state_dir, &holder) ==
-	    1 && holder == h->n_pid) {
+	if (h->n_alive && !ht_bits && lock_probe(h->sup->cfg->paths.state_dir,
+	    &holder) == 1 && holder == h->n_pid) {
 		if (!h->forward)
 			log_warn("handoff.roll_forward", "deadline passed, but "
 			    "the successor holds the lock: waiting for READY "
@@ -561,7 +617,8 @@ a_ready(struct handoff *h)
 	(void)journal(h, "committing");
 	procwatch_stop(h->n_watch);
 	h->n_watch = NULL;
-	sup_set_agent(h->sup, h->n_pid, h->binary);
+	if (!ht_bits)
+		sup_set_agent(h->sup, h->n_pid, h->binary);
 	h->res.new_pid = h->n_pid;
 	if (!h->o_alive)
 		return finish(h, true);
@@ -744,6 +801,10 @@ finish(struct handoff *h, bool committed)
 	struct sup *s = h->sup;
 	int r;
 
+	if (ht_bits) {
+		HT(committed ? HT_COMMITTED : HT_ROLLED_BACK);
+		return H_DONE;
+	}
 	h->res.committed = committed;
 	h->res.promoted = h->promoted;
 	h->res.total_ms = clock_mono_ms() - h->t0;
@@ -802,7 +863,7 @@ dispatch(struct handoff *h, enum hevent ev, const struct msg *m)
 		log_debug("handoff.step", NULL, "handoff_id=%s from=%s event=%s "
 		    "to=%s", h->id, state_names[prev], event_names[ev],
 		    state_names[h->st]);
-	if (h->st == H_DONE) {
+	if (h->st == H_DONE && !ht_bits) {
 		struct handoff_result res = h->res;
 		struct sup *s = h->sup;
 
@@ -1080,4 +1141,112 @@ bool
 handoff_cell_defined(unsigned st, unsigned ev)
 {
 	return st < H_NSTATES && ev < EV_NEVENTS && cells[st][ev] != NULL;
+}
+
+/*
+ * The test hook (tests/unit/handoff_hook.h): one event on a fake
+ * handoff in state st, with what st implies of its peers, and the HT_*
+ * bits of what the table's action did.
+ */
+int handoff_test_step(unsigned st, unsigned ev, unsigned *next);
+
+int
+handoff_test_step(unsigned st, unsigned ev, unsigned *next)
+{
+	static char fake_o, fake_n;
+	static uint8_t digest[32];
+	struct handoff h;
+	struct msg m;
+	unsigned bits = 0;
+	bool frame = true;
+
+	if (st >= H_NSTATES || ev >= EV_NEVENTS)
+		return -EINVAL;
+	memset(&h, 0, sizeof(h));
+	memset(&m, 0, sizeof(m));
+	memset(digest, 0xab, sizeof(digest));
+	snprintf(h.id, sizeof(h.id), "00000000-0000-4000-8000-000000000001");
+	h.st = (enum hstate)st;
+	h.p.deadline_ms = 300000;
+	h.p.drain_grace_ms = 60000;
+	h.t0 = h.t_phase = clock_mono_ms();
+	h.deadline_at = h.t0 + h.p.deadline_ms;
+	h.live_at = UINT64_MAX;
+	h.o_pid = 1001;
+	h.o_alive = st != H_DONE;
+	h.o = st == H_O_LOST || st == H_DONE ? NULL : (struct conn *)&fake_o;
+	if (st != H_O_HELLO && st != H_RESUME && st != H_DONE) {
+		h.n_pid = 2002;
+		h.n_alive = true;
+		h.n = (struct conn *)&fake_n;
+	}
+	h.lost_in = H_DRAIN;
+	h.seal_seq = 7;
+	h.seal_len = sizeof(digest);
+	memcpy(h.seal_digest, digest, sizeof(digest));
+	switch (ev) {
+	case EV_O_HELLO:
+	case EV_N_HELLO:
+		m.type = MSG_HELLO;
+		m.u.HELLO.role = ev == EV_O_HELLO ? "incumbent" : "successor";
+		m.u.HELLO.pid = (uint32_t)(ev == EV_O_HELLO ? h.o_pid :
+		    (h.n_pid ? h.n_pid : 2002));
+		m.u.HELLO.proto_min = PROTO_VERSION_MIN;
+		m.u.HELLO.proto_max = PROTO_VERSION_MAX;
+		if (ev == EV_N_HELLO && !h.n_pid)
+			h.n_pid = 2002;
+		break;
+	case EV_DRAINED:
+		m.type = MSG_DRAINED;
+		m.u.DRAINED.handoff_id = h.id;
+		break;
+	case EV_SEAL_COMPLETE:
+		m.type = MSG_SEAL_COMPLETE;
+		m.u.SEAL_COMPLETE.handoff_id = h.id;
+		m.u.SEAL_COMPLETE.state_seq = h.seal_seq;
+		m.u.SEAL_COMPLETE.state_digest.p = digest;
+		m.u.SEAL_COMPLETE.state_digest.len = sizeof(digest);
+		break;
+	case EV_SEAL_FAILED:
+		m.type = MSG_SEAL_FAILED;
+		m.u.SEAL_FAILED.handoff_id = h.id;
+		m.u.SEAL_FAILED.error = "test";
+		break;
+	case EV_READY:
+		m.type = MSG_READY;
+		m.u.READY.handoff_id = h.id;
+		m.u.READY.healthz_ok = true;
+		m.u.READY.state_seq = h.seal_seq;
+		m.u.READY.state_digest.p = digest;
+		m.u.READY.state_digest.len = sizeof(digest);
+		break;
+	case EV_RESUMED:
+		m.type = MSG_RESUMED;
+		m.u.RESUMED.handoff_id = h.id;
+		break;
+	case EV_ALIVE:
+		m.type = MSG_HEARTBEAT;
+		break;
+	case EV_BAD:
+		m.type = MSG_ERROR;
+		m.u.ERROR.code = "test";
+		m.u.ERROR.message = "a peer's error";
+		break;
+	default:
+		frame = false;	/* what the close and exit callbacks do first */
+		if (ev == EV_O_EOF)
+			h.o = NULL;
+		else if (ev == EV_O_EXIT)
+			h.o_alive = false;
+		else if (ev == EV_N_EOF)
+			h.n = NULL;
+		else if (ev == EV_N_EXIT)
+			h.n_alive = false;
+		break;
+	}
+	ht_bits = &bits;
+	dispatch(&h, (enum hevent)ev, frame ? &m : NULL);
+	ht_bits = NULL;
+	*next = h.st;
+	return (int)bits;
 }

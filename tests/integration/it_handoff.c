@@ -20,6 +20,7 @@
 #include "common/paths.h"
 #include "transport/wire.h"
 #include "crashpoints/crashpoint.h"
+#include "tests/lib/itcheck.h"
 #include "tests/lib/itest.h"
 #include "tests/lib/tap.h"
 
@@ -192,6 +193,8 @@ successor_crash(const char *point)
 	    t.markers);
 	rc = it_upgrade(&t, out, sizeof(out),
 	    (const char *[]){ "--env", env, "--env", markers, NULL });
+	check(itc_crashed(&t, point), "%s: the successor crashed there "
+	    "(marker)", point);
 	check(rc == 1, "%s: rolled back, exit 1 (got %d): %s", point, rc, out);
 	check(strstr(out, "\"committed\":false") != NULL, "not committed");
 	check(it_ns_status(&t, NULL, NULL) == old, "the incumbent serves");
@@ -274,6 +277,7 @@ incumbent_crash(const char *point)
 	n = it_ns_status(&t, NULL, NULL);
 	tap_diag("%s: rc %d %s", point, rc, out);
 	check(wait_dead(o, 5000), "the incumbent died");
+	check(itc_crashed(&t, point), "%s: it crashed there (marker)", point);
 	check(n > 0 && n != o, "someone else serves (%d)", (int)n);
 	check(it_lock_holder(&t) == n, "the server holds the lock");
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
@@ -333,21 +337,8 @@ static void
 ns_inodes(struct itest *t, const char *id, unsigned long long ino[3])
 {
 	static const char *const pnm[] = { "pid", "net", "mount" };
-	struct nsclient_req req = { .allocation_id = id, .namespaces = pnm,
-	    .n = 3 };
-	struct nsclient_ns ns;
-	char sock[PATH_MAX + 32];
-	struct stat st;
-	unsigned i;
 
-	snprintf(sock, sizeof(sock), "%s/run/pact/handoff.sock", t->root);
-	require(nsclient_request_path(sock, &req, NSCLIENT_NO_FALLBACK, &ns) ==
-	    0, "request %s", id);
-	for (i = 0; i < 3; i++) {
-		require(fstat(ns.fds[i], &st) == 0, "fstat");
-		ino[i] = (unsigned long long)st.st_ino;
-	}
-	nsclient_ns_free(&ns);
+	require(itc_served_inodes(t, id, pnm, 3, ino) == 0, "request %s", id);
 }
 
 /* Allocations ride the handoff: same namespaces, releasable by the new agent. */
@@ -428,20 +419,8 @@ TEST_T(incumbent_enforces_deadline, 60)
 		_exit(it_upgrade(&t, out, sizeof(out), (const char *[]){
 		    "--deadline-ms", "1500", NULL }));
 	/* Wait for the supervisor to stop itself after PREPARE. */
-	while (clock_mono_ms() - t0 < 10000) {
-		char p[64], st[512] = "";
-		FILE *f;
-
-		snprintf(p, sizeof(p), "/proc/%d/stat", (int)t.sup);
-		f = fopen(p, "r");
-		if (f && fgets(st, sizeof(st), f) && strstr(st, ") T ")) {
-			fclose(f);
-			break;
-		}
-		if (f)
-			fclose(f);
-		usleep(10000);
-	}
+	check(itc_wait_stalled(&t, "s-after-prepare-sent", 10000) == t.sup,
+	    "the supervisor stopped after PREPARE");
 	/* A request now waits in the backlog until the incumbent resumes. */
 	now = it_ns_status(&t, NULL, NULL);
 	took = clock_mono_ms() - t0;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,28 +20,64 @@
 #include "tests/lib/itcheck.h"
 #include "tests/lib/tap.h"
 
+const char *const itc_shape_names[ITC_NSHAPES] = { "status", "table",
+    "both" };
+
 static void
-load_log(int fd, char tag, const char *id)
+load_log(int fd, char tag, const char *id, long arg)
 {
-	char line[160];
-	int n = snprintf(line, sizeof(line), "%c %s\n", tag, id);
+	char line[200];
+	int n = snprintf(line, sizeof(line), "%c %s %llu %ld\n", tag, id,
+	    (unsigned long long)clock_mono_ms(), arg);
 
 	if (write(fd, line, (size_t)n) != n)
 		_exit(2);
 }
 
+/*
+ * A failure of the library call r on c: a refusal when the connect (the
+ * first or the one inside nsclient's retry) was refused or found no
+ * socket; an answer when the agent sent NS_ERROR (-ENOENT with a kind is
+ * allocation_not_found); otherwise no answer.
+ */
+static char
+fail_tag(struct nsclient *c, int r)
+{
+	if (c && nsclient_error(c, NULL)[0])
+		return 'E';
+	if (r == -ECONNREFUSED || r == -ENOENT)
+		return 'X';
+	return 'F';
+}
+
+/* One STATUS on a fresh connection (it_ns_status: raw wire, no retry). */
 static void
-load_run(const char *sock, const char *logpath)
+load_status_raw(struct itest *t, int fd)
+{
+	pid_t r = it_ns_status(t, NULL, NULL);
+
+	if (r > 0)
+		load_log(fd, 'S', "-", 0);
+	else
+		load_log(fd, r == -ECONNREFUSED || r == -ENOENT ? 'X' : 'F',
+		    "status", (long)-r);
+}
+
+static void
+load_run(struct itest *t, unsigned w, enum itc_shape shape,
+    const char *logpath)
 {
 	static const char *const net[] = { "net" };
 	struct nsclient *c = NULL;
 	struct nsclient_ns ns;
 	struct nsclient_status st;
-	char id[64], prev[64] = "";
+	char id[64], prev[64] = "", sock[PATH_MAX + 32];
+	struct stat sb;
 	sigset_t ss;
 	struct timespec z = { 0, 0 };
 	int fd, i, r;
 
+	snprintf(sock, sizeof(sock), "%s/run/pact/handoff.sock", t->root);
 	fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0)
 		_exit(2);
@@ -51,30 +88,45 @@ load_run(const char *sock, const char *logpath)
 		struct nsclient_req req = { .allocation_id = id,
 		    .namespaces = net, .n = 1 };
 
+		if (shape == ITC_STATUS) {
+			load_status_raw(t, fd);
+			continue;
+		}
 		if (!c && (r = nsclient_open(sock, &c)) < 0) {
 			/* Connect-time refusal is what invariant 1 forbids. */
-			load_log(fd, r == -ECONNREFUSED || r == -ENOENT ? 'X' : 'F',
-			    "connect");
+			load_log(fd, fail_tag(NULL, r), "connect", -r);
 			c = NULL;
 			usleep(20000);
 			continue;
 		}
-		snprintf(id, sizeof(id), "ld-%d", i);
+		snprintf(id, sizeof(id), "ld-%u-%d", w, i);
 		r = nsclient_request(c, &req, &ns);
 		if (r == 0) {
+			sb.st_ino = 0;
+			if (fstat(ns.fds[0], &sb) < 0)
+				sb.st_ino = 0;
 			nsclient_ns_free(&ns);
-			load_log(fd, 'C', id);
+			load_log(fd, 'C', id, (long)sb.st_ino);
 		} else {
-			load_log(fd, 'F', id);
+			load_log(fd, fail_tag(c, r), id, -r);
 		}
 		if (i % 2 == 1 && prev[0]) {
-			/* -ENOENT: allocation_not_found, i.e. it is gone. */
+			/* -ENOENT with allocation_not_found: it is gone. */
 			r = nsclient_release(c, prev);
-			load_log(fd, r == 0 || r == -ENOENT ? 'R' : 'F', prev);
+			if (r == 0 || (r == -ENOENT && fail_tag(c, r) == 'E')) {
+				load_log(fd, 'R', prev, 0);
+				r = 0;
+			} else
+				load_log(fd, fail_tag(c, r), prev, -r);
 		}
 		snprintf(prev, sizeof(prev), "%s", id);
-		r = nsclient_status(c, &st);
-		load_log(fd, r == 0 ? 'S' : 'F', "status");
+		if (shape == ITC_BOTH) {
+			r = nsclient_status(c, &st);
+			if (r == 0)
+				load_log(fd, 'S', "-", 0);
+			else
+				load_log(fd, fail_tag(c, r), "status", -r);
+		}
 		if (r < 0) {
 			nsclient_close(c);
 			c = NULL;
@@ -86,22 +138,30 @@ load_run(const char *sock, const char *logpath)
 }
 
 void
-itc_load_start(struct itest *t, struct itc_load *l)
+itc_load_start(struct itest *t, struct itc_load *l, enum itc_shape shape)
 {
-	char sock[PATH_MAX + 32];
+	unsigned w;
 
-	snprintf(sock, sizeof(sock), "%s/run/pact/handoff.sock", t->root);
 	snprintf(l->log, sizeof(l->log), "%s/load.log", t->root);
-	l->pid = fork();
-	if (l->pid == 0)
-		load_run(sock, l->log);
+	l->shape = shape;
+	for (w = 0; w < ITC_WORKERS; w++) {
+		l->pids[w] = fork();
+		if (l->pids[w] == 0)
+			load_run(t, w, shape, l->log);
+	}
 }
 
 void
 itc_load_stop(struct itc_load *l)
 {
-	kill(l->pid, SIGUSR1);
-	waitpid(l->pid, NULL, 0);
+	unsigned w;
+
+	for (w = 0; w < ITC_WORKERS; w++)
+		if (l->pids[w] > 0)
+			kill(l->pids[w], SIGUSR1);
+	for (w = 0; w < ITC_WORKERS; w++)
+		if (l->pids[w] > 0)
+			waitpid(l->pids[w], NULL, 0);
 }
 
 bool
@@ -113,56 +173,214 @@ itc_pinned(struct itest *t, const char *id)
 	return access(p, F_OK) == 0;
 }
 
+/* What the log says about one allocation. */
+struct hist {
+	char id[128];
+	unsigned long long ino;		/* 0: no acknowledged create */
+	unsigned long long t_create;
+	bool released, in_doubt;
+};
+
+/* The entry for id, added if new; NULL when out of memory. */
+static struct hist *
+hist_get(struct hist **v, size_t *n, size_t *cap, const char *id)
+{
+	size_t i;
+
+	/* Newest first: a release follows its create closely. */
+	for (i = *n; i > 0; i--)
+		if (strcmp((*v)[i - 1].id, id) == 0)
+			return &(*v)[i - 1];
+	if (*n == *cap) {
+		struct hist *nv = realloc(*v, (*cap ? *cap * 2 : 256) *
+		    sizeof(**v));
+
+		if (!nv)
+			return NULL;
+		*v = nv;
+		*cap = *cap ? *cap * 2 : 256;
+	}
+	memset(&(*v)[*n], 0, sizeof(**v));
+	snprintf((*v)[*n].id, sizeof((*v)[*n].id), "%s", id);
+	return &(*v)[(*n)++];
+}
+
+int
+itc_served_inodes(struct itest *t, const char *id, const char *const *kinds,
+    unsigned n, unsigned long long *ret_ino)
+{
+	struct nsclient_req req = { .allocation_id = id, .namespaces = kinds,
+	    .n = n };
+	struct nsclient_ns ns;
+	char sock[PATH_MAX + 32];
+	struct stat sb;
+	unsigned i;
+	int r;
+
+	snprintf(sock, sizeof(sock), "%s/run/pact/handoff.sock", t->root);
+	r = nsclient_request_path(sock, &req, NSCLIENT_NO_FALLBACK, &ns);
+	if (r < 0)
+		return r;
+	for (i = 0; i < n && r == 0; i++) {
+		r = fstat(ns.fds[i], &sb) < 0 ? -errno : 0;
+		ret_ino[i] = (unsigned long long)sb.st_ino;
+	}
+	nsclient_ns_free(&ns);
+	return r;
+}
+
+unsigned long long
+itc_served_ino(struct itest *t, const char *id, int *ret_err)
+{
+	static const char *const net[] = { "net" };
+	unsigned long long ino = 0;
+	int r = itc_served_inodes(t, id, net, 1, &ino);
+
+	*ret_err = -r;
+	return r < 0 ? 0 : ino;
+}
+
 void
 itc_verify_load(struct itest *t, const struct itc_load *l, const char *label,
-    struct itc_result *res)
+    unsigned max_failed, struct itc_result *res)
 {
-	char line[256], later[256];
+	char line[256], id[128];
+	unsigned long long ms, ino;
+	struct hist *v = NULL, *h;
+	size_t n = 0, cap = 0, i;
+	long arg;
+	int err;
 	FILE *f = fopen(l->log, "r");
 
 	memset(res, 0, sizeof(*res));
 	require(f, "load log %s", l->log);
 	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line + 2, "%127s %llu %ld", id, &ms, &arg) != 3)
+			continue;
 		switch (line[0]) {
-		case 'X': res->refused++; res->failed++; break;
+		case 'X': res->refused++; break;
 		case 'F': res->failed++; break;
+		case 'E': res->errors++; break;
 		default: res->answered++; break;
 		}
-	}
-	rewind(f);
-	while (fgets(line, sizeof(line), f)) {
-		char *id = line + 2;
-		bool released = false, in_doubt = false;
-		long pos;
-
-		id[strcspn(id, "\n")] = '\0';
-		if (line[0] != 'C')
+		/* The first few unanswered ones, with errno and time. */
+		if (strchr("XFE", line[0]) &&
+		    res->refused + res->failed + res->errors <= 8)
+			tap_diag("%s: load: %c %s at %llu ms: %s", label, line[0],
+			    id, ms, strerror((int)arg));
+		if (strncmp(id, "ld-", 3) != 0)
 			continue;
-		pos = ftell(f);
-		while (fgets(later, sizeof(later), f)) {
-			later[strcspn(later, "\n")] = '\0';
-			if (strcmp(later + 2, id) != 0)
-				continue;
-			if (later[0] == 'R')
-				released = true;
-			else if (later[0] == 'F')
-				in_doubt = true;	/* release unanswered */
-		}
-		fseek(f, pos, SEEK_SET);
-		if (in_doubt && !released)
-			continue;
-		if (itc_pinned(t, id) == released) {
-			check(false, "%s: allocation %s %s", label, id, released ?
-			    "released but still pinned" : "acknowledged but lost");
-			if (released)
-				res->resurrected++;
-			else
-				res->lost++;
+		h = hist_get(&v, &n, &cap, id);
+		require(h, "memory");
+		if (line[0] == 'C') {
+			h->ino = (unsigned long long)arg;
+			h->t_create = ms;
+			res->creates++;
+		} else if (line[0] == 'R' && h->ino) {
+			h->released = true;
+			res->releases++;
+		} else if (h->ino) {
+			h->in_doubt = true;	/* release unanswered */
 		}
 	}
 	fclose(f);
+	for (i = 0; i < n; i++) {
+		h = &v[i];
+		if (!h->ino || (h->in_doubt && !h->released))
+			continue;
+		if (h->released) {
+			if (itc_pinned(t, h->id)) {
+				check(false, "%s: allocation %s released but "
+				    "still pinned", label, h->id);
+				res->resurrected++;
+			}
+			continue;
+		}
+		if (!itc_pinned(t, h->id)) {
+			check(false, "%s: allocation %s (created at %llu ms) "
+			    "acknowledged but lost: no pin", label, h->id,
+			    h->t_create);
+			res->lost++;
+			continue;
+		}
+		ino = itc_served_ino(t, h->id, &err);
+		if (ino == 0) {
+			check(false, "%s: allocation %s pinned but not served: "
+			    "%s", label, h->id, strerror(err));
+			res->lost++;
+		} else if (ino != h->ino) {
+			check(false, "%s: allocation %s served with net inode "
+			    "%llu, acknowledged with %llu", label, h->id, ino,
+			    h->ino);
+			res->mismatched++;
+		}
+	}
+	free(v);
 	check(res->refused == 0, "%s: %u refused connections", label,
 	    res->refused);
+	check(res->failed <= max_failed, "%s: %u requests failed (at most %u "
+	    "allowed)", label, res->failed, max_failed);
+	tap_diag("%s: load %s: answered %u, failed %u, refused %u, NS_ERROR "
+	    "%u; history: %u creates, %u releases acknowledged, %u lost, %u "
+	    "resurrected, %u inode mismatches", label,
+	    itc_shape_names[l->shape], res->answered, res->failed,
+	    res->refused, res->errors, res->creates,
+	    res->releases, res->lost, res->resurrected, res->mismatched);
+}
+
+bool
+itc_crashed(struct itest *t, const char *point)
+{
+	DIR *d = opendir(t->markers);
+	struct dirent *e;
+	char p[PATH_MAX + 300], buf[128];
+	bool found = false;
+	ssize_t n;
+	int fd;
+
+	if (!d)
+		return false;
+	while ((e = readdir(d)) && !found) {
+		if (strncmp(e->d_name, "crashed-", 8) != 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", t->markers, e->d_name);
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		found = strcmp(buf, point) == 0;
+	}
+	closedir(d);
+	return found;
+}
+
+pid_t
+itc_wait_stalled(struct itest *t, const char *point, int wait_ms)
+{
+	uint64_t until = clock_mono_ms() + (uint64_t)wait_ms;
+	char p[PATH_MAX + 32], line[1024], want[96];
+	const char *pp;
+	pid_t pid = -1;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/supervisor.log", t->root);
+	snprintf(want, sizeof(want), "event=crashpoint.stall point=%s\n",
+	    point);
+	while (clock_mono_ms() < until) {
+		f = fopen(p, "r");
+		while (f && pid < 0 && fgets(line, sizeof(line), f))
+			if (strstr(line, want) && (pp = strstr(line, " pid=")))
+				pid = (pid_t)atoi(pp + 5);
+		if (f)
+			fclose(f);
+		if (pid > 0 && it_proc_state(pid) == 'T')
+			return pid;
+		usleep(5000);
+	}
+	return -1;
 }
 
 static int

@@ -12,28 +12,73 @@
 #include "tests/lib/itest.h"
 
 /*
- * A background client: NS_REQUEST{net} for ld-<i>, every other one
- * released, STATUS after each, through the consumer library.  Each answer
- * or failure is one line of <root>/load.log: C id (created), R id
- * (released or already gone), S (status), F id (no answer), X (refused).
+ * A background client load of ITC_WORKERS processes in one of three
+ * shapes:
+ *   ITC_STATUS  STATUS only, a new connection per request (raw, no
+ *               library retry: a refused connect is seen as such);
+ *   ITC_TABLE   NS_REQUEST{net} for ld-<w>-<i>, every other one released
+ *               (ALLOCATION_ENDED), on a persistent nsclient connection;
+ *   ITC_BOTH    the same plus a STATUS after each.
+ * Each answer or failure is one line of <root>/load.log:
+ *   C id ms ino      created, with the inode of the net namespace fd
+ *   R id ms          released (or allocation_not_found: already gone)
+ *   S - ms           status answered
+ *   E id ms errno    answered with NS_ERROR (not allocation_not_found)
+ *   F id ms errno    no answer
+ *   X id ms errno    refused: ECONNREFUSED, or ENOENT from connect, also
+ *                    when it happens inside nsclient's reconnect-and-retry
  */
+enum itc_shape { ITC_STATUS, ITC_TABLE, ITC_BOTH, ITC_NSHAPES };
+#define ITC_WORKERS	2
 struct itc_load {
-	pid_t pid;
+	pid_t pids[ITC_WORKERS];
+	enum itc_shape shape;
 	char log[PATH_MAX];
 };
-void itc_load_start(struct itest *t, struct itc_load *l);
+extern const char *const itc_shape_names[ITC_NSHAPES];
+void itc_load_start(struct itest *t, struct itc_load *l, enum itc_shape shape);
 void itc_load_stop(struct itc_load *l);
 
 struct itc_result {
 	unsigned answered, failed, refused;
+	unsigned errors;		/* answered NS_ERROR */
+	unsigned creates, releases;	/* acknowledged */
 	unsigned lost, resurrected;	/* acknowledged, yet wrong afterwards */
+	unsigned mismatched;		/* served, but other namespaces */
 };
 /*
- * Read the load log and check invariant 2 against the pins on disk; one
- * check() per violation.  A release that got no answer may go either way.
+ * The history check.  Read the load log and compare the served table
+ * with it: every acknowledged, unreleased allocation is pinned on disk
+ * and a repeat NS_REQUEST through the agent hands back the namespace with
+ * the inode the create got; every acknowledged release has no pin (and
+ * itc_check_clean() checks the agent serves exactly the pinned ones).  A
+ * release that got no answer may go either way.  One check() per
+ * violation; also refused == 0 and failed <= max_failed (0 unless a
+ * serving process was killed while it held the load's connections: then
+ * at most ITC_WORKERS per such kill).  NS_ERROR answers are counted
+ * (errors) and checked by the caller.
  */
 void itc_verify_load(struct itest *t, const struct itc_load *l,
-    const char *label, struct itc_result *ret);
+    const char *label, unsigned max_failed, struct itc_result *ret);
+
+/*
+ * NS_REQUEST for id with the n namespaces kinds[] through the agent (a
+ * create if it is not there): the inodes of the fds it hands back into
+ * ret_ino[].  0 or -errno.
+ */
+int itc_served_inodes(struct itest *t, const char *id,
+    const char *const *kinds, unsigned n, unsigned long long *ret_ino);
+/* The same for {net}: its inode, or 0 and the errno in *ret_err. */
+unsigned long long itc_served_ino(struct itest *t, const char *id,
+    int *ret_err);
+
+/* A crash marker (SPEC §7) naming point exists. */
+bool itc_crashed(struct itest *t, const char *point);
+/*
+ * The pid of the process that logged event=crashpoint.stall for point
+ * (HANDOFF_STALL_AT) and is now stopped, waiting up to wait_ms; or -1.
+ */
+pid_t itc_wait_stalled(struct itest *t, const char *point, int wait_ms);
 
 /* baton-agent processes (comm) of this root; namespace inits excluded. */
 int itc_count_agents(struct itest *t);

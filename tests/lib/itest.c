@@ -70,6 +70,16 @@ it_proc_ppid(pid_t pid)
 	return proc_stat(id, &st, &ppid) ? ppid : -1;
 }
 
+char
+it_proc_state(pid_t pid)
+{
+	char id[16], st;
+	pid_t ppid;
+
+	snprintf(id, sizeof(id), "%d", (int)pid);
+	return proc_stat(id, &st, &ppid) ? st : 0;
+}
+
 void
 it_setup(struct itest *t)
 {

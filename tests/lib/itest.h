@@ -52,6 +52,8 @@ void it_dump_log(struct itest *t);
 
 /* Parent pid from /proc, or -1. */
 pid_t it_proc_ppid(pid_t pid);
+/* State letter from /proc ('T': stopped), or 0. */
+char it_proc_state(pid_t pid);
 /* The process's comm is exactly `comm`. */
 bool it_proc_named(pid_t pid, const char *comm);
 /*

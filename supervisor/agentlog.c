@@ -87,13 +87,24 @@ stream_close(struct stream *st)
 	uv_close((uv_handle_t *)&st->poll, stream_closed_cb);
 }
 
+/*
+ * One of baton's own logfmt lines: log.c's ("ts=..."), or the one line
+ * the crash-point injector writes without a clock ("level=... event=").
+ */
+static bool
+is_logfmt(const char *line)
+{
+	return strncmp(line, "ts=", 3) == 0 ||
+	    (strncmp(line, "level=", 6) == 0 && strstr(line, " event="));
+}
+
 /* The line as the ring keeps it: a logfmt line from its event= on. */
 static void
 keep(struct rec *r, const char *line)
 {
 	const char *ev = strstr(line, " event=");
 
-	if (strncmp(line, "ts=", 3) == 0 && ev)
+	if (is_logfmt(line) && ev)
 		line = ev + 1;
 	else if (!r->first[0])
 		snprintf(r->first, LINE_KEEP, "%s", line);
@@ -118,7 +129,7 @@ line_out(struct stream *st, char *line)
 	/* An agent's own logfmt line (maybe with a journald prefix). */
 	if (body[0] == '<' && body[1] && body[2] == '>')
 		body += 3;
-	if (strncmp(body, "ts=", 3) == 0)
+	if (is_logfmt(body))
 		log_relay(body);
 	else
 		log_warn("agent.stderr", body, "agent_pid=%d",

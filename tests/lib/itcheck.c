@@ -357,6 +357,42 @@ itc_crashed(struct itest *t, const char *point)
 	return found;
 }
 
+/* A process of this root stopped (T) with HANDOFF_STALL_AT=point, or -1. */
+static pid_t
+stopped_at(struct itest *t, const char *point)
+{
+	static const char *const comms[] = { "baton-agent", "baton-superviso" };
+	char path[64], env[8192], want[96];
+	pid_t pids[32];
+	unsigned i, k, n;
+	ssize_t len;
+	int fd;
+
+	snprintf(want, sizeof(want), "HANDOFF_STALL_AT=%s", point);
+	for (k = 0; k < 2; k++) {
+		n = it_find_procs(t->root, comms[k], pids, 32);
+		for (i = 0; i < n; i++) {
+			if (it_proc_state(pids[i]) != 'T')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%d/environ",
+			    (int)pids[i]);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			len = read(fd, env, sizeof(env) - 1);
+			close(fd);
+			if (len <= 0)
+				continue;
+			env[len] = '\0';
+			/* NUL-separated: search each entry. */
+			for (char *e = env; e < env + len; e += strlen(e) + 1)
+				if (strcmp(e, want) == 0)
+					return pids[i];
+		}
+	}
+	return -1;
+}
+
 pid_t
 itc_wait_stalled(struct itest *t, const char *point, int wait_ms)
 {
@@ -378,6 +414,14 @@ itc_wait_stalled(struct itest *t, const char *point, int wait_ms)
 			fclose(f);
 		if (pid > 0 && it_proc_state(pid) == 'T')
 			return pid;
+		/*
+		 * An agent's log line goes through the supervisor (agentlog):
+		 * with the supervisor stopped too, it has not arrived.  Look
+		 * for the stopped process itself.
+		 */
+		if (pid < 0 && (pid = stopped_at(t, point)) > 0)
+			return pid;
+		pid = -1;
 		usleep(5000);
 	}
 	return -1;

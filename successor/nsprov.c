@@ -51,6 +51,7 @@
 #include "proto/msg.h"
 #include "successor/nscgroup.h"
 #include "successor/nsprov.h"
+#include "successor/nswriter.h"
 
 #ifndef NSFS_MAGIC
 #define NSFS_MAGIC 0x6e736673
@@ -461,7 +462,15 @@ nsprov_spawn(const struct nsprov_req *rq, pid_t *ret_pid, int *ret_fd)
 	/* No signal may run a libuv handler in the child before the reset. */
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
+	/*
+	 * _Fork runs no atfork handler: no other thread may hold a lock the
+	 * child could need (the allocator's, an interposed library's).  The
+	 * table's writer thread is the only other thread; it is parked.
+	 */
+	nswriter_fork_lock();
 	pid = _Fork();
+	if (pid != 0)
+		nswriter_fork_unlock();
 	if (pid == 0) {
 		struct sigaction sa;
 

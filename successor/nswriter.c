@@ -12,6 +12,9 @@
  * with _Fork() (no atfork handlers), so a lock of the allocator held by
  * this thread at that moment would stay locked forever in the child.
  * The loop allocates the snapshot and frees it once the write ended.
+ * Even system calls can take locks in a library interposed on them (a
+ * fault injector, a sanitizer): each write runs under fork_mu, which a
+ * fork of the helper takes first (nswriter_fork_lock()).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -102,6 +105,21 @@ clist_fire(struct nswriter *w, struct clist *l, int err)
 	w->firing = was;
 }
 
+/* Held by a writer for a whole write, and by the loop around a fork. */
+static pthread_mutex_t fork_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void
+nswriter_fork_lock(void)
+{
+	pthread_mutex_lock(&fork_mu);
+}
+
+void
+nswriter_fork_unlock(void)
+{
+	pthread_mutex_unlock(&fork_mu);
+}
+
 static void *
 writer_main(void *p)
 {
@@ -120,6 +138,8 @@ writer_main(void *p)
 		buf = w->job;
 		len = w->job_len;
 		pthread_mutex_unlock(&w->mu);
+		/* Every call of the write, and the wake-up, under fork_mu. */
+		pthread_mutex_lock(&fork_mu);
 		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
 		pthread_mutex_lock(&w->mu);
 		w->written_buf = buf;
@@ -130,6 +150,7 @@ writer_main(void *p)
 		w->job_done = true;
 		pthread_cond_broadcast(&w->cv);
 		uv_async_send(&w->async);
+		pthread_mutex_unlock(&fork_mu);
 	}
 	pthread_mutex_unlock(&w->mu);
 	return NULL;

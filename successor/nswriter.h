@@ -62,6 +62,15 @@ int nswriter_flush_sync(struct nswriter *w, int force);
 uint64_t nswriter_writes(const struct nswriter *w);
 
 /*
+ * Around a fork without atfork handlers (the namespace helper's _Fork):
+ * the lock waits until no writer thread is inside a write, and keeps any
+ * from starting one, so the child inherits no lock held by a thread it
+ * does not have.  A creation may wait for one write to end here.
+ */
+void nswriter_fork_lock(void);
+void nswriter_fork_unlock(void);
+
+/*
  * Wait for the write in flight, stop the thread and free (the async
  * handle is closed on the loop; run it afterwards).  Changes never
  * written get done(arg, -ECANCELED).

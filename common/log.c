@@ -25,6 +25,9 @@ static const char *const level_names[] = { "debug", "info", "warn", "error" };
 /* sd-daemon(3) prefixes: SD_DEBUG, SD_INFO, SD_WARNING, SD_ERR. */
 static const int level_prio[] = { 7, 6, 4, 3 };
 static bool journal_prefix;
+static int fallback_fd = -1;	/* log_set_fallback() */
+
+static void put_line(const char *buf, size_t len);
 
 /* Is stderr the stream JOURNAL_STREAM=<dev>:<ino> names? */
 static bool
@@ -136,9 +139,33 @@ log_event(enum log_level lvl, const char *event, const char *msg,
 		len = append_quoted(buf, len + 5, sizeof(buf) - 1, msg);
 	}
 	buf[len++] = '\n';
-	n = (int)write(STDERR_FILENO, buf, len);
-	(void)n;
+	put_line(buf, len);
 	errno = saved;
+}
+
+void
+log_set_fallback(int fd)
+{
+	fallback_fd = fd;
+}
+
+/*
+ * One line, one write(2).  When stderr is a relay pipe whose reader is
+ * stopped (full: EAGAIN) or gone (EPIPE), the line goes to the fallback
+ * instead, and after EPIPE for good (it becomes stderr): a supervisor
+ * that stalls or restarts costs no log line.
+ */
+static void
+put_line(const char *buf, size_t len)
+{
+	ssize_t n = write(STDERR_FILENO, buf, len);
+
+	if (n >= 0 || fallback_fd < 0 || (errno != EPIPE && errno != EAGAIN))
+		return;
+	if (errno == EPIPE && dup2(fallback_fd, STDERR_FILENO) >= 0)
+		fallback_fd = -1;
+	n = write(fallback_fd >= 0 ? fallback_fd : STDERR_FILENO, buf, len);
+	(void)n;
 }
 
 void

@@ -26,6 +26,12 @@ void log_event(enum log_level lvl, const char *event, const char *msg,
  * journald priority of its level= when stderr is the journal.
  */
 void log_relay(const char *line);
+/*
+ * Where lines go when stderr is a pipe nobody reads any more (EPIPE) or
+ * right now (EAGAIN): e.g. an agent whose stderr is its supervisor's relay
+ * falls back to its stdout, the supervisor's own output.  -1: none.
+ */
+void log_set_fallback(int fd);
 
 #define log_debug(ev, msg, ...) log_event(LOG_DEBUG, ev, msg, __VA_ARGS__)
 #define log_info(ev, msg, ...) log_event(LOG_INFO, ev, msg, __VA_ARGS__)

@@ -57,6 +57,7 @@
 #define BEGIN_WAIT_MS		(300000 + 10000)
 #define STOP_DRAIN_MS		10000
 #define COLD_LOCK_MS		5000
+#define READY_TRIES		20
 
 enum ostate {
 	OS_NONE,	/* no supervisor session */
@@ -128,12 +129,21 @@ static int
 write_ready(const struct agent *a)
 {
 	char buf[128];
-	int n, r;
+	int n, r = 0, i;
 
 	n = snprintf(buf, sizeof(buf), "pid=%d build_id=%s\n", (int)getpid(),
 	    a->build_id);
-	r = atomicfile_write_plain(a->cfg->paths.ready_file, buf, (size_t)n,
-	    0644);
+	/*
+	 * The supervisor waits for this file before it counts the agent as
+	 * started: a transient I/O error must not leave it waiting.
+	 */
+	for (i = 0; i < READY_TRIES; i++) {
+		r = atomicfile_write_plain(a->cfg->paths.ready_file, buf,
+		    (size_t)n, 0644);
+		if (r == 0 || (r != -EIO && r != -ENOSPC && r != -EINTR &&
+		    r != -EAGAIN && r != -EMFILE && r != -ENFILE))
+			break;
+	}
 	if (r < 0)
 		log_error("agent.ready", strerror(-r), "path=%s",
 		    a->cfg->paths.ready_file);

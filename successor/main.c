@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/version.h"
 #include "common/log.h"
@@ -59,6 +61,22 @@ usage(FILE *f)
 "\n"
 "Exit status: 0 ok, 64 usage, 69 unavailable (lock held), 75 successor\n"
 "abandoned, 78 configuration, 99 injected crash (test builds).\n");
+}
+
+/*
+ * A supervised agent's stderr is the supervisor's relay pipe (agentlog);
+ * its stdout is the supervisor's own output.  If the relay stalls or its
+ * reader dies, log lines go there instead of being lost.
+ */
+static void
+log_fallback_to_stdout(void)
+{
+	struct stat e, o;
+
+	if (fstat(STDERR_FILENO, &e) == 0 && S_ISFIFO(e.st_mode) &&
+	    fstat(STDOUT_FILENO, &o) == 0 &&
+	    (o.st_dev != e.st_dev || o.st_ino != e.st_ino))
+		log_set_fallback(STDOUT_FILENO);
 }
 
 static int
@@ -194,5 +212,6 @@ main(int argc, char **argv)
 #undef OVERRIDE
 	cfg.allow_uids = uids;
 	cfg.allow_gids = gids;
+	log_fallback_to_stdout();
 	return agent_run(&cfg);
 }

@@ -364,8 +364,13 @@ owner_alive(const char *digits)
 	pid = strtol(digits, &end, 10);
 	if (errno || *end || end == digits || pid <= 0 || pid > INT_MAX)
 		return false;
+	/*
+	 * Ours: another thread of ours may be writing it right now (the
+	 * table's writer thread).  A leftover of an earlier process with our
+	 * pid is replaced by our next write (write_durable), never in the way.
+	 */
 	if ((pid_t)pid == getpid())
-		return false;
+		return true;
 	/* A killed writer not yet reaped is a zombie: it writes no more. */
 	return proc_running((pid_t)pid);
 }

@@ -46,7 +46,8 @@ int atomicfile_remove(const char *path);
 
 /*
  * Remove leftover temp files of path (after a crash mid-write): every
- * <path>.tmp.<pid> whose pid is not a running process other than us.
+ * <path>.tmp.<pid> whose pid is not a running process (ours is kept: a
+ * thread of ours may be mid-write; our next write replaces it anyway).
  * Returns how many were removed (>= 0) or -errno.
  */
 int atomicfile_cleanup(const char *path);

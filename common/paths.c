@@ -48,7 +48,7 @@ paths_init(struct baton_paths *p, const char *root)
 		{ offsetof(struct baton_paths, journal), "var/lib/baton/journal" },
 		{ offsetof(struct baton_paths, last_handoff), "var/lib/baton/last-handoff" },
 		{ offsetof(struct baton_paths, allocations), "var/lib/baton/allocations" },
-		{ offsetof(struct baton_paths, metrics), "var/lib/baton/metrics.prom" },
+		{ offsetof(struct baton_paths, metrics), "var/lib/prometheus/node-exporter/baton.prom" },
 	};
 	size_t i;
 	int r;

@@ -20,7 +20,7 @@ struct baton_paths {
 	char journal[PATH_MAX];		/* var/lib/baton/journal */
 	char last_handoff[PATH_MAX];	/* var/lib/baton/last-handoff */
 	char allocations[PATH_MAX];	/* var/lib/baton/allocations */
-	char metrics[PATH_MAX];		/* var/lib/baton/metrics.prom */
+	char metrics[PATH_MAX];		/* var/lib/prometheus/node-exporter/baton.prom */
 };
 
 /* Fill every path from root ("/" when NULL).  Returns 0 or -ENAMETOOLONG. */

@@ -131,9 +131,9 @@ say "status and journal"
 $ctl status
 $ctl journal
 
-say "metrics ($root/var/lib/baton/metrics.prom)"
+say "metrics ($root/var/lib/prometheus/node-exporter/baton.prom)"
 grep -E '^baton_(handoffs_total|agent_restarts_total|handoff_duration_seconds_(sum|count))' \
-    "$root/var/lib/baton/metrics.prom"
+    "$root/var/lib/prometheus/node-exporter/baton.prom"
 
 say "stopping (SIGTERM)"
 kill -TERM "$sup_pid"

@@ -39,7 +39,8 @@ usage(FILE *f)
 "                       ns=ROOT/run/pact/handoff.sock.  Listeners passed by\n"
 "                       systemd socket activation take precedence.\n"
 "  --journal PATH       handoff journal (ROOT/var/lib/baton/journal)\n"
-"  --metrics-file PATH  Prometheus textfile (ROOT/var/lib/baton/metrics.prom)\n"
+"  --metrics-file PATH  Prometheus textfile (ROOT/var/lib/prometheus/node-exporter/baton.prom,\n"
+"                       node_exporter's textfile directory on Debian)\n"
 "  --allow-uid UID      also accept this uid on the control socket\n"
 "  --deadline-ms N      default handoff deadline (300000)\n"
 "  --drain-grace-ms N   default drain grace (60000)\n"
@@ -67,9 +68,9 @@ parse_u64(const char *s, uint64_t *out)
 /*
  * The metrics file's directory: made 0755 when missing so that
  * node_exporter's textfile collector (another user) can list and read
- * it.  An explicit --metrics-file in a directory others cannot read is a
- * configuration error; the default one (in the 0700 state dir) only gets
- * a warning at start.
+ * it (the default is that collector's directory on Debian).  An explicit
+ * --metrics-file in a directory others cannot read is a configuration
+ * error; an existing default one that others cannot read gets a warning.
  */
 static int
 metrics_dir_ready(const char *file, bool explicit)
@@ -85,7 +86,7 @@ metrics_dir_ready(const char *file, bool explicit)
 	snprintf(dir, sizeof(dir), "%s", file);
 	slash = strrchr(dir, '/');
 	*(slash == dir ? slash + 1 : slash) = '\0';
-	if (explicit && paths_mkdirs(dir, 0755) < 0) {
+	if (paths_mkdirs(dir, 0755) < 0) {
 		fprintf(stderr, "baton-supervisor: --metrics-file: mkdir '%s': "
 		    "%s\n", dir, strerror(errno));
 		return -1;
@@ -98,8 +99,8 @@ metrics_dir_ready(const char *file, bool explicit)
 			    (unsigned)(st.st_mode & 07777));
 			return -1;
 		}
-		log_warn("metrics.unreadable", "the default metrics file is in "
-		    "the private state dir; give node_exporter's textfile "
+		log_warn("metrics.unreadable", "others cannot read the default "
+		    "metrics directory; give node_exporter's textfile "
 		    "directory with --metrics-file", "dir=%s", dir);
 	}
 	return 0;

@@ -1,5 +1,5 @@
 /*
- * metrics: Prometheus textfile-collector output (var/lib/baton/metrics.prom),
+ * metrics: Prometheus textfile-collector output (by default var/lib/prometheus/node-exporter/baton.prom),
  * rewritten atomically after every handoff and agent restart.
  */
 #ifndef BATON_METRICS_H

@@ -575,6 +575,33 @@ TEST(metrics_for_the_textfile_collector)
 	finish(&t);
 }
 
+/* With no --metrics-file: the directory Debian's node_exporter reads. */
+TEST(metrics_default_path_is_the_collectors)
+{
+	char dir[PATH_MAX + 48], file[PATH_MAX + 64], text[16384];
+	struct itest t;
+	struct stat st;
+	uint64_t until;
+
+	it_setup(&t);
+	snprintf(dir, sizeof(dir), "%s/var/lib/prometheus/node-exporter",
+	    t.root);
+	snprintf(file, sizeof(file), "%s/baton.prom", dir);
+	require(it_start_supervisor(&t, NULL) > 0, "supervisor started");
+	require(it_wait_serving(&t, SERVE_MS) > 0, "agent serving");
+	until = clock_mono_ms() + 5000;
+	do {
+		usleep(100000);
+	} while (clock_mono_ms() < until && !read_file(file, text,
+	    sizeof(text)));
+	check(stat(dir, &st) == 0 && (st.st_mode & 0777) == 0755,
+	    "the collector's directory is 0755 (%o)", st.st_mode & 0777);
+	check(stat(file, &st) == 0 && (st.st_mode & 0777) == 0644,
+	    "the file is 0644 (%o)", st.st_mode & 0777);
+	check(strstr(text, "baton_up 1\n") != NULL, "baton_up in %s", file);
+	finish(&t);
+}
+
 TEST(journald_priorities_when_journal_stream_is_stderr)
 {
 	char env0[64], logp[PATH_MAX + 32], text[65536];

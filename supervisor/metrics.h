@@ -1,5 +1,6 @@
 /*
- * metrics: Prometheus textfile-collector output (by default var/lib/prometheus/node-exporter/baton.prom),
+ * metrics: Prometheus textfile-collector output (by default
+ * var/lib/prometheus/node-exporter/baton.prom),
  * rewritten atomically after every handoff and agent restart.
  */
 #ifndef BATON_METRICS_H

@@ -164,6 +164,7 @@ demo: deps
 bench: deps
 	@scripts/deps.sh --peers
 	$(MAKE) bins
+	$(MAKE) CRASHPOINTS=1 $(B)-cp/tests/test_nsserver
 	@scripts/bench.sh $(B)
 bench-peers: deps
 	@scripts/deps.sh --peers

@@ -166,6 +166,15 @@ echo "== floor (p50 of $(json_num "$OUT/floor.json" exec_runs) runs, us):" \
     "rtt $(json_num "$OUT/floor.json" rtt_p50_us)"
 echo
 
+# 1b. Where a creation's time goes: bare unshare against the provider.
+# The test libraries need the crash-point build (make bench builds it).
+if [ "$(id -u)" = 0 ] && [ -x "$bin-cp/tests/test_nsserver" ]; then
+	echo "== create latency: bare unshare vs the provider"
+	TAP_ONLY=bench_create_latency "$bin-cp/tests/test_nsserver" |
+	    grep '^#' | tee "$OUT/create.txt"
+	echo
+fi
+
 # 2. STATUS, a new connection per request, K upgrades.
 handoff_scenario baton "$K" --mix status
 set -- "$OUT/baton.json"

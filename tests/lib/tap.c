@@ -28,6 +28,7 @@ struct tcase {
 	const char *name;
 	tap_fn fn;
 	int timeout;
+	bool bench;	/* runs only when TAP_ONLY names it */
 };
 
 static struct tcase cases[MAX_CASES];
@@ -55,7 +56,21 @@ tap_register(const char *name, tap_fn fn, int timeout_s)
 		fprintf(stderr, "tap: too many cases\n");
 		abort();
 	}
-	cases[ncases++] = (struct tcase){ name, fn, timeout_s };
+	cases[ncases++] = (struct tcase){ name, fn, timeout_s, false };
+}
+
+void
+tap_register_bench(const char *name, tap_fn fn, int timeout_s)
+{
+	tap_register(name, fn, timeout_s);
+	cases[ncases - 1].bench = true;
+}
+
+/* A case of this run: the one TAP_ONLY names, else every non-bench one. */
+static bool
+selected(const struct tcase *c, const char *only)
+{
+	return only ? strcmp(only, c->name) == 0 : !c->bench;
 }
 
 bool
@@ -209,14 +224,14 @@ tap_main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	for (i = 0; i < ncases; i++)
-		if (!only || strcmp(only, cases[i].name) == 0)
+		if (selected(&cases[i], only))
 			n++;
 	printf("1..%d\n", n);
 	n = 0;
 	for (i = 0; i < ncases; i++) {
 		int r;
 
-		if (only && strcmp(only, cases[i].name) != 0)
+		if (!selected(&cases[i], only))
 			continue;
 		n++;
 		why[0] = '\0';

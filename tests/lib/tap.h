@@ -8,7 +8,8 @@
  *   int main(int argc, char **argv) { return tap_main(argc, argv); }
  *
  * TAP_TIMEOUT (seconds, default 60) bounds each case; TAP_ONLY=name runs
- * one case.
+ * one case.  A BENCH_T() case is a benchmark, not a test: it is not part
+ * of a normal run (no skip is reported), only TAP_ONLY=name runs it.
  */
 #ifndef BATON_TAP_H
 #define BATON_TAP_H
@@ -24,6 +25,12 @@ void tap_register(const char *name, tap_fn fn, int timeout_s);
 	{ tap_register(#name, test_##name, timeout); } \
 	static void test_##name(void)
 #define TEST(name) TEST_T(name, 0)
+void tap_register_bench(const char *name, tap_fn fn, int timeout_s);
+#define BENCH_T(name, timeout) \
+	static void test_##name(void); \
+	__attribute__((constructor)) static void reg_##name(void) \
+	{ tap_register_bench(#name, test_##name, timeout); } \
+	static void test_##name(void)
 
 bool tap_check(bool cond, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

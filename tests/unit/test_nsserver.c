@@ -856,7 +856,10 @@ main(int argc, char **argv)
 	return tap_main(argc, argv);
 }
 
-/* ---- NS_BENCH=1: creation latency next to the bare unshare() ---- */
+/*
+ * ---- benchmark, not a test (make bench, TAP_ONLY=bench_create_latency):
+ * creation latency next to the bare unshare() ----
+ */
 
 /* One fresh child per sample: a pid namespace is unshared once only. */
 static void
@@ -897,7 +900,7 @@ bench_report(const char *what, uint64_t *lat, int n)
 	    (unsigned long long)lat[(n * 99) / 100 - 1], n);
 }
 
-TEST_T(bench_create_latency, 300)
+BENCH_T(bench_create_latency, 300)
 {
 	static const char *const NM[] = { "net" };
 	static const struct {
@@ -917,8 +920,6 @@ TEST_T(bench_create_latency, 300)
 	unsigned k;
 	int i, r;
 
-	if (!getenv("NS_BENCH"))
-		tap_skip("set NS_BENCH=1 to run the benchmark");
 	need_root();
 	bench_unshare(CLONE_NEWNET, lat, N);
 	bench_report("bare unshare(NEWNET)", lat, N);

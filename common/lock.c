@@ -266,8 +266,9 @@ lock_probe(const char *dir, pid_t *ret_pid)
 		r = -errno;
 		goto out;
 	}
+	/* Only here without /proc/locks: the pidfile is all there is. */
 	if (ret_pid)
-		*ret_pid = holder_of(dir, path);
+		*ret_pid = read_pidfile(dir);
 	r = 1;
 out:
 	if (fd >= 0)

@@ -176,7 +176,6 @@ log_relay(const char *line)
 	char buf[4096];
 	size_t n = strlen(line);
 	int saved = errno, lvl = LOG_INFO, i, k = 0;
-	ssize_t w;
 
 	for (i = 0; i < 4; i++)
 		if (strstr(line, keys[i]))
@@ -189,7 +188,6 @@ log_relay(const char *line)
 		n = sizeof(buf) - (size_t)k - 1;
 	memcpy(buf + k, line, n);
 	buf[k + (int)n] = '\n';
-	w = write(STDERR_FILENO, buf, (size_t)k + n + 1);
-	(void)w;
+	put_line(buf, (size_t)k + n + 1);
 	errno = saved;
 }

@@ -384,20 +384,19 @@ static int
 add_sanitizer_rules(scmp_filter_ctx f)
 {
 #ifdef SANDBOX_SAN
+	static const int prctl_san[] = {
+		PR_SET_PTRACER, PR_SET_DUMPABLE, PR_GET_DUMPABLE,
+	};
+	size_t i;
 	int r;
 
 	/* The tracer attaches to its own threads; never TRACEME. */
 	r = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ptrace), 1,
 	    SCMP_A0(SCMP_CMP_NE, PTRACE_TRACEME));
-	if (r == 0)
+	for (i = 0; r == 0 && i < sizeof(prctl_san) / sizeof(prctl_san[0]);
+	    i++)
 		r = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-		    SCMP_A0(SCMP_CMP_EQ, PR_SET_PTRACER));
-	if (r == 0)
-		r = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-		    SCMP_A0(SCMP_CMP_EQ, PR_SET_DUMPABLE));
-	if (r == 0)
-		r = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-		    SCMP_A0(SCMP_CMP_EQ, PR_GET_DUMPABLE));
+		    SCMP_A0(SCMP_CMP_EQ, (unsigned)prctl_san[i]));
 	/* The tracer lists threads with the old getdents (x86_64), with
 	 * every signal blocked: a trapped call kills it silently. */
 	if (r == 0)

@@ -500,25 +500,38 @@ out:
 	return r;
 }
 
+/* pid runs and is (still) running binary: an agent of ours. */
+static bool
+runs_binary(pid_t pid, const char *binary)
+{
+	char exe[PATH_MAX];
+
+	return pid > 0 && proc_running(pid) &&
+	    proc_exe(pid, exe, sizeof(exe)) == 0 && strcmp(exe, binary) == 0;
+}
+
+/* Signal pid and wait up to ms for it to be gone.  True when it is. */
+static bool
+signal_and_wait(pid_t pid, int sig, int ms)
+{
+	int i;
+
+	kill(pid, sig);
+	for (i = 0; i < ms / 20 && proc_running(pid); i++) {
+		(void)waitpid(pid, NULL, WNOHANG);
+		usleep(20000);
+	}
+	return !proc_running(pid);
+}
+
 static void
 kill_stray(pid_t pid, const char *binary, pid_t keep)
 {
-	char exe[PATH_MAX];
-	int i;
-
-	if (pid <= 0 || pid == keep || pid == getpid() || !proc_running(pid))
-		return;
-	/* Only a process still running the journaled binary is ours. */
-	if (proc_exe(pid, exe, sizeof(exe)) < 0 || strcmp(exe, binary) != 0)
+	if (pid == keep || pid == getpid() || !runs_binary(pid, binary))
 		return;
 	log_warn("recover.kill", "agent left from the interrupted handoff",
 	    "pid=%d", (int)pid);
-	kill(pid, SIGTERM);
-	for (i = 0; i < 40 && proc_running(pid); i++) {
-		(void)waitpid(pid, NULL, WNOHANG);
-		usleep(50000);
-	}
-	if (proc_running(pid))
+	if (!signal_and_wait(pid, SIGTERM, 2000))
 		kill(pid, SIGKILL);
 }
 
@@ -526,15 +539,8 @@ kill_stray(pid_t pid, const char *binary, pid_t keep)
 static bool
 journaled_alive(const struct journal_rec *jr)
 {
-	char exe[PATH_MAX];
-
-	if (jr->incumbent_pid > 0 && proc_running(jr->incumbent_pid) &&
-	    proc_exe(jr->incumbent_pid, exe, sizeof(exe)) == 0 &&
-	    strcmp(exe, jr->incumbent_binary) == 0)
-		return true;
-	return jr->successor_pid > 0 && proc_running(jr->successor_pid) &&
-	    proc_exe(jr->successor_pid, exe, sizeof(exe)) == 0 &&
-	    strcmp(exe, jr->successor_binary) == 0;
+	return runs_binary(jr->incumbent_pid, jr->incumbent_binary) ||
+	    runs_binary(jr->successor_pid, jr->successor_binary);
 }
 
 /*
@@ -614,7 +620,7 @@ adopt_holder(struct sup *s, pid_t holder)
 {
 	uint64_t t0 = clock_mono_ms();
 	pid_t now_holder = 0;
-	int r, i;
+	int r;
 
 	for (;;) {
 		r = adopt(s, holder, !s->from_systemd);
@@ -638,11 +644,7 @@ adopt_holder(struct sup *s, pid_t holder)
 	    "msg_detail=\"lock holder silent; killing it\"", (int)holder,
 	    ADOPT_GIVE_UP_MS);
 	take_listeners(s, holder);
-	kill(holder, SIGKILL);
-	for (i = 0; i < 100 && proc_running(holder); i++) {
-		(void)waitpid(holder, NULL, WNOHANG);
-		usleep(20000);
-	}
+	(void)signal_and_wait(holder, SIGKILL, 2000);
 	return false;
 }
 

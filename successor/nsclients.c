@@ -170,6 +170,7 @@ handle_request(struct client *cl, const struct msg *m)
 	struct ns_alloc *a;
 	struct creation *cr;
 	struct uidslot *u;
+	bool uid_full;
 	char err[512];
 	unsigned i, mask = 0;
 	int k, r;
@@ -223,12 +224,11 @@ handle_request(struct client *cl, const struct msg *m)
 		return;
 	}
 	u = uid_slot(s, cl->uid, true);
-	if (s->ncreations >= s->max_pending || !u ||
-	    (!uid_exempt(cl->uid) && u->pending >= s->max_pending_uid) ||
+	uid_full = !u || (!uid_exempt(cl->uid) &&
+	    u->pending >= s->max_pending_uid);
+	if (s->ncreations >= s->max_pending || uid_full ||
 	    s->t.n + s->ncreations >= s->max_allocs) {
-		nss_send_error(cl, b->allocation_id, "limit_exceeded",
-		    !u || (!uid_exempt(cl->uid) &&
-		    u->pending >= s->max_pending_uid) ?
+		nss_send_error(cl, b->allocation_id, "limit_exceeded", uid_full ?
 		    "too many creations in flight for this uid" :
 		    s->ncreations >= s->max_pending ?
 		    "too many creations in flight" : "too many allocations");
@@ -532,7 +532,6 @@ over_uid_share(struct nsserver *s, int fd, uid_t uid)
 		(void)send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	free(buf);
 	close(fd);
-	s->uid_refused++;
 	return true;
 }
 

@@ -161,7 +161,6 @@ struct nsserver {
 	unsigned max_conns_uid, max_pending_uid;
 	struct uidslot *uids;		/* one per uid holding something */
 	unsigned nuids, cap_uids;
-	uint64_t uid_refused;		/* connections over a uid's share */
 	unsigned max_body, max_queued;
 
 	struct ns_table t;

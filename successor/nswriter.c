@@ -48,7 +48,6 @@ struct nswriter {
 	struct clist inflight;	/* changes in the write in flight */
 	bool busy;		/* a write is in flight */
 	bool firing;		/* running callbacks: start no write yet */
-	uint64_t writes;
 
 	pthread_t th;
 	pthread_mutex_t mu;
@@ -166,7 +165,6 @@ complete(struct nswriter *w, int err, const uint8_t *digest)
 
 	clist_init(&w->inflight);
 	w->busy = false;
-	w->writes++;
 	w->ops.written(w->data, err, digest);
 	clist_fire(w, &done, err);
 	start_write(w);
@@ -290,12 +288,6 @@ nswriter_pending(const struct nswriter *w)
 	return w->queue.n + w->inflight.n;
 }
 
-uint64_t
-nswriter_writes(const struct nswriter *w)
-{
-	return w->writes;
-}
-
 int
 nswriter_flush_sync(struct nswriter *w, int force)
 {
@@ -316,7 +308,6 @@ nswriter_flush_sync(struct nswriter *w, int force)
 	if (r == 0)
 		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
 	free(buf);
-	w->writes++;
 	w->ops.written(w->data, r, r == 0 ? digest : NULL);
 	clist_fire(w, &done, r);
 	start_write(w);

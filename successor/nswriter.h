@@ -58,9 +58,6 @@ unsigned nswriter_pending(const struct nswriter *w);
  */
 int nswriter_flush_sync(struct nswriter *w, int force);
 
-/* Writes done since creation (a figure for logs and benchmarks). */
-uint64_t nswriter_writes(const struct nswriter *w);
-
 /*
  * Around a fork without atfork handlers (the namespace helper's _Fork):
  * the lock waits until no writer thread is inside a write, and keeps any

@@ -48,6 +48,7 @@
 #include "crashpoints/crashpoint.h"
 #include "proto/frame.h"
 #include "successor/agent.h"
+#include "successor/connxfer.h"
 #include "successor/nsserver.h"
 
 #define HEARTBEAT_MS		2000
@@ -58,6 +59,8 @@
 #define STOP_DRAIN_MS		10000
 #define COLD_LOCK_MS		5000
 #define READY_TRIES		20
+#define XFER_SEND_MS		5000	/* moving connections, at most */
+#define XFER_WAIT_MS		2000
 
 enum ostate {
 	OS_NONE,	/* no supervisor session */
@@ -99,6 +102,10 @@ struct agent {
 	struct conn *sess;	/* incumbent: supervisor session */
 	enum ostate ost;
 	char hid[40];
+
+	int xfer_fd;		/* incumbent: channel to the successor */
+	struct connxfer_out xout; /* incumbent: connections sent, copies */
+	struct connxfer_in *xin; /* successor: connections coming */
 
 	struct conn *up;	/* successor: socketpair to the supervisor */
 	enum nstate nst;
@@ -164,8 +171,11 @@ send_or_log(struct conn *c, const struct msg *m)
 static void
 send_hello(const struct agent *a, struct conn *c, const char *role)
 {
+	static const char *caps[] = { CONNXFER_CAPABILITY };
 	struct msg m = { .type = MSG_HELLO };
 
+	m.u.HELLO.capabilities.n = 1;
+	m.u.HELLO.capabilities.v = caps;
 	m.u.HELLO.role = role;
 	m.u.HELLO.pid = (uint32_t)getpid();
 	m.u.HELLO.build_id = a->build_id;
@@ -221,6 +231,10 @@ resume_local(struct agent *a, const char *why)
 		return -EIO;
 	}
 	nsserver_resume(a->ns, a->ns_fd);
+	connxfer_resume(a->ns, relocked, &a->xout);
+	if (a->xfer_fd >= 0)
+		close(a->xfer_fd);
+	a->xfer_fd = -1;
 	reclaim_paths(a);
 	log_info("handoff.resume", why, "handoff_id=%s state=%s",
 	    handoff_id_or_dash(a), ostate_names[a->ost]);
@@ -307,6 +321,12 @@ do_seal(struct agent *a)
 		    "handoff_id=%s", a->hid);
 		resume_local(a, "seal failed");
 		return;
+	}
+	/* The successor gets the connections before it can take the lock. */
+	if (a->xfer_fd >= 0) {
+		(void)connxfer_send(a->ns, a->xfer_fd, clock_mono_ms() +
+		    XFER_SEND_MS, &a->xout);
+		a->xfer_fd = -1;
 	}
 	lock_release(a->lock);
 	a->lock = NULL;
@@ -397,10 +417,17 @@ sess_frame_cb(struct conn *c, struct frame *f, void *data)
 		if (m->u.PREPARE_HANDOFF.drain_grace_ms < budget)
 			budget = m->u.PREPARE_HANDOFF.drain_grace_ms;
 		a->ost = OS_DRAINING;
+		/* With a channel to the successor the connections move. */
+		if (f->nfds == 1) {
+			if (a->xfer_fd >= 0)
+				close(a->xfer_fd);
+			a->xfer_fd = frame_take_fd(f, 0);
+		}
+		nsserver_keep_conns(a->ns, a->xfer_fd >= 0);
 		log_info("handoff.prepare", NULL, "handoff_id=%s successor_pid=%u "
-		    "deadline_ms=%" PRIu64, a->hid,
+		    "deadline_ms=%" PRIu64 " move_conns=%d", a->hid,
 		    m->u.PREPARE_HANDOFF.successor_pid,
-		    m->u.PREPARE_HANDOFF.deadline_ms);
+		    m->u.PREPARE_HANDOFF.deadline_ms, a->xfer_fd >= 0);
 		CRASHPOINT(o_inside_drain);
 		nsserver_drain(a->ns, now + budget, drained_cb, a);
 		goto out;
@@ -418,6 +445,7 @@ sess_frame_cb(struct conn *c, struct frame *f, void *data)
 		CRASHPOINT(o_after_commit_recv);
 		log_info("handoff.commit", "handed over; exiting",
 		    "handoff_id=%s", a->hid);
+		connxfer_out_free(&a->xout);
 		stop_handoff_timers(a);
 		a->ost = OS_NONE;
 		agent_exit(a, 0);
@@ -471,7 +499,9 @@ static void
 ctl_accept(void *data, const struct acceptor_peer *p)
 {
 	struct agent *a = data;
-	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
+	/* PREPARE_HANDOFF may carry the channel to the successor. */
+	struct conn_opts opts = { .max_body = 65536, .max_fds = 1,
+	    .errstyle = CONN_ERR_CONTROL };
 	struct conn *c;
 	int r;
 
@@ -745,6 +775,19 @@ do_begin(struct agent *a, const struct msg *m)
 	rc = nsserver_bump_generation(a->ns);
 	if (rc < 0)
 		log_warn("successor.generation", proto_strerror(rc), NULL);
+	/*
+	 * Moved connections only with the bump durable: it tells a resuming
+	 * incumbent that its copies are no longer its own (connxfer.h).
+	 */
+	if (a->xin && rc == 0) {
+		rc = connxfer_in_adopt(a->xin, a->ns, clock_mono_ms() +
+		    XFER_WAIT_MS);
+		if (rc >= 0)
+			log_info("successor.conns_adopted", NULL, "conns=%d", rc);
+	} else if (a->xin) {
+		connxfer_in_free(a->xin);
+	}
+	a->xin = NULL;
 	rc = nsserver_start(a->ns, a->ns_fd);
 	if (rc < 0) {
 		lock_release(a->lock);
@@ -795,6 +838,11 @@ up_frame_cb(struct conn *c, struct frame *f, void *data)
 			goto out;
 		}
 		snprintf(a->hid, sizeof(a->hid), "%s", m->u.HELLO_ACK.handoff_id);
+		/* The channel on which the incumbent's connections will come. */
+		if (f->nfds == 1 && !a->xin &&
+		    connxfer_in_start(a->loop, frame_take_fd(f, 0), &a->xin) < 0)
+			log_warn("successor.conns", "cannot receive moved "
+			    "connections", NULL);
 		CRASHPOINT(n_after_handshake);
 		/* Everything that needs no lock, before BEGIN: the gap stays small. */
 		usock_tmp_name(a->ctl_tmp, a->cfg->paths.agent_socket);
@@ -842,7 +890,9 @@ up_close_cb(struct conn *c, int err, void *data)
 static int
 successor_start(struct agent *a)
 {
-	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
+	/* HELLO_ACK may carry the channel from the incumbent. */
+	struct conn_opts opts = { .max_body = 65536, .max_fds = 1,
+	    .errstyle = CONN_ERR_CONTROL };
 	const char *s = getenv("HANDOFF_SOCK_FD");
 	const char *d = getenv("HANDOFF_DEADLINE_MS");
 	unsigned long long deadline;
@@ -950,7 +1000,8 @@ sig_cb(uv_signal_t *s, int signum)
 int
 agent_run(const struct agent_config *cfg)
 {
-	struct agent a = { .cfg = cfg, .ns_fd = -1, .own_ns_fd = -1, .ctl_fd = -1 };
+	struct agent a = { .cfg = cfg, .ns_fd = -1, .own_ns_fd = -1, .ctl_fd = -1,
+	    .xfer_fd = -1 };
 	const char *role;
 	uv_loop_t loop;
 	unsigned i;
@@ -1009,6 +1060,11 @@ agent_run(const struct agent_config *cfg)
 		conn_close(a.sess);
 	if (a.up)
 		conn_close(a.up);
+	connxfer_in_free(a.xin);
+	a.xin = NULL;
+	connxfer_out_free(&a.xout);
+	if (a.xfer_fd >= 0)
+		close(a.xfer_fd);
 	if (a.ns)
 		nsserver_free(a.ns);
 	a.ns = NULL;

@@ -58,6 +58,7 @@
 #define KILL_GRACE_MS		2000
 #define RESUME_MS		10000
 #define O_LOST_MS		1000	/* EOF to exit of a dying incumbent */
+#define XFER_CAPABILITY		"conn-move"	/* HELLO: moves connections */
 
 enum hstate {
 	H_O_HELLO,	/* connected to O, waiting for its HELLO */
@@ -109,6 +110,8 @@ struct handoff {
 	struct procwatch *n_watch, *o_watch;
 	bool o_alive, n_alive, promoted;
 	bool forward;			/* deadline passed, N holds the lock */
+	bool o_moves;			/* O can move its connections */
+	int xfer_o;			/* O's end of the move channel, or -1 */
 	enum hstate lost_in;		/* where O's EOF came, for H_O_LOST */
 
 	uint64_t t0, deadline_at, phase_at, live_at, t_phase;
@@ -257,8 +260,9 @@ lap(struct handoff *h)
 	return d;
 }
 
+/* fd (borrowed, -1 for none) rides with the frame. */
 static void
-send_to(struct handoff *h, struct conn *c, const struct msg *m)
+send_fd(struct handoff *h, struct conn *c, const struct msg *m, int fd)
 {
 	int r;
 
@@ -280,10 +284,57 @@ send_to(struct handoff *h, struct conn *c, const struct msg *m)
 		}
 		return;
 	}
-	r = conn_send(c, m, NULL, 0);
+	r = conn_send(c, m, fd >= 0 ? &fd : NULL, fd >= 0);
 	if (r < 0)
 		log_warn("handoff.send", proto_strerror(r), "handoff_id=%s type=%s",
 		    h->id, msg_type_name(m->type));
+}
+
+static void
+send_to(struct handoff *h, struct conn *c, const struct msg *m)
+{
+	send_fd(h, c, m, -1);
+}
+
+static bool
+has_capability(const struct msg *hello, const char *cap)
+{
+	uint32_t i;
+
+	for (i = 0; i < hello->u.HELLO.capabilities.n; i++)
+		if (strcmp(hello->u.HELLO.capabilities.v[i], cap) == 0)
+			return true;
+	return false;
+}
+
+static void
+close_xfer(struct handoff *h)
+{
+	if (h->xfer_o >= 0)
+		close(h->xfer_o);
+	h->xfer_o = -1;
+}
+
+/*
+ * Both agents can move connections: a socketpair between them, one end
+ * to the successor with HELLO_ACK, the other kept for PREPARE_HANDOFF
+ * (docs/PROTOCOL.md, "Moving connections").  -1 when not.
+ */
+static int
+xfer_pair(struct handoff *h, const struct msg *n_hello)
+{
+	int sp[2];
+
+	if (!h->o_moves || !has_capability(n_hello, XFER_CAPABILITY))
+		return -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+		log_warn("handoff.xfer", strerror(errno), "handoff_id=%s; "
+		    "connections will not move", h->id);
+		return -1;
+	}
+	close_xfer(h);
+	h->xfer_o = sp[0];
+	return sp[1];
 }
 
 static void n_exit_cb(struct procwatch *w, pid_t pid, void *data);
@@ -393,6 +444,7 @@ a_o_hello(struct handoff *h)
 		    "incumbent");
 	ack.u.HELLO_ACK.proto_version = v;
 	ack.u.HELLO_ACK.handoff_id = h->id;
+	h->o_moves = has_capability(m, XFER_CAPABILITY);
 	send_to(h, h->o, &ack);
 	h->res.hello_ms = lap(h);
 	CRASHPOINT(s_after_o_hello);
@@ -416,6 +468,7 @@ a_n_hello(struct handoff *h)
 	struct msg ack = { .type = MSG_HELLO_ACK };
 	struct msg prep = { .type = MSG_PREPARE_HANDOFF };
 	uint16_t v;
+	int xfer_n;
 
 	if (strcmp(m->u.HELLO.role, "successor") != 0)
 		return begin_abort(h, "successor hello with role %s",
@@ -429,7 +482,10 @@ a_n_hello(struct handoff *h)
 		    "successor");
 	ack.u.HELLO_ACK.proto_version = v;
 	ack.u.HELLO_ACK.handoff_id = h->id;
-	send_to(h, h->n, &ack);
+	xfer_n = xfer_pair(h, m);
+	send_fd(h, h->n, &ack, xfer_n);
+	if (xfer_n >= 0)
+		close(xfer_n);
 	h->res.spawn_ms = lap(h);
 	CRASHPOINT(s_after_n_hello);
 	if (journal(h, "draining") < 0)
@@ -438,7 +494,8 @@ a_n_hello(struct handoff *h)
 	prep.u.PREPARE_HANDOFF.successor_pid = (uint32_t)h->n_pid;
 	prep.u.PREPARE_HANDOFF.deadline_ms = remaining(h);
 	prep.u.PREPARE_HANDOFF.drain_grace_ms = h->p.drain_grace_ms;
-	send_to(h, h->o, &prep);
+	send_fd(h, h->o, &prep, h->xfer_o);
+	close_xfer(h);
 	CRASHPOINT(s_after_prepare_sent);
 	arm(h, (h->p.drain_grace_ms < remaining(h) ? h->p.drain_grace_ms :
 	    remaining(h)) + WIRE_SLACK_MS, true);
@@ -845,6 +902,7 @@ timer_closed_cb(uv_handle_t *t)
 {
 	struct handoff *h = t->data;
 
+	close_xfer(h);
 	free(h->strs);
 	free(h);
 }
@@ -1058,6 +1116,7 @@ handoff_start(struct sup *s, const struct handoff_params *p,
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, h->id);
 	h->sup = s;
+	h->xfer_o = -1;
 	h->o_pid = s->agent_pid;
 	h->o_alive = true;
 	h->t0 = h->t_phase = clock_mono_ms();

@@ -1,0 +1,327 @@
+/*
+ * it_connmove: nothing a client holds notices an upgrade (issue 16).
+ * Subscribers and persistent clients stay connected through back-to-back
+ * upgrades under load: their connections move from each incumbent to its
+ * successor (docs/PROTOCOL.md, "Moving connections").
+ *
+ * Asserted: every upgrade commits; no connection is closed by baton; no
+ * request fails; every acknowledged release reaches every subscriber
+ * exactly once, in seq order, and nothing else does; a subscriber that
+ * drops its connection and subscribes again with since_seq receives
+ * exactly what it missed.
+ *
+ * BATON_MOVE_UPGRADES (default 5; `make conn-move` runs 100),
+ * BATON_MOVE_SUBS and BATON_MOVE_CLIENTS (default 50 each).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/nsclient.h"
+#include "common/clock.h"
+#include "common/paths.h"
+#include "tests/lib/itest.h"
+#include "tests/lib/tap.h"
+
+#define MAX_SUBS	256
+#define MAX_CLIENTS	256
+#define MAX_EVENTS	20000
+#define WORKERS		4
+
+static const char *const net[] = { "net" };
+
+struct ev {
+	char id[NSCLIENT_ID_MAX + 1];
+	uint64_t seq;
+};
+
+struct sub {
+	int fd;
+	struct ev *ev;
+	unsigned n;
+	bool closed;		/* baton closed it (EOF/reset) */
+	int err;		/* first error other than a timeout */
+};
+
+struct client {
+	struct nsclient *c;
+	char live[NSCLIENT_ID_MAX + 1];	/* created, not yet released */
+};
+
+static struct {
+	const char *sock;
+	struct sub subs[MAX_SUBS];
+	unsigned nsubs;
+	struct client cl[MAX_CLIENTS];
+	unsigned ncl;
+	pthread_mutex_t mu;
+	char (*released)[NSCLIENT_ID_MAX + 1];	/* acknowledged, in order */
+	unsigned nreleased;
+	atomic_uint ok, failed, next_id;
+	atomic_bool stop, subs_stop;
+} g;
+
+static unsigned
+env_u(const char *name, unsigned def, unsigned max)
+{
+	const char *v = getenv(name);
+	unsigned long n = v ? strtoul(v, NULL, 10) : def;
+
+	return n == 0 ? def : n > max ? max : (unsigned)n;
+}
+
+/* One operation on a persistent client: create, or release what it made. */
+static void
+client_step(struct client *c, unsigned w)
+{
+	struct nsclient_req req = { .namespaces = net, .n = 1 };
+	struct nsclient_ns ns;
+	char id[NSCLIENT_ID_MAX + 1];
+	int r;
+
+	if (c->live[0]) {
+		r = nsclient_release(c->c, c->live);
+		if (r < 0) {
+			atomic_fetch_add(&g.failed, 1);
+			return;
+		}
+		pthread_mutex_lock(&g.mu);
+		if (g.nreleased < MAX_EVENTS)
+			memcpy(g.released[g.nreleased++], c->live, sizeof(id));
+		pthread_mutex_unlock(&g.mu);
+		c->live[0] = '\0';
+		atomic_fetch_add(&g.ok, 1);
+		return;
+	}
+	snprintf(id, sizeof(id), "mv-%u-%u", w,
+	    atomic_fetch_add(&g.next_id, 1));
+	req.allocation_id = id;
+	r = nsclient_request(c->c, &req, &ns);
+	if (r < 0) {
+		atomic_fetch_add(&g.failed, 1);
+		return;
+	}
+	nsclient_ns_free(&ns);
+	memcpy(c->live, id, sizeof(id));
+	atomic_fetch_add(&g.ok, 1);
+}
+
+/* Worker w serves clients w, w+WORKERS, ... in turn, each persistent. */
+static void *
+worker(void *arg)
+{
+	unsigned w = (unsigned)(uintptr_t)arg, i;
+	struct nsclient_status st;
+
+	while (!atomic_load(&g.stop)) {
+		for (i = w; i < g.ncl && !atomic_load(&g.stop); i += WORKERS) {
+			/* Every fourth client is mostly idle: a STATUS now and then. */
+			if (i % 4 == 3) {
+				if (nsclient_status(g.cl[i].c, &st) < 0)
+					atomic_fetch_add(&g.failed, 1);
+				else
+					atomic_fetch_add(&g.ok, 1);
+				continue;
+			}
+			client_step(&g.cl[i], w);
+		}
+	}
+	/* Leave nothing behind: release what is still live. */
+	for (i = w; i < g.ncl; i += WORKERS)
+		if (g.cl[i].live[0])
+			client_step(&g.cl[i], w);
+	return NULL;
+}
+
+static void
+sub_read(struct sub *s)
+{
+	uint64_t seq = 0;
+	char id[NSCLIENT_ID_MAX + 1];
+	int r;
+
+	r = nsclient_next_event_seq(s->fd, 2000, id, &seq);
+	if (r == 0) {
+		if (s->n < MAX_EVENTS) {
+			memcpy(s->ev[s->n].id, id, sizeof(id));
+			s->ev[s->n++].seq = seq;
+		}
+		return;
+	}
+	if (r == -ECONNRESET || r == -EPIPE || r == -ENOTCONN)
+		s->closed = true;
+	else if (!s->err)
+		s->err = r;
+	close(s->fd);
+	s->fd = -1;
+}
+
+/* Reads every subscriber as events come. */
+static void *
+sub_reader(void *arg)
+{
+	struct pollfd p[MAX_SUBS];
+	unsigned i;
+
+	(void)arg;
+	while (!atomic_load(&g.subs_stop)) {
+		for (i = 0; i < g.nsubs; i++) {
+			p[i].fd = g.subs[i].fd;
+			p[i].events = POLLIN;
+			p[i].revents = 0;
+		}
+		if (poll(p, g.nsubs, 100) <= 0)
+			continue;
+		for (i = 0; i < g.nsubs; i++)
+			if (p[i].revents && g.subs[i].fd >= 0)
+				sub_read(&g.subs[i]);
+	}
+	return NULL;
+}
+
+/* Subscriber s's events are exactly the acknowledged releases, in order. */
+static bool
+sub_matches(const struct sub *s, unsigned k)
+{
+	unsigned i, j;
+
+	if (!check(s->n == g.nreleased, "subscriber %u: %u events, %u releases "
+	    "acknowledged", k, s->n, g.nreleased))
+		return false;
+	for (i = 1; i < s->n; i++)
+		if (!check(s->ev[i].seq > s->ev[i - 1].seq, "subscriber %u: seq "
+		    "%llu after %llu", k, (unsigned long long)s->ev[i].seq,
+		    (unsigned long long)s->ev[i - 1].seq))
+			return false;
+	/* Same set: each acknowledged release once (ids are unique). */
+	for (i = 0; i < g.nreleased; i++) {
+		for (j = 0; j < s->n; j++)
+			if (strcmp(s->ev[j].id, g.released[i]) == 0)
+				break;
+		if (!check(j < s->n, "subscriber %u: release %s never delivered",
+		    k, g.released[i]))
+			return false;
+	}
+	return true;
+}
+
+TEST_T(clients_and_subscribers_stay_connected_through_upgrades, 900)
+{
+	struct itest t;
+	struct baton_paths bp;
+	pthread_t wt[WORKERS], rt;
+	char out[4096];
+	unsigned upgrades = env_u("BATON_MOVE_UPGRADES", 5, 1000);
+	unsigned i, k, committed = 0, closed = 0, errs = 0;
+	pid_t before, after;
+	uint64_t t0, gen0, gen1, allocs;
+	int rc;
+
+	if (geteuid() != 0)
+		tap_skip("needs root (namespaces)");
+	memset(&g, 0, sizeof(g));
+	pthread_mutex_init(&g.mu, NULL);
+	g.released = calloc(MAX_EVENTS, sizeof(*g.released));
+	require(g.released, "memory");
+	it_setup(&t);
+	require(it_start_supervisor(&t, NULL) > 0, "supervisor");
+	require((before = it_wait_serving(&t, 15000)) > 0, "serving");
+	paths_init(&bp, t.root);
+	g.sock = bp.ns_socket;
+	g.nsubs = env_u("BATON_MOVE_SUBS", 50, MAX_SUBS);
+	g.ncl = env_u("BATON_MOVE_CLIENTS", 50, MAX_CLIENTS);
+	require(it_ns_status(&t, &gen0, &allocs) > 0, "status");
+	for (i = 0; i < g.nsubs; i++) {
+		g.subs[i].ev = calloc(MAX_EVENTS, sizeof(struct ev));
+		require(g.subs[i].ev, "memory");
+		require(nsclient_subscribe(g.sock, &g.subs[i].fd) == 0,
+		    "subscriber %u", i);
+	}
+	for (i = 0; i < g.ncl; i++)
+		require(nsclient_open(g.sock, &g.cl[i].c) == 0, "client %u", i);
+	require(pthread_create(&rt, NULL, sub_reader, NULL) == 0, "reader");
+	for (i = 0; i < WORKERS; i++)
+		require(pthread_create(&wt[i], NULL, worker,
+		    (void *)(uintptr_t)i) == 0, "worker");
+
+	t0 = clock_mono_ms();
+	for (k = 0; k < upgrades; k++) {
+		rc = it_upgrade(&t, out, sizeof(out), NULL);
+		if (rc == 0)
+			committed++;
+		else
+			tap_diag("upgrade %u: rc %d %s", k, rc, out);
+	}
+	tap_diag("%u upgrades in %llu ms", upgrades,
+	    (unsigned long long)(clock_mono_ms() - t0));
+	atomic_store(&g.stop, true);
+	for (i = 0; i < WORKERS; i++)
+		pthread_join(wt[i], NULL);
+	/* Let the last releases reach every subscriber. */
+	t0 = clock_mono_ms();
+	for (;;) {
+		unsigned behind = 0;
+
+		pthread_mutex_lock(&g.mu);
+		for (i = 0; i < g.nsubs; i++)
+			behind += g.subs[i].fd >= 0 && g.subs[i].n < g.nreleased;
+		pthread_mutex_unlock(&g.mu);
+		if (!behind || clock_mono_ms() - t0 > 10000)
+			break;
+		usleep(50000);
+	}
+	atomic_store(&g.subs_stop, true);
+	pthread_join(rt, NULL);
+
+	after = it_ns_status(&t, &gen1, &allocs);
+	for (i = 0; i < g.nsubs; i++) {
+		closed += g.subs[i].closed;
+		errs += g.subs[i].err != 0;
+	}
+	tap_diag("requests ok %u failed %u; releases acknowledged %u; "
+	    "subscribers %u closed %u errors %u; generation %llu -> %llu",
+	    atomic_load(&g.ok), atomic_load(&g.failed), g.nreleased, g.nsubs,
+	    closed, errs, (unsigned long long)gen0, (unsigned long long)gen1);
+	check_eq(committed, upgrades);
+	check(after > 0 && after != before, "a new agent serves");
+	check(gen1 >= gen0 + upgrades, "generation counted every upgrade");
+	check_eq(atomic_load(&g.failed), 0);
+	check(atomic_load(&g.ok) > 0 && g.nreleased > 0, "load ran (%u ok, %u "
+	    "released)", atomic_load(&g.ok), g.nreleased);
+	check_eq(closed, 0);
+	check_eq(errs, 0);
+	for (i = 0; i < g.nsubs; i++)
+		if (!sub_matches(&g.subs[i], i))
+			break;
+	/* The persistent clients are still connected to the last agent. */
+	for (i = 0; i < g.ncl; i++) {
+		struct nsclient_status st;
+
+		if (!check(nsclient_status(g.cl[i].c, &st) == 0 &&
+		    (pid_t)st.pid == after, "client %u still served, by the "
+		    "new agent", i))
+			break;
+	}
+	for (i = 0; i < g.nsubs; i++) {
+		if (g.subs[i].fd >= 0)
+			close(g.subs[i].fd);
+		free(g.subs[i].ev);
+	}
+	for (i = 0; i < g.ncl; i++)
+		nsclient_close(g.cl[i].c);
+	free(g.released);
+	if (tap_failures())
+		it_dump_log(&t);
+	it_teardown(&t);
+}
+
+int
+main(int argc, char **argv)
+{
+	return tap_main(argc, argv);
+}

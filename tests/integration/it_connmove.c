@@ -63,6 +63,7 @@ static struct {
 	char (*released)[NSCLIENT_ID_MAX + 1];	/* acknowledged, in order */
 	unsigned nreleased;
 	atomic_uint ok, failed, next_id;
+	char first_failure[256];		/* under mu */
 	atomic_bool stop, subs_stop;
 } g;
 
@@ -73,6 +74,21 @@ env_u(const char *name, unsigned def, unsigned max)
 	unsigned long n = v ? strtoul(v, NULL, 10) : def;
 
 	return n == 0 ? def : n > max ? max : (unsigned)n;
+}
+
+static void
+failed(struct client *c, const char *what, int r)
+{
+	const char *msg = "";
+	const char *kind = c->c ? nsclient_error(c->c, &msg) : "";
+
+	atomic_fetch_add(&g.failed, 1);
+	pthread_mutex_lock(&g.mu);
+	if (!g.first_failure[0])
+		snprintf(g.first_failure, sizeof(g.first_failure), "%s: %s "
+		    "(%s %s) at %llu ms", what, strerror(-r), kind, msg,
+		    (unsigned long long)clock_mono_ms());
+	pthread_mutex_unlock(&g.mu);
 }
 
 /* One operation on a persistent client: create, or release what it made. */
@@ -87,7 +103,7 @@ client_step(struct client *c, unsigned w)
 	if (c->live[0]) {
 		r = nsclient_release(c->c, c->live);
 		if (r < 0) {
-			atomic_fetch_add(&g.failed, 1);
+			failed(c, "release", r);
 			return;
 		}
 		pthread_mutex_lock(&g.mu);
@@ -103,7 +119,7 @@ client_step(struct client *c, unsigned w)
 	req.allocation_id = id;
 	r = nsclient_request(c->c, &req, &ns);
 	if (r < 0) {
-		atomic_fetch_add(&g.failed, 1);
+		failed(c, "create", r);
 		return;
 	}
 	nsclient_ns_free(&ns);
@@ -122,8 +138,10 @@ worker(void *arg)
 		for (i = w; i < g.ncl && !atomic_load(&g.stop); i += WORKERS) {
 			/* Every fourth client is mostly idle: a STATUS now and then. */
 			if (i % 4 == 3) {
-				if (nsclient_status(g.cl[i].c, &st) < 0)
-					atomic_fetch_add(&g.failed, 1);
+				int r = nsclient_status(g.cl[i].c, &st);
+
+				if (r < 0)
+					failed(&g.cl[i], "status", r);
 				else
 					atomic_fetch_add(&g.ok, 1);
 				continue;
@@ -290,7 +308,8 @@ TEST_T(clients_and_subscribers_stay_connected_through_upgrades, 900)
 	check_eq(committed, upgrades);
 	check(after > 0 && after != before, "a new agent serves");
 	check(gen1 >= gen0 + upgrades, "generation counted every upgrade");
-	check_eq(atomic_load(&g.failed), 0);
+	check(atomic_load(&g.failed) == 0, "no request failed (%u; first: %s)",
+	    atomic_load(&g.failed), g.first_failure);
 	check(atomic_load(&g.ok) > 0 && g.nreleased > 0, "load ran (%u ok, %u "
 	    "released)", atomic_load(&g.ok), g.nreleased);
 	check_eq(closed, 0);

@@ -46,6 +46,7 @@
 struct nsclient {
 	char path[108];
 	int fd;
+	unsigned reconnects;
 	char err_kind[32];
 	char err_msg[256];
 };
@@ -558,6 +559,12 @@ nsclient_error(const struct nsclient *c, const char **ret_msg)
 	return c->err_kind;
 }
 
+unsigned
+nsclient_reconnects(const struct nsclient *c)
+{
+	return c->reconnects;
+}
+
 /*
  * Send m and read one answer.  A connection that is gone (before or
  * instead of the answer) is replaced once and the request repeated.
@@ -574,6 +581,7 @@ roundtrip(struct nsclient *c, const struct msg *m, struct frame *ret_f)
 			if (fd < 0)
 				return fd;
 			c->fd = fd;
+			c->reconnects++;
 		}
 		r = wire_send(c->fd, m, NULL, 0, NSCLIENT_CONNECT_MS);
 		if (r == 0)

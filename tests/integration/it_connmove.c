@@ -25,6 +25,7 @@
 #include "client/nsclient.h"
 #include "common/clock.h"
 #include "common/paths.h"
+#include "tests/lib/itcheck.h"
 #include "tests/lib/itest.h"
 #include "tests/lib/tap.h"
 
@@ -228,32 +229,89 @@ sub_matches(const struct sub *s, unsigned k)
 	return true;
 }
 
-TEST_T(clients_and_subscribers_stay_connected_through_upgrades, 900)
+/*
+ * The rejoiner: a subscriber that keeps dropping its connection and
+ * subscribing again with since_seq = the last seq it saw, and must end
+ * with exactly the events the others got.
+ */
+static struct sub rejoin;
+static unsigned rejoins;
+
+static void *
+rejoiner(void *arg)
 {
+	uint64_t last = 0, seq;
+	char id[NSCLIENT_ID_MAX + 1];
+	unsigned k = 0;
+	int fd = -1, r;
+
+	(void)arg;
+	while (!atomic_load(&g.subs_stop)) {
+		if (fd < 0) {
+			r = last ? nsclient_subscribe_since(g.sock, last, &fd) :
+			    nsclient_subscribe(g.sock, &fd);
+			if (r < 0) {
+				rejoin.err = r;
+				return NULL;
+			}
+			rejoins++;
+		}
+		r = nsclient_next_event_seq(fd, 100, id, &seq);
+		if (r == 0) {
+			if (rejoin.n < MAX_EVENTS) {
+				memcpy(rejoin.ev[rejoin.n].id, id, sizeof(id));
+				rejoin.ev[rejoin.n++].seq = seq;
+			}
+			last = seq;
+		} else if (r != -ETIMEDOUT) {
+			rejoin.err = r;
+			break;
+		}
+		/* Drop the connection every few events (or idle reads). */
+		if (++k % 7 == 0) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+struct run {
 	struct itest t;
-	struct baton_paths bp;
-	pthread_t wt[WORKERS], rt;
-	char out[4096];
-	unsigned upgrades = env_u("BATON_MOVE_UPGRADES", 5, 1000);
-	unsigned i, k, committed = 0, closed = 0, errs = 0;
+	pthread_t wt[WORKERS], rt, jt;
 	pid_t before, after;
-	uint64_t t0, gen0, gen1, allocs;
-	int rc;
+	uint64_t gen0, gen1;
+	unsigned closed, errs;
+};
+
+/* Agent up, subscribers and persistent clients connected, load running. */
+static void
+run_start(struct run *u, const char *const *env)
+{
+	struct baton_paths bp;
+	static char sock[PATH_MAX];
+	uint64_t allocs;
+	unsigned i;
 
 	if (geteuid() != 0)
 		tap_skip("needs root (namespaces)");
 	memset(&g, 0, sizeof(g));
+	memset(&rejoin, 0, sizeof(rejoin));
 	pthread_mutex_init(&g.mu, NULL);
 	g.released = calloc(MAX_EVENTS, sizeof(*g.released));
-	require(g.released, "memory");
-	it_setup(&t);
-	require(it_start_supervisor(&t, NULL) > 0, "supervisor");
-	require((before = it_wait_serving(&t, 15000)) > 0, "serving");
-	paths_init(&bp, t.root);
-	g.sock = bp.ns_socket;
+	rejoin.ev = calloc(MAX_EVENTS, sizeof(struct ev));
+	require(g.released && rejoin.ev, "memory");
+	it_setup(&u->t);
+	require(it_start_supervisor(&u->t, env) > 0, "supervisor");
+	require((u->before = it_wait_serving(&u->t, 15000)) > 0, "serving");
+	paths_init(&bp, u->t.root);
+	snprintf(sock, sizeof(sock), "%s", bp.ns_socket);
+	g.sock = sock;
 	g.nsubs = env_u("BATON_MOVE_SUBS", 50, MAX_SUBS);
 	g.ncl = env_u("BATON_MOVE_CLIENTS", 50, MAX_CLIENTS);
-	require(it_ns_status(&t, &gen0, &allocs) > 0, "status");
+	require(it_ns_status(&u->t, &u->gen0, &allocs) > 0, "status");
 	for (i = 0; i < g.nsubs; i++) {
 		g.subs[i].ev = calloc(MAX_EVENTS, sizeof(struct ev));
 		require(g.subs[i].ev, "memory");
@@ -262,25 +320,23 @@ TEST_T(clients_and_subscribers_stay_connected_through_upgrades, 900)
 	}
 	for (i = 0; i < g.ncl; i++)
 		require(nsclient_open(g.sock, &g.cl[i].c) == 0, "client %u", i);
-	require(pthread_create(&rt, NULL, sub_reader, NULL) == 0, "reader");
+	require(pthread_create(&u->rt, NULL, sub_reader, NULL) == 0, "reader");
+	require(pthread_create(&u->jt, NULL, rejoiner, NULL) == 0, "rejoiner");
 	for (i = 0; i < WORKERS; i++)
-		require(pthread_create(&wt[i], NULL, worker,
+		require(pthread_create(&u->wt[i], NULL, worker,
 		    (void *)(uintptr_t)i) == 0, "worker");
+}
 
-	t0 = clock_mono_ms();
-	for (k = 0; k < upgrades; k++) {
-		rc = it_upgrade(&t, out, sizeof(out), NULL);
-		if (rc == 0)
-			committed++;
-		else
-			tap_diag("upgrade %u: rc %d %s", k, rc, out);
-	}
-	tap_diag("%u upgrades in %llu ms", upgrades,
-	    (unsigned long long)(clock_mono_ms() - t0));
+/* Stop the load, let every subscriber catch up, count what closed. */
+static void
+run_stop(struct run *u)
+{
+	uint64_t t0, allocs;
+	unsigned i;
+
 	atomic_store(&g.stop, true);
 	for (i = 0; i < WORKERS; i++)
-		pthread_join(wt[i], NULL);
-	/* Let the last releases reach every subscriber. */
+		pthread_join(u->wt[i], NULL);
 	t0 = clock_mono_ms();
 	for (;;) {
 		unsigned behind = 0;
@@ -288,44 +344,67 @@ TEST_T(clients_and_subscribers_stay_connected_through_upgrades, 900)
 		pthread_mutex_lock(&g.mu);
 		for (i = 0; i < g.nsubs; i++)
 			behind += g.subs[i].fd >= 0 && g.subs[i].n < g.nreleased;
+		behind += !rejoin.err && rejoin.n < g.nreleased;
 		pthread_mutex_unlock(&g.mu);
 		if (!behind || clock_mono_ms() - t0 > 10000)
 			break;
 		usleep(50000);
 	}
 	atomic_store(&g.subs_stop, true);
-	pthread_join(rt, NULL);
-
-	after = it_ns_status(&t, &gen1, &allocs);
+	pthread_join(u->rt, NULL);
+	pthread_join(u->jt, NULL);
+	u->after = it_ns_status(&u->t, &u->gen1, &allocs);
 	for (i = 0; i < g.nsubs; i++) {
-		closed += g.subs[i].closed;
-		errs += g.subs[i].err != 0;
+		u->closed += g.subs[i].closed;
+		u->errs += g.subs[i].err != 0;
 	}
 	tap_diag("requests ok %u failed %u; releases acknowledged %u; "
-	    "subscribers %u closed %u errors %u; generation %llu -> %llu",
-	    atomic_load(&g.ok), atomic_load(&g.failed), g.nreleased, g.nsubs,
-	    closed, errs, (unsigned long long)gen0, (unsigned long long)gen1);
-	check_eq(committed, upgrades);
-	check(after > 0 && after != before, "a new agent serves");
-	check(gen1 >= gen0 + upgrades, "generation counted every upgrade");
+	    "subscribers %u closed %u errors %u; rejoiner %u events over %u "
+	    "subscriptions; generation %llu -> %llu", atomic_load(&g.ok),
+	    atomic_load(&g.failed), g.nreleased, g.nsubs, u->closed, u->errs,
+	    rejoin.n, rejoins, (unsigned long long)u->gen0,
+	    (unsigned long long)u->gen1);
+}
+
+/* Nothing closed, nothing failed, every release to every subscriber once. */
+static void
+run_check_whole(struct run *u, pid_t serving)
+{
+	unsigned i;
+
 	check(atomic_load(&g.failed) == 0, "no request failed (%u; first: %s)",
 	    atomic_load(&g.failed), g.first_failure);
 	check(atomic_load(&g.ok) > 0 && g.nreleased > 0, "load ran (%u ok, %u "
 	    "released)", atomic_load(&g.ok), g.nreleased);
-	check_eq(closed, 0);
-	check_eq(errs, 0);
+	check_eq(u->closed, 0);
+	check_eq(u->errs, 0);
 	for (i = 0; i < g.nsubs; i++)
 		if (!sub_matches(&g.subs[i], i))
 			break;
-	/* The persistent clients are still connected to the last agent. */
+	check(rejoin.err == 0 && rejoins > 1, "rejoiner resubscribed %u times "
+	    "(error %d)", rejoins, rejoin.err);
+	(void)sub_matches(&rejoin, 999);
+	/* The persistent clients are still connected, to the agent serving. */
+	for (i = 0; i < g.ncl; i++)
+		if (!check(nsclient_reconnects(g.cl[i].c) == 0, "client %u "
+		    "never had to connect again (%u times)", i,
+		    nsclient_reconnects(g.cl[i].c)))
+			break;
 	for (i = 0; i < g.ncl; i++) {
 		struct nsclient_status st;
 
 		if (!check(nsclient_status(g.cl[i].c, &st) == 0 &&
-		    (pid_t)st.pid == after, "client %u still served, by the "
-		    "new agent", i))
+		    (pid_t)st.pid == serving, "client %u still served, by %d",
+		    i, (int)serving))
 			break;
 	}
+}
+
+static void
+run_end(struct run *u)
+{
+	unsigned i;
+
 	for (i = 0; i < g.nsubs; i++) {
 		if (g.subs[i].fd >= 0)
 			close(g.subs[i].fd);
@@ -334,9 +413,104 @@ TEST_T(clients_and_subscribers_stay_connected_through_upgrades, 900)
 	for (i = 0; i < g.ncl; i++)
 		nsclient_close(g.cl[i].c);
 	free(g.released);
+	free(rejoin.ev);
 	if (tap_failures())
-		it_dump_log(&t);
-	it_teardown(&t);
+		it_dump_log(&u->t);
+	it_teardown(&u->t);
+}
+
+TEST_T(clients_and_subscribers_stay_connected_through_upgrades, 900)
+{
+	struct run u = { 0 };
+	char out[4096];
+	unsigned upgrades = env_u("BATON_MOVE_UPGRADES", 5, 1000);
+	unsigned k, committed = 0;
+	uint64_t t0;
+
+	run_start(&u, NULL);
+	t0 = clock_mono_ms();
+	for (k = 0; k < upgrades; k++) {
+		int rc = it_upgrade(&u.t, out, sizeof(out), NULL);
+
+		if (rc == 0)
+			committed++;
+		else
+			tap_diag("upgrade %u: rc %d %s", k, rc, out);
+	}
+	tap_diag("%u upgrades in %llu ms", upgrades,
+	    (unsigned long long)(clock_mono_ms() - t0));
+	run_stop(&u);
+	check_eq(committed, upgrades);
+	check(u.after > 0 && u.after != u.before, "a new agent serves");
+	check(u.gen1 >= u.gen0 + upgrades, "generation counted every upgrade");
+	run_check_whole(&u, u.after);
+	run_end(&u);
+}
+
+/*
+ * A process killed at a step of the move: every connection is served by
+ * exactly one process.  Where the successor dies before it may serve
+ * them, the incumbent serves them again and no client notices; where the
+ * incumbent dies after sending them, the successor serves them and no
+ * client notices either.  Only a successor that served them and died
+ * takes them with it (those clients see a close, never two servers).
+ */
+static void
+crash_case(const char *point, bool incumbent, bool whole)
+{
+	struct run u = { 0 };
+	char out[4096], env[128], markers[PATH_MAX + 32], arm[4096];
+	const char *args[] = { "--env", env, "--env", markers, NULL };
+	int rc;
+
+	snprintf(env, sizeof(env), "HANDOFF_CRASH_AT=%s", point);
+	run_start(&u, NULL);
+	snprintf(markers, sizeof(markers), "HANDOFF_CRASH_MARKER_DIR=%s",
+	    u.t.markers);
+	if (incumbent) {
+		/* Arm the incumbent: an upgrade makes one with the point set. */
+		rc = it_upgrade(&u.t, arm, sizeof(arm), args);
+		check(rc == 0, "arming upgrade commits (%d): %s", rc, arm);
+		rc = it_upgrade(&u.t, out, sizeof(out), NULL);
+	} else {
+		rc = it_upgrade(&u.t, out, sizeof(out), args);
+	}
+	check(itc_crashed(&u.t, point), "%s: crashed there", point);
+	tap_diag("%s: upgrade rc %d", point, rc);
+	usleep(300000);
+	/* Whoever serves now, one more upgrade carries everything on. */
+	rc = it_upgrade(&u.t, out, sizeof(out), NULL);
+	check(rc == 0, "%s: the next upgrade commits (%d): %s", point, rc, out);
+	run_stop(&u);
+	if (whole) {
+		run_check_whole(&u, u.after);
+	} else {
+		/* Closed, not half-served: the served ones answer, no errors. */
+		check_eq(u.errs, 0);
+		check(atomic_load(&g.failed) <= g.ncl, "failed %u bounded by "
+		    "the clients the dead successor held", atomic_load(&g.failed));
+	}
+	run_end(&u);
+}
+
+TEST_T(successor_dies_before_serving_moved, 300)
+{
+	crash_case("n-after-lock", false, true);
+}
+
+TEST_T(successor_dies_before_drain_ends, 300)
+{
+	crash_case("n-after-handshake", false, true);
+}
+
+TEST_T(incumbent_dies_after_sending, 300)
+{
+	crash_case("o-after-conns-sent", true, true);
+}
+
+TEST_T(successor_dies_after_adopting, 300)
+{
+	crash_case("n-after-conns-adopted", false, false);
 }
 
 int

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/bytes.h"
 #include "common/clock.h"
 #include "proto/frame.h"
 #include "transport/connmove.h"
@@ -42,32 +43,14 @@ struct connmove_rx {
 };
 
 static void
-put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
-}
-
-static void
 head_encode(uint8_t *h, uint32_t magic, unsigned flags, uint32_t a,
     uint32_t b)
 {
-	put32(h, magic);
-	h[4] = 0;
-	h[5] = VERSION;
-	h[6] = (uint8_t)(flags >> 8);
-	h[7] = (uint8_t)flags;
-	put32(h + 8, a);
-	put32(h + 12, b);
+	be_put32(h, magic);
+	be_put16(h + 4, VERSION);
+	be_put16(h + 6, (uint16_t)flags);
+	be_put32(h + 8, a);
+	be_put32(h + 12, b);
 }
 
 void
@@ -213,11 +196,11 @@ recv_part(struct connmove_rx *rx, uint8_t *buf, size_t len, bool want_fd,
 static int
 head_done(struct connmove_rx *rx)
 {
-	uint32_t magic = get32(rx->head), a = get32(rx->head + 8);
-	uint32_t b = get32(rx->head + 12);
-	unsigned flags = (unsigned)rx->head[6] << 8 | rx->head[7];
+	uint32_t magic = be_get32(rx->head), a = be_get32(rx->head + 8);
+	uint32_t b = be_get32(rx->head + 12);
+	unsigned flags = be_get16(rx->head + 6);
 
-	if (rx->head[4] != 0 || rx->head[5] != VERSION)
+	if (be_get16(rx->head + 4) != VERSION)
 		return -EBADMSG;
 	if (magic == MAGIC_END) {
 		if (rx->cur.c.fd >= 0 || a != rx->n || flags || b)

@@ -69,6 +69,27 @@ heartbeat(uint64_t ts, size_t *len)
 	return buf;
 }
 
+/*
+ * A conn on one end of a fresh socketpair with a small send buffer, so
+ * frames stay queued in the conn; *fds0 is the fd count to come back to.
+ */
+static struct conn *
+open_small(uv_loop_t *loop, int sp[2], const struct conn_opts *o,
+    struct seen *s, int *fds0)
+{
+	struct conn *c;
+	int sndbuf = 4096;
+
+	require(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0,
+	    "socketpair");
+	(void)setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	uv_loop_init(loop);
+	*fds0 = tap_count_fds() - 2;	/* the loop's own, and the pair */
+	require(conn_open(loop, sp[0], o, frame_cb, close_cb, s, &c) == 0,
+	    "open");
+	return c;
+}
+
 TEST(export_import_carries_partial_read_and_unsent)
 {
 	uv_loop_t loop;
@@ -78,16 +99,9 @@ TEST(export_import_carries_partial_read_and_unsent)
 	struct conn *c, *d;
 	uint8_t *in;
 	size_t inlen;
-	int sp[2], fds0, sndbuf = 4096, i, queued;
+	int sp[2], fds0, i, queued;
 
-	require(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0,
-	    "socketpair");
-	/* A small buffer so frames stay queued in the conn. */
-	(void)setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-	uv_loop_init(&loop);
-	fds0 = tap_count_fds() - 2;	/* the loop's own, and the pair */
-	require(conn_open(&loop, sp[0], &o, frame_cb, close_cb, &a, &c) == 0,
-	    "open");
+	c = open_small(&loop, sp, &o, &a, &fds0);
 	for (i = 0; i < 2000; i++) {
 		struct msg m = { .type = MSG_HEARTBEAT };
 
@@ -174,15 +188,9 @@ TEST(export_refuses_unsent_fds)
 	struct conn_moved mv = { .fd = -1 };
 	struct conn *c;
 	struct msg m = { .type = MSG_HEARTBEAT };
-	int sp[2], fds0, sndbuf = 4096, i, r;
+	int sp[2], fds0, i, r;
 
-	require(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0,
-	    "socketpair");
-	(void)setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-	uv_loop_init(&loop);
-	fds0 = tap_count_fds() - 2;	/* the loop's own, and the pair */
-	require(conn_open(&loop, sp[0], &o, frame_cb, close_cb, &a, &c) == 0,
-	    "open");
+	c = open_small(&loop, sp, &o, &a, &fds0);
 	for (i = 0; i < 500; i++)
 		(void)conn_send(c, &m, NULL, 0);
 	require(conn_send(c, &m, &sp[1], 1) == 0, "a frame with an fd queued");

@@ -69,8 +69,9 @@ static const char *const deadline_args[] = { "--deadline-ms", DEADLINE,
 /* One point per phase and role for the round inside `make check`. */
 static const char *const short_round[] = {
 	"s-after-seal-request-sent", "s-after-begin-sent", "s-after-ready-recv",
-	"o-inside-seal", "o-after-seal-complete-sent", "n-after-lock",
-	"n-before-announce-ready", "j-after-tmp-fsync", "p-after-pin", NULL,
+	"o-inside-seal", "o-after-conns-sent", "o-after-seal-complete-sent",
+	"n-after-lock", "n-before-announce-ready", "j-after-tmp-fsync",
+	"p-after-pin", NULL,
 };
 
 /*

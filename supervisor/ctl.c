@@ -3,10 +3,21 @@
  * batonctl.  Messages CTL_* (docs/PROTOCOL.md).  Peers are checked with
  * SO_PEERCRED; a bad peer or a bad frame closes only that connection.
  * One upgrade at a time: a second CTL_UPGRADE gets ERROR in_progress.
+ *
+ * Invariants kept here:
+ * - the owner is reached only through struct ctl_ops (status, upgrade);
+ *   ctl never reads or changes the owner's state itself;
+ * - at most CTL_MAX_CLIENTS connections; one more gets ERROR and closes;
+ * - the batonctl waiting for an upgrade's result (upgrade_client) is
+ *   set before the owner is asked, so a result given at once finds it,
+ *   and is forgotten when it disconnects;
+ * - the socket file is unlinked on stop only while it is still the one
+ *   this process bound (same inode).
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,17 +29,21 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "common/usock.h"
+#include "supervisor/ctl.h"
 #include "supervisor/handoff.h"
 #include "supervisor/journal.h"
-#include "supervisor/sup.h"
 
 #define CTL_MAX_CLIENTS 64
 
-static unsigned nclients;
-static ino_t ctl_ino;
-
-static const char *const state_names[] = {
-	"starting", "running", "handoff", "backoff", "stopping",
+struct ctl {
+	uv_loop_t *loop;
+	struct ctl_opts opts;
+	struct ctl_ops ops;
+	int fd;				/* -1 once stopped */
+	ino_t ino;			/* of the socket file we bound */
+	struct acceptor *acc;
+	unsigned nclients;
+	struct conn *upgrade_client;	/* batonctl waiting for the result */
 };
 
 static void
@@ -42,39 +57,41 @@ send_error(struct conn *c, const char *code, const char *message)
 }
 
 static void
-reply_status(struct sup *s, struct conn *c)
+reply_status(struct ctl *ctl, struct conn *c)
 {
 	struct msg m = { .type = MSG_CTL_STATUS_REPLY };
+	struct ctl_status s = { 0 };
 	char build_id[96];
 
 	snprintf(build_id, sizeof(build_id), "baton-supervisor %s",
 	    baton_version);
 
+	ctl->ops.status(ctl->ops.data, &s);
 	m.u.CTL_STATUS_REPLY.supervisor_pid = (uint32_t)getpid();
-	m.u.CTL_STATUS_REPLY.agent_pid = s->agent_pid > 0 ?
-	    (uint32_t)s->agent_pid : 0;
-	m.u.CTL_STATUS_REPLY.agent_binary = s->agent_binary;
-	m.u.CTL_STATUS_REPLY.state = state_names[s->state];
-	m.u.CTL_STATUS_REPLY.handoff_id = s->handoff ? handoff_id(s->handoff) :
-	    NULL;
-	m.u.CTL_STATUS_REPLY.handoffs_committed = s->handoffs_committed;
-	m.u.CTL_STATUS_REPLY.handoffs_rolled_back = s->handoffs_rolled_back;
-	m.u.CTL_STATUS_REPLY.agent_restarts = s->agent_restarts;
-	m.u.CTL_STATUS_REPLY.uptime_ms = clock_mono_ms() - s->started_ms;
+	m.u.CTL_STATUS_REPLY.agent_pid = s.agent_pid > 0 ?
+	    (uint32_t)s.agent_pid : 0;
+	m.u.CTL_STATUS_REPLY.agent_binary = s.agent_binary;
+	m.u.CTL_STATUS_REPLY.state = s.state;
+	m.u.CTL_STATUS_REPLY.handoff_id = s.handoff_id;
+	m.u.CTL_STATUS_REPLY.handoffs_committed = s.handoffs_committed;
+	m.u.CTL_STATUS_REPLY.handoffs_rolled_back = s.handoffs_rolled_back;
+	m.u.CTL_STATUS_REPLY.agent_restarts = s.agent_restarts;
+	m.u.CTL_STATUS_REPLY.uptime_ms = s.uptime_ms;
 	m.u.CTL_STATUS_REPLY.build_id = build_id;
 	(void)conn_send(c, &m, NULL, 0);
 }
 
 static void
-reply_journal(struct sup *s, struct conn *c)
+reply_journal(struct ctl *ctl, struct conn *c)
 {
 	struct msg m = { .type = MSG_CTL_JOURNAL_REPLY };
+	struct ctl_status s = { 0 };
 	struct journal_rec cur, last;
 	char outcome[128];
 	bool have_cur, have_last;
 
-	have_cur = journal_read(s->cfg->paths.journal, &cur) == 0;
-	have_last = journal_read(s->cfg->paths.last_handoff, &last) == 0;
+	have_cur = journal_read(ctl->opts.journal, &cur) == 0;
+	have_last = journal_read(ctl->opts.last_handoff, &last) == 0;
 	m.u.CTL_JOURNAL_REPLY.active = have_cur;
 	if (have_cur) {
 		m.u.CTL_JOURNAL_REPLY.handoff_id = cur.handoff_id;
@@ -89,10 +106,11 @@ reply_journal(struct sup *s, struct conn *c)
 		    last.phase);
 		m.u.CTL_JOURNAL_REPLY.last_outcome = outcome;
 	}
-	if (s->last_abort_reason[0])
-		m.u.CTL_JOURNAL_REPLY.last_abort_reason = s->last_abort_reason;
-	if (s->last_agent_exit[0])
-		m.u.CTL_JOURNAL_REPLY.last_agent_exit = s->last_agent_exit;
+	ctl->ops.status(ctl->ops.data, &s);
+	if (s.last_abort_reason && s.last_abort_reason[0])
+		m.u.CTL_JOURNAL_REPLY.last_abort_reason = s.last_abort_reason;
+	if (s.last_agent_exit && s.last_agent_exit[0])
+		m.u.CTL_JOURNAL_REPLY.last_agent_exit = s.last_agent_exit;
 	(void)conn_send(c, &m, NULL, 0);
 }
 
@@ -196,7 +214,7 @@ upgrade_refused(struct conn *c, int r, const char *binary)
 }
 
 static void
-start_upgrade(struct sup *s, struct conn *c, const struct msg *m)
+start_upgrade(struct ctl *ctl, struct conn *c, const struct msg *m)
 {
 	const msg_CTL_UPGRADE_t *u = &m->u.CTL_UPGRADE;
 	struct conn *prev;
@@ -214,34 +232,42 @@ start_upgrade(struct sup *s, struct conn *c, const struct msg *m)
 		}
 	}
 	/* Set first: a replace whose spawn fails answers right away. */
-	prev = s->upgrade_client;
-	s->upgrade_client = c;
-	r = sup_upgrade(s, u->binary, u->args.v, u->args.n, u->env.v, u->env.n,
-	    u->deadline_ms, u->drain_grace_ms);
+	prev = ctl->upgrade_client;
+	ctl->upgrade_client = c;
+	r = ctl->ops.upgrade(ctl->ops.data, u->binary, u->args.v, u->args.n,
+	    u->env.v, u->env.n, u->deadline_ms, u->drain_grace_ms);
 	if (r == 0)
 		return;
-	s->upgrade_client = prev;
-	upgrade_refused(c, r, u->binary && *u->binary ? u->binary :
-	    s->agent_binary);
+	ctl->upgrade_client = prev;
+	if (u->binary && *u->binary) {
+		upgrade_refused(c, r, u->binary);
+	} else {
+		struct ctl_status s = { 0 };
+
+		ctl->ops.status(ctl->ops.data, &s);
+		upgrade_refused(c, r, s.agent_binary);
+	}
 }
 
 static void
 frame_cb(struct conn *c, struct frame *f, void *data)
 {
-	struct sup *s = data;
+	struct ctl *ctl = data;
+	struct ctl_status s = { 0 };
 
 	switch (f->m.type) {
 	case MSG_CTL_STATUS:
-		reply_status(s, c);
+		reply_status(ctl, c);
 		break;
 	case MSG_CTL_JOURNAL:
-		reply_journal(s, c);
+		reply_journal(ctl, c);
 		break;
 	case MSG_CTL_UPGRADE:
-		if (s->state == SUP_STOPPING)
+		ctl->ops.status(ctl->ops.data, &s);
+		if (s.stopping)
 			send_error(c, "unavailable", "supervisor is stopping");
 		else
-			start_upgrade(s, c, &f->m);
+			start_upgrade(ctl, c, &f->m);
 		break;
 	default:
 		conn_reject(c, -PROTO_ETYPE, "not a control request");
@@ -253,77 +279,101 @@ frame_cb(struct conn *c, struct frame *f, void *data)
 static void
 close_cb(struct conn *c, int err, void *data)
 {
-	struct sup *s = data;
+	struct ctl *ctl = data;
 
 	(void)err;
-	nclients--;
-	if (s && s->upgrade_client == c)
-		s->upgrade_client = NULL;
+	if (!ctl)
+		return;
+	ctl->nclients--;
+	if (ctl->upgrade_client == c)
+		ctl->upgrade_client = NULL;
 }
 
 /* The acceptor's callback: an allowed peer of the control socket. */
 static void
 ctl_accept(void *data, const struct acceptor_peer *p)
 {
-	struct sup *s = data;
+	struct ctl *ctl = data;
 	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
 	struct conn *c;
 
-	if (nclients >= CTL_MAX_CLIENTS) {
+	if (ctl->nclients >= CTL_MAX_CLIENTS) {
 		log_warn("control.denied", "too many clients", "peer_pid=%d "
 		    "peer_uid=%d", (int)p->pid, (int)p->uid);
-		if (conn_open(s->loop, p->fd, &opts, NULL, NULL, NULL, &c) == 0)
+		if (conn_open(ctl->loop, p->fd, &opts, NULL, NULL, NULL,
+		    &c) == 0)
 			conn_reject(c, -ENOBUFS, "too many control clients");
 		return;
 	}
-	if (conn_open(s->loop, p->fd, &opts, frame_cb, close_cb, s, &c) == 0)
-		nclients++;
+	if (conn_open(ctl->loop, p->fd, &opts, frame_cb, close_cb, ctl,
+	    &c) == 0)
+		ctl->nclients++;
 }
 
 int
-ctl_start(struct sup *s)
+ctl_start(uv_loop_t *loop, const struct ctl_opts *opts,
+    const struct ctl_ops *ops, struct ctl **ret)
 {
+	struct ctl *ctl;
 	struct stat st;
 	int r;
 
-	s->ctl_fd = usock_listen(s->cfg->paths.supervisor_socket, 0600, 64);
-	if (s->ctl_fd < 0)
-		return s->ctl_fd;
-	if (stat(s->cfg->paths.supervisor_socket, &st) == 0)
-		ctl_ino = st.st_ino;
-	r = acceptor_start(s->loop, s->ctl_fd, &(struct acceptor_opts){
-	    .allow_uids = s->cfg->allow_uids,
-	    .n_allow_uids = s->cfg->n_allow_uids,
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return -ENOMEM;
+	ctl->loop = loop;
+	ctl->opts = *opts;
+	ctl->ops = *ops;
+	ctl->fd = usock_listen(opts->socket_path, 0600, 64);
+	if (ctl->fd < 0) {
+		r = ctl->fd;
+		free(ctl);
+		return r;
+	}
+	if (stat(opts->socket_path, &st) == 0)
+		ctl->ino = st.st_ino;
+	r = acceptor_start(loop, ctl->fd, &(struct acceptor_opts){
+	    .allow_uids = opts->allow_uids,
+	    .n_allow_uids = opts->n_allow_uids,
 	    .errstyle = CONN_ERR_CONTROL, .refused_event = "control.denied",
-	    .refused_text = "permission denied" }, ctl_accept, s, &s->ctl_acc);
+	    .refused_text = "permission denied" }, ctl_accept, ctl, &ctl->acc);
+	*ret = ctl;	/* also on failure: ctl_stop closes the socket */
 	return r;
 }
 
 void
-ctl_stop(struct sup *s)
+ctl_stop(struct ctl *ctl)
 {
 	struct stat st;
 
-	if (s->ctl_fd < 0)
+	if (!ctl || ctl->fd < 0)
 		return;
-	acceptor_stop(s->ctl_acc);
-	s->ctl_acc = NULL;
-	close(s->ctl_fd);
-	s->ctl_fd = -1;
-	if (stat(s->cfg->paths.supervisor_socket, &st) == 0 &&
-	    st.st_ino == ctl_ino)
-		(void)unlink(s->cfg->paths.supervisor_socket);
+	acceptor_stop(ctl->acc);
+	ctl->acc = NULL;
+	close(ctl->fd);
+	ctl->fd = -1;
+	if (stat(ctl->opts.socket_path, &st) == 0 && st.st_ino == ctl->ino)
+		(void)unlink(ctl->opts.socket_path);
 }
 
 void
-ctl_upgrade_done(struct sup *s, const struct handoff_result *r)
+ctl_free(struct ctl *ctl)
+{
+	if (!ctl)
+		return;
+	ctl_stop(ctl);
+	free(ctl);
+}
+
+void
+ctl_upgrade_done(struct ctl *ctl, const struct handoff_result *r)
 {
 	struct msg m = { .type = MSG_CTL_UPGRADE_RESULT };
-	struct conn *c = s->upgrade_client;
+	struct conn *c = ctl ? ctl->upgrade_client : NULL;
 
 	if (!c)
 		return;
-	s->upgrade_client = NULL;
+	ctl->upgrade_client = NULL;
 	m.u.CTL_UPGRADE_RESULT.handoff_id = r->id;
 	m.u.CTL_UPGRADE_RESULT.committed = r->committed;
 	m.u.CTL_UPGRADE_RESULT.abort_reason = r->committed ? NULL :

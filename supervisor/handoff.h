@@ -5,6 +5,10 @@
  * failure kills the successor and resumes the incumbent, or promotes the
  * successor when the incumbent died.  Every phase is journaled before the
  * step it guards.
+ *
+ * A handoff knows nothing of its owner: everything it works with comes
+ * in struct handoff_env, and it reports back only through the env's
+ * callbacks.
  */
 #ifndef BATON_HANDOFF_H
 #define BATON_HANDOFF_H
@@ -13,8 +17,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <uv.h>
 
-struct sup;
+#include "common/listenfds.h"
+
 struct handoff;
 
 struct handoff_params {
@@ -40,12 +46,39 @@ struct handoff_result {
 };
 
 /*
- * Start a handoff away from the current incumbent (s->agent_pid).  The
- * result goes to sup_handoff_done() when it ends.  Returns 0 or -errno
- * (nothing started).
+ * What a handoff works with, from its owner.  Copied by handoff_start();
+ * the strings, fds and the loop it points to are borrowed and must stay
+ * valid until done_cb has run.
  */
-int handoff_start(struct sup *s, const struct handoff_params *p,
-    struct handoff **ret);
+struct handoff_env {
+	uv_loop_t *loop;
+	const char *root;		/* the agents' --root */
+	const char *agent_socket;	/* the incumbent's control socket */
+	const char *state_dir;		/* where the data-dir lock is */
+	const char *journal;		/* the handoff journal's path */
+	const char *last_handoff;	/* the last outcome's path */
+	/* The listeners the successor inherits (fds stay the owner's). */
+	const int *lfds;
+	const char (*lnames)[LISTENFDS_NAME_MAX];
+	unsigned nl;
+	pid_t incumbent_pid;
+	const char *incumbent_binary;	/* copied into the journal at start */
+	/* READY matched: pid (running binary) serves from now on. */
+	void (*serving_cb)(pid_t pid, const char *binary, void *data);
+	/* The handoff ended and is freed; r is valid during the call. */
+	void (*done_cb)(const struct handoff_result *r, void *data);
+	void *data;
+};
+
+/*
+ * Start a handoff away from env->incumbent_pid.  Never blocks: the
+ * connect to the incumbent is one non-blocking attempt (-EAGAIN when its
+ * backlog is full).  The result goes to env->done_cb when it ends.
+ * Returns 0 and the handoff in *ret (owned by itself until done_cb), or
+ * -errno (nothing started, no callback).
+ */
+int handoff_start(const struct handoff_env *env,
+    const struct handoff_params *p, struct handoff **ret);
 
 const char *handoff_phase(const struct handoff *h);
 const char *handoff_id(const struct handoff *h);

@@ -160,7 +160,7 @@ main(int argc, char **argv)
 		case 'r': root = optarg; break;
 		case 'a': agent = optarg; break;
 		case 'A':
-			if (cfg.n_agent_args == SUP_MAX_ARGS - 4) {
+			if (cfg.n_agent_args == AGENT_MAX_ARGS - 4) {
 				fprintf(stderr, "baton-supervisor: too many "
 				    "--agent-arg\n");
 				return 64;

@@ -14,6 +14,8 @@
  *   loop, so a stuck loop stops the pings;
  * - STOPPING=1, STATUS=.
  * One datagram per call; errors are ignored (systemd may be gone).
+ * Never blocks the loop: a notify socket whose queue is full drops the
+ * datagram (MSG_DONTWAIT) instead of stalling handoffs and the watchdog.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -56,8 +58,8 @@ sdnotify_send(const char *msg)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
-	    len) < 0)
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT,
+	    (struct sockaddr *)&sa, len) < 0)
 		r = -errno;
 	close(fd);
 	return r;

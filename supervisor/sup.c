@@ -10,13 +10,19 @@
  *   rather than bound again, so the socket clients know never changes;
  * - a cold start happens only when no live agent holds the data-dir lock;
  * - a journal left by a dead supervisor is resolved (adopt the lock
- *   holder, kill the other agent of that handoff) and cleared at start;
- * - recovery never kills a process that holds or may hold the lock, and
- *   never binds fresh listeners while a journaled agent may still take
- *   the lock: the holder is known from the kernel's lock table the
- *   instant it locks; a free lock with a live journaled agent is waited
- *   for; a holder that does not answer is retried, and killed only after
- *   ADOPT_GIVE_UP_MS of silence.
+ *   holder, kill the other agent of that handoff) and cleared at start,
+ *   before the loop runs (recover.c; it blocks, nothing else here does):
+ *   listeners are bound only when recovery took none;
+ * - once the loop runs, nothing waits on another process or a socket:
+ *   children are reaped with WNOHANG, waits are timers, sockets are the
+ *   non-blocking conns of ctl and handoff, sd_notify drops rather than
+ *   waits; the exceptions are bounded and local: the durable writes
+ *   (journal, metrics) fsync, and agentlog_describe() waits at most
+ *   REAP_WAIT_MS for a child whose pipe closed to become reapable;
+ * - sup owns the state (struct sup) and the modules it runs; they do not
+ *   see it.  A handoff gets a struct handoff_env and reports through its
+ *   serving/done callbacks, the control socket gets struct ctl_ops
+ *   (status, upgrade) and is told results with ctl_upgrade_done().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,21 +39,20 @@
 #include <unistd.h>
 #include <uuid.h>
 
-#include "common/atomicfile.h"
 #include "common/clock.h"
-#include "common/lock.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/spawn.h"
 #include "common/sandbox.h"
 #include "common/usock.h"
-#include "transport/wire.h"
+#include "proto/frame.h"
+#include "supervisor/agentcmd.h"
 #include "supervisor/agentlog.h"
+#include "supervisor/ctl.h"
 #include "supervisor/handoff.h"
-#include "supervisor/journal.h"
-#include "supervisor/listentake.h"
 #include "supervisor/metrics.h"
 #include "supervisor/procwatch.h"
+#include "supervisor/recover.h"
 #include "supervisor/sdnotify.h"
 #include "supervisor/sup.h"
 
@@ -57,16 +62,9 @@
 #define BACKOFF_MAX_MS		30000
 #define HEALTHY_MS		10000
 #define STOP_GRACE_MS		15000
-#define ADOPT_WAIT_MS		5000	/* one adopt() attempt */
-#define ADOPT_GIVE_UP_MS	15000	/* a silent holder, then SIGKILL */
-#define RELOCK_WAIT_MS		3000	/* lock free, no journaled agent alive */
-#define JOURNALED_WAIT_MS	15000	/* lock free, a journaled agent alive */
 
-const char *const sup_env_drop[] = {
-	"HANDOFF_CRASH_AT", "HANDOFF_STALL_AT", "HANDOFF_CRASH_MARKER_DIR",
-	"HANDOFF_ROLE",
-	"HANDOFF_SOCK_FD", "HANDOFF_DEADLINE_MS", "LISTEN_FDS",
-	"LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET", NULL,
+static const char *const state_names[] = {
+	"starting", "running", "handoff", "backoff", "stopping",
 };
 
 static void agent_exit_cb(struct procwatch *w, pid_t pid, void *data);
@@ -74,8 +72,9 @@ static void schedule_restart(struct sup *s);
 static void cold_start(struct sup *s);
 static void replace_done(struct sup *s, bool ready, const char *why);
 
-void
-sup_set_agent(struct sup *s, pid_t pid, const char *binary)
+/* The incumbent is now pid (a committed successor or an adopted agent). */
+static void
+set_agent(struct sup *s, pid_t pid, const char *binary)
 {
 	int r;
 
@@ -175,37 +174,21 @@ ready_poll_cb(uv_timer_t *t)
 	uv_timer_start(&s->timer, ready_poll_cb, READY_POLL_MS, 0);
 }
 
-void
-sup_agent_argv(const struct sup *s, const char *binary,
-    const char *const *args, unsigned nargs,
-    const char *argv[SUP_MAX_ARGS + 4], const char *names[LISTENFDS_MAX])
-{
-	unsigned i, k = 0;
-
-	argv[k++] = binary;
-	argv[k++] = "--root";
-	argv[k++] = s->cfg->paths.root;
-	for (i = 0; i < nargs && i < SUP_MAX_ARGS; i++)
-		argv[k++] = args[i];
-	argv[k] = NULL;
-	for (i = 0; i < s->nl; i++)
-		names[i] = s->lnames[i];
-}
-
 static void
 cold_start(struct sup *s)
 {
-	const char *argv[SUP_MAX_ARGS + 4];
+	const char *argv[AGENT_MAX_ARGS + 4];
 	const char *names[LISTENFDS_MAX];
 	pid_t pid;
 
-	sup_agent_argv(s, s->agent_binary, s->cfg->agent_args,
-	    s->cfg->n_agent_args, argv, names);
+	agentcmd_argv(s->agent_binary, s->cfg->paths.root, s->cfg->agent_args,
+	    s->cfg->n_agent_args, (const char (*)[LISTENFDS_NAME_MAX])s->lnames,
+	    s->nl, argv, names);
 	s->state = SUP_STARTING;
 	pid = agentlog_spawn(s->loop, &(struct spawn_opts){
 		.path = s->agent_binary,
 		.argv = argv,
-		.env_drop = sup_env_drop,
+		.env_drop = agentcmd_env_drop,
 		.listen_fds = s->lfds,
 		.listen_names = names,
 		.n_listen = s->nl,
@@ -221,7 +204,7 @@ cold_start(struct sup *s)
 	}
 	log_info("agent.start", "cold start", "pid=%d binary=%s", (int)pid,
 	    s->agent_binary);
-	sup_set_agent(s, pid, NULL);
+	set_agent(s, pid, NULL);
 	uv_timer_start(&s->timer, ready_poll_cb, READY_POLL_MS, 0);
 }
 
@@ -307,8 +290,8 @@ check_agent_binary(const struct sup_config *cfg, const char *path)
  * CTL_UPGRADE_RESULT when the new agent serves or dies (replace_done).
  * The configured agent arguments apply; --arg/--env are refused.
  */
-int
-sup_replace(struct sup *s, const char *binary, unsigned nextra)
+static int
+replace(struct sup *s, const char *binary, unsigned nextra)
 {
 	int r;
 
@@ -351,50 +334,23 @@ replace_done(struct sup *s, bool ready, const char *why)
 	log_info("agent.replaced", ready ? NULL : r.abort_reason, "ready=%d "
 	    "pid=%d ms=%llu", ready, (int)s->agent_pid,
 	    (unsigned long long)r.total_ms);
-	ctl_upgrade_done(s, &r);
+	ctl_upgrade_done(s->ctl, &r);
 }
 
 /* ---- handoffs ---- */
 
-int
-sup_upgrade(struct sup *s, const char *binary, const char *const *args,
-    unsigned nargs, const char *const *env, unsigned nenv,
-    uint64_t deadline_ms, uint64_t drain_grace_ms)
+static void
+handoff_serving_cb(pid_t pid, const char *binary, void *data)
 {
-	struct handoff_params p = {
-		.binary = binary && *binary ? binary : s->agent_binary,
-		.args = nargs ? args : s->cfg->agent_args,
-		.nargs = nargs ? nargs : s->cfg->n_agent_args,
-		.env = env,
-		.nenv = nenv,
-		.deadline_ms = deadline_ms ? deadline_ms : s->cfg->deadline_ms,
-		.drain_grace_ms = drain_grace_ms ? drain_grace_ms :
-		    s->cfg->drain_grace_ms,
-	};
-	int r;
-
-	if (s->state == SUP_HANDOFF || s->replace_t0)
-		return -EINPROGRESS;
-	if (s->state == SUP_BACKOFF)
-		return sup_replace(s, p.binary, nargs + nenv);
-	if (s->state == SUP_STARTING)
-		return -EBUSY;	/* batonctl waits for the agent to serve */
-	if (s->state != SUP_RUNNING || s->agent_pid <= 0)
-		return -EAGAIN;
-	r = check_agent_binary(s->cfg, p.binary);
-	if (r < 0)
-		return r;
-	r = handoff_start(s, &p, &s->handoff);
-	if (r < 0)
-		return r;
-	s->state = SUP_HANDOFF;
-	sdnotify_reloading("handoff in progress", p.deadline_ms);
-	return 0;
+	set_agent(data, pid, binary);
 }
 
-void
-sup_handoff_done(struct sup *s, const struct handoff_result *r)
+static void
+handoff_done_cb(const struct handoff_result *r, void *data)
 {
+	struct sup *s = data;
+
+	s->handoff = NULL;
 	if (r->committed)
 		s->handoffs_committed++;
 	else
@@ -403,7 +359,7 @@ sup_handoff_done(struct sup *s, const struct handoff_result *r)
 	snprintf(s->last_abort_reason, sizeof(s->last_abort_reason), "%s",
 	    r->committed ? "" : r->abort_reason);
 	metrics_handoff(s, r);
-	ctl_upgrade_done(s, r);
+	ctl_upgrade_done(s->ctl, r);
 	if (s->agent_pid > 0 && !proc_running(s->agent_pid))
 		s->agent_pid = 0;
 	if (s->stop_after_handoff) {
@@ -421,305 +377,111 @@ sup_handoff_done(struct sup *s, const struct handoff_result *r)
 	sdnotify_ready("agent serving");
 }
 
-/* ---- recovery after our own restart ---- */
-
-/* Read /proc/<pid>/exe. */
+/* Start an upgrade: from batonctl (ctl_ops.upgrade) or SIGHUP. */
 static int
-proc_exe(pid_t pid, char *out, size_t len)
+upgrade(void *data, const char *binary, const char *const *args,
+    unsigned nargs, const char *const *env, unsigned nenv,
+    uint64_t deadline_ms, uint64_t drain_grace_ms)
 {
-	char p[64];
-	ssize_t n;
+	struct sup *s = data;
+	struct handoff_params p = {
+		.binary = binary && *binary ? binary : s->agent_binary,
+		.args = nargs ? args : s->cfg->agent_args,
+		.nargs = nargs ? nargs : s->cfg->n_agent_args,
+		.env = env,
+		.nenv = nenv,
+		.deadline_ms = deadline_ms ? deadline_ms : s->cfg->deadline_ms,
+		.drain_grace_ms = drain_grace_ms ? drain_grace_ms :
+		    s->cfg->drain_grace_ms,
+	};
+	int r;
 
-	snprintf(p, sizeof(p), "/proc/%d/exe", (int)pid);
-	n = readlink(p, out, len - 1);
-	if (n < 0)
-		return -errno;
-	out[n] = '\0';
+	if (s->state == SUP_HANDOFF || s->replace_t0)
+		return -EINPROGRESS;
+	if (s->state == SUP_BACKOFF)
+		return replace(s, p.binary, nargs + nenv);
+	if (s->state == SUP_STARTING)
+		return -EBUSY;	/* batonctl waits for the agent to serve */
+	if (s->state != SUP_RUNNING || s->agent_pid <= 0)
+		return -EAGAIN;
+	r = check_agent_binary(s->cfg, p.binary);
+	if (r < 0)
+		return r;
+	r = handoff_start(&(struct handoff_env){
+		.loop = s->loop,
+		.root = s->cfg->paths.root,
+		.agent_socket = s->cfg->paths.agent_socket,
+		.state_dir = s->cfg->paths.state_dir,
+		.journal = s->cfg->paths.journal,
+		.last_handoff = s->cfg->paths.last_handoff,
+		.lfds = s->lfds,
+		.lnames = (const char (*)[LISTENFDS_NAME_MAX])s->lnames,
+		.nl = s->nl,
+		.incumbent_pid = s->agent_pid,
+		.incumbent_binary = s->agent_binary,
+		.serving_cb = handoff_serving_cb,
+		.done_cb = handoff_done_cb,
+		.data = s,
+	}, &p, &s->handoff);
+	if (r < 0)
+		return r;
+	s->state = SUP_HANDOFF;
+	sdnotify_reloading("handoff in progress", p.deadline_ms);
 	return 0;
 }
 
-/*
- * Talk to the agent at the control socket: HELLO must come from `holder`.
- * When want_listeners, take its listener fds back.  Returns 0 or -errno.
- */
-static int
-adopt(struct sup *s, pid_t holder, bool want_listeners)
-{
-	struct msg ack = { .type = MSG_HELLO_ACK };
-	struct msg get = { .type = MSG_GET_LISTENERS };
-	struct frame f;
-	uint64_t until = clock_mono_ms() + ADOPT_WAIT_MS;
-	unsigned i;
-	int fd = -1, r;
-
-	for (;;) {
-		fd = wire_connect(s->cfg->paths.agent_socket, 1000);
-		if (fd >= 0) {
-			r = wire_recv(fd, 2000, &f);
-			if (r == 0 && f.m.type == MSG_HELLO &&
-			    (pid_t)f.m.u.HELLO.pid == holder) {
-				frame_release(&f);
-				break;
-			}
-			if (r == 0)
-				frame_release(&f);
-			close(fd);
-			fd = -1;
-		}
-		if (clock_mono_ms() > until)
-			return -ETIMEDOUT;
-		usleep(50000);
-	}
-	r = 0;
-	if (!want_listeners)
-		goto out;
-	ack.u.HELLO_ACK.proto_version = PROTO_VERSION_MAX;
-	ack.u.HELLO_ACK.handoff_id = "00000000-0000-4000-8000-000000000000";
-	r = wire_send(fd, &ack, NULL, 0, 2000);
-	if (r == 0)
-		r = wire_send(fd, &get, NULL, 0, 2000);
-	if (r == 0)
-		r = wire_recv(fd, 5000, &f);
-	if (r < 0)
-		goto out;
-	if (f.m.type != MSG_LISTENERS || f.m.u.LISTENERS.names.n != f.nfds ||
-	    f.nfds == 0) {
-		frame_release(&f);
-		r = -EPROTO;
-		goto out;
-	}
-	for (i = 0; i < f.nfds && i < LISTENFDS_MAX; i++) {
-		snprintf(s->lnames[i], sizeof(s->lnames[i]), "%s",
-		    f.m.u.LISTENERS.names.v[i]);
-		s->lfds[i] = frame_take_fd(&f, i);
-	}
-	s->nl = i;
-	frame_release(&f);
-out:
-	close(fd);
-	return r;
-}
-
-/* pid runs and is (still) running binary: an agent of ours. */
-static bool
-runs_binary(pid_t pid, const char *binary)
-{
-	char exe[PATH_MAX];
-
-	return pid > 0 && proc_running(pid) &&
-	    proc_exe(pid, exe, sizeof(exe)) == 0 && strcmp(exe, binary) == 0;
-}
-
-/* Signal pid and wait up to ms for it to be gone.  True when it is. */
-static bool
-signal_and_wait(pid_t pid, int sig, int ms)
-{
-	int i;
-
-	kill(pid, sig);
-	for (i = 0; i < ms / 20 && proc_running(pid); i++) {
-		(void)waitpid(pid, NULL, WNOHANG);
-		usleep(20000);
-	}
-	return !proc_running(pid);
-}
+/* ---- the control socket's view ---- */
 
 static void
-kill_stray(pid_t pid, const char *binary, pid_t keep)
+ctl_status_cb(void *data, struct ctl_status *ret)
 {
-	if (pid == keep || pid == getpid() || !runs_binary(pid, binary))
-		return;
-	log_warn("recover.kill", "agent left from the interrupted handoff",
-	    "pid=%d", (int)pid);
-	if (!signal_and_wait(pid, SIGTERM, 2000))
-		kill(pid, SIGKILL);
+	const struct sup *s = data;
+
+	ret->agent_pid = s->agent_pid > 0 ? s->agent_pid : 0;
+	ret->agent_binary = s->agent_binary;
+	ret->state = state_names[s->state];
+	ret->stopping = s->state == SUP_STOPPING;
+	ret->handoff_id = s->handoff ? handoff_id(s->handoff) : NULL;
+	ret->handoffs_committed = s->handoffs_committed;
+	ret->handoffs_rolled_back = s->handoffs_rolled_back;
+	ret->agent_restarts = s->agent_restarts;
+	ret->uptime_ms = clock_mono_ms() - s->started_ms;
+	ret->last_abort_reason = s->last_abort_reason;
+	ret->last_agent_exit = s->last_agent_exit;
 }
 
-/* A process of the interrupted handoff still runs its journaled binary. */
-static bool
-journaled_alive(const struct journal_rec *jr)
-{
-	return runs_binary(jr->incumbent_pid, jr->incumbent_binary) ||
-	    runs_binary(jr->successor_pid, jr->successor_binary);
-}
-
-/*
- * Wait for the lock to settle.  A free lock while an agent of the
- * interrupted handoff lives is not "nobody serves": a sealed incumbent
- * retakes it when it sees us gone, a successor that got BEGIN takes it.
- * A held lock whose holder is not known yet (only possible without
- * /proc/locks) is "alive, wait" too.  Returns lock_probe's answer.
- */
-static int
-settle_lock(struct sup *s, const struct journal_rec *jr, bool have_j,
-    pid_t *holder)
-{
-	uint64_t t0 = clock_mono_ms(), now;
-	int held;
-
-	for (;;) {
-		*holder = 0;
-		held = lock_probe(s->cfg->paths.state_dir, holder);
-		now = clock_mono_ms();
-		if (held == 1 && *holder > 0)
-			return held;
-		if (held == 1 && now - t0 < ADOPT_GIVE_UP_MS) {
-			usleep(25000);	/* held, holder unknown: alive */
-			continue;
-		}
-		if (held != 0 || !have_j)
-			return held;
-		if (now - t0 >= JOURNALED_WAIT_MS ||
-		    (now - t0 >= RELOCK_WAIT_MS && !journaled_alive(jr)))
-			return held;
-		usleep(25000);
-	}
-}
-
-/*
- * Before a live agent of the old generation is killed: take its listening
- * sockets, so the clients queued in their backlogs are served by the next
- * agent instead of being cut off by freshly bound sockets.
- */
-static void
-take_listeners(struct sup *s, pid_t pid)
-{
-	int fds[LISTENFDS_MAX];
-	unsigned i;
-	int r;
-
-	if (s->nl > 0 || pid <= 0 || !proc_running(pid))
-		return;
-	r = listen_take(pid, (const char (*)[PATH_MAX])s->cfg->listen_paths,
-	    s->cfg->n_listen, fds);
-	if (r < 0) {
-		log_warn("recover.listeners", proto_strerror(r), "pid=%d "
-		    "msg_detail=\"could not take its listening sockets\"",
-		    (int)pid);
-		return;
-	}
-	for (i = 0; i < s->cfg->n_listen; i++) {
-		s->lfds[i] = fds[i];
-		snprintf(s->lnames[i], sizeof(s->lnames[i]), "%s",
-		    s->cfg->listen_names[i]);
-	}
-	s->nl = s->cfg->n_listen;
-	log_info("recover.listeners", "took the listening sockets of a live "
-	    "agent: queued clients are kept", "pid=%d listeners=%u", (int)pid,
-	    s->nl);
-}
-
-/*
- * Adopt the lock holder, retrying while it lives and holds the lock: a
- * successor that has the lock but has not yet moved its control socket
- * into place answers a moment later.  Only a holder silent for
- * ADOPT_GIVE_UP_MS is killed.  Returns true when adopted.
- */
-static bool
-adopt_holder(struct sup *s, pid_t holder)
-{
-	uint64_t t0 = clock_mono_ms();
-	pid_t now_holder = 0;
-	int r;
-
-	for (;;) {
-		r = adopt(s, holder, !s->from_systemd);
-		if (r == 0)
-			return true;
-		if (!proc_running(holder) ||
-		    lock_probe(s->cfg->paths.state_dir, &now_holder) != 1 ||
-		    now_holder != holder) {
-			log_warn("recover.adopt", proto_strerror(r), "pid=%d "
-			    "msg_detail=\"holder gone or lock moved\"",
-			    (int)holder);
-			return false;
-		}
-		if (clock_mono_ms() - t0 >= ADOPT_GIVE_UP_MS)
-			break;
-		log_warn("recover.adopt", proto_strerror(r), "pid=%d "
-		    "msg_detail=\"lock holder does not answer yet; retrying\"",
-		    (int)holder);
-	}
-	log_error("recover.adopt", proto_strerror(r), "pid=%d waited_ms=%d "
-	    "msg_detail=\"lock holder silent; killing it\"", (int)holder,
-	    ADOPT_GIVE_UP_MS);
-	take_listeners(s, holder);
-	(void)signal_and_wait(holder, SIGKILL, 2000);
-	return false;
-}
+/* ---- recovery after our own restart (before the loop runs) ---- */
 
 /* Returns true when a running agent was adopted. */
 static bool
-recover(struct sup *s)
+recover_agent(struct sup *s)
 {
-	struct journal_rec jr;
-	bool have_j, adopted = false;
-	pid_t holder = 0;
-	int r, held;
+	struct recover rc = {
+		.paths = &s->cfg->paths,
+		.listen_names = (const char (*)[LISTENFDS_NAME_MAX])
+		    s->cfg->listen_names,
+		.listen_paths = (const char (*)[PATH_MAX])s->cfg->listen_paths,
+		.n_listen = s->cfg->n_listen,
+		.from_systemd = s->from_systemd,
+		.lfds = s->lfds,
+		.lnames = s->lnames,
+		.nl = &s->nl,
+	};
 
-	/* Temp files of a write the previous supervisor did not finish. */
-	(void)atomicfile_cleanup(s->cfg->paths.journal);
-	(void)atomicfile_cleanup(s->cfg->paths.last_handoff);
-	r = journal_read(s->cfg->paths.journal, &jr);
-	have_j = r == 0;
-	if (r < 0 && r != -ENOENT)
-		log_warn("recover.journal", proto_strerror(r), "path=%s",
-		    s->cfg->paths.journal);
-	if (have_j)
-		log_info("recover.journal", "found an interrupted handoff",
-		    "handoff_id=%s phase=%s incumbent_pid=%d successor_pid=%d",
-		    jr.handoff_id, jr.phase, (int)jr.incumbent_pid,
-		    (int)jr.successor_pid);
-	held = settle_lock(s, &jr, have_j, &holder);
-	if (held == 1 && holder > 0) {
-		adopted = adopt_holder(s, holder);
-		if (adopted) {
-			char exe[PATH_MAX];
-
-			if (proc_exe(holder, exe, sizeof(exe)) == 0)
-				snprintf(s->agent_binary, sizeof(s->agent_binary),
-				    "%s", exe);
-			log_info("recover.adopt", "adopted the running agent",
-			    "pid=%d binary=%s listeners=%u", (int)holder,
-			    s->agent_binary, s->nl);
-		}
-	}
-	if (have_j) {
-		/* Never the lock holder, adopted or not (it may serve). */
-		pid_t keep = adopted || (held == 1 && holder > 0 &&
-		    proc_running(holder)) ? holder : 0;
-		char tmp[PATH_MAX + 32];
-
-		if (!adopted && !s->from_systemd) {
-			take_listeners(s, jr.incumbent_pid);
-			take_listeners(s, jr.successor_pid);
-		}
-		kill_stray(jr.incumbent_pid, jr.incumbent_binary, keep);
-		kill_stray(jr.successor_pid, jr.successor_binary, keep);
-		if (jr.successor_pid > 0 && jr.successor_pid != keep) {
-			snprintf(tmp, sizeof(tmp), "%s.tmp.%d",
-			    s->cfg->paths.agent_socket, (int)jr.successor_pid);
-			(void)unlink(tmp);
-		}
-		snprintf(jr.phase, sizeof(jr.phase), "%s", !adopted ?
-		    "recovered-none" : holder == jr.successor_pid ?
-		    "recovered-committed" : "recovered-rolled-back");
-		if (journal_write(s->cfg->paths.last_handoff, &jr) < 0)
-			log_warn("recover.journal", "could not record outcome",
-			    NULL);
-		journal_clear(s->cfg->paths.journal);
-		log_info("recover.done", NULL, "handoff_id=%s outcome=%s",
-		    jr.handoff_id, jr.phase);
-		if (adopted && holder == jr.successor_pid)
-			s->handoffs_committed++;
-		else
-			s->handoffs_rolled_back++;
-	}
-	if (adopted) {
-		s->state = SUP_RUNNING;
-		sup_set_agent(s, holder, NULL);
-	}
-	return adopted;
+	snprintf(rc.agent_binary, sizeof(rc.agent_binary), "%s",
+	    s->agent_binary);
+	if (recover_run(&rc))
+		snprintf(s->agent_binary, sizeof(s->agent_binary), "%s",
+		    rc.agent_binary);
+	if (rc.outcome == RECOVER_COMMITTED)
+		s->handoffs_committed++;
+	else if (rc.outcome == RECOVER_ROLLED_BACK)
+		s->handoffs_rolled_back++;
+	if (!rc.adopted)
+		return false;
+	s->state = SUP_RUNNING;
+	set_agent(s, rc.adopted, NULL);
+	return true;
 }
 
 /* ---- listeners ---- */
@@ -772,7 +534,7 @@ begin_stop(struct sup *s)
 	}
 	s->state = SUP_STOPPING;
 	sdnotify_stopping();
-	ctl_stop(s);
+	ctl_stop(s->ctl);
 	if (s->agent_pid <= 0 || !proc_running(s->agent_pid)) {
 		stop_done(s);
 		return;
@@ -800,7 +562,7 @@ sig_cb(uv_signal_t *h, int signum)
 		}
 		break;
 	case SIGHUP:
-		r = sup_upgrade(s, NULL, NULL, 0, NULL, 0, 0, 0);
+		r = upgrade(s, NULL, NULL, 0, NULL, 0, 0, 0);
 		if (r < 0)
 			log_warn("supervisor.sighup", proto_strerror(r), NULL);
 		break;
@@ -819,12 +581,10 @@ close_walk_cb(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-/* The configured agent, before the first spawn: as sup_upgrade checks. */
-
 int
 sup_run(struct sup_config *cfg)
 {
-	struct sup s = { .cfg = cfg, .ctl_fd = -1 };
+	struct sup s = { .cfg = cfg };
 	struct listenfd lf[LISTENFDS_MAX];
 	uv_loop_t loop;
 	unsigned i, n = 0;
@@ -861,7 +621,7 @@ sup_run(struct sup_config *cfg)
 	s.timer.data = &s;
 	sdnotify_init(&loop);
 
-	if (!recover(&s) && s.nl == 0 && bind_listeners(&s) < 0) {
+	if (!recover_agent(&s) && s.nl == 0 && bind_listeners(&s) < 0) {
 		r = 69;
 		goto out;
 	}
@@ -869,7 +629,17 @@ sup_run(struct sup_config *cfg)
 		r = 69;
 		goto out;
 	}
-	r = ctl_start(&s);
+	r = ctl_start(&loop, &(struct ctl_opts){
+		.socket_path = cfg->paths.supervisor_socket,
+		.journal = cfg->paths.journal,
+		.last_handoff = cfg->paths.last_handoff,
+		.allow_uids = cfg->allow_uids,
+		.n_allow_uids = cfg->n_allow_uids,
+	}, &(struct ctl_ops){
+		.status = ctl_status_cb,
+		.upgrade = upgrade,
+		.data = &s,
+	}, &s.ctl);
 	if (r < 0) {
 		log_error("supervisor.control", proto_strerror(r), "path=%s",
 		    cfg->paths.supervisor_socket);
@@ -900,12 +670,13 @@ sup_run(struct sup_config *cfg)
 	uv_run(&loop, UV_RUN_DEFAULT);
 	r = 0;
 out:
-	ctl_stop(&s);
+	ctl_stop(s.ctl);
 	agentlog_close_all();
 	procwatch_stop(s.agent_watch);
 	uv_walk(&loop, close_walk_cb, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
+	ctl_free(s.ctl);
 	for (i = 0; i < s.nl; i++)
 		close(s.lfds[i]);
 	return r;

@@ -1,6 +1,8 @@
 /*
- * sup: the supervisor's shared state, used by its modules (core, handoff,
- * control socket).  Not a public API: one process, one loop, one struct.
+ * sup: the supervisor's core and owner of its state: its configuration
+ * (from main.c), sup_run(), and struct sup, read by metrics.  The modules
+ * it runs (handoff, ctl, ...) do not see it: they get what they need
+ * explicitly and call back only through the callbacks they were given.
  */
 #ifndef BATON_SUP_H
 #define BATON_SUP_H
@@ -13,19 +15,16 @@
 
 #include "common/listenfds.h"
 #include "common/paths.h"
+#include "supervisor/agentcmd.h"
 
-#define SUP_MAX_ARGS 32
-#define SUP_MAX_ENV 32
-
+struct ctl;
 struct handoff;
-struct handoff_result;
 struct procwatch;
-struct conn;
 
 struct sup_config {
 	struct baton_paths paths;
 	char agent_path[PATH_MAX];
-	const char *agent_args[SUP_MAX_ARGS];	/* extra args, borrowed */
+	const char *agent_args[AGENT_MAX_ARGS];	/* extra args, borrowed */
 	unsigned n_agent_args;
 	char listen_names[LISTENFDS_MAX][LISTENFDS_NAME_MAX];
 	char listen_paths[LISTENFDS_MAX][PATH_MAX];
@@ -66,8 +65,7 @@ struct sup {
 	unsigned restarts_in_row;
 
 	struct handoff *handoff;	/* NULL when none */
-	struct conn *upgrade_client;	/* batonctl waiting for the result */
-	uint64_t replace_t0;		/* a replace (sup_replace) runs: start */
+	uint64_t replace_t0;		/* a replace (replace()) runs: start */
 	bool stop_after_handoff;
 
 	uint64_t handoffs_committed, handoffs_rolled_back, agent_restarts;
@@ -75,42 +73,13 @@ struct sup {
 	char last_abort_reason[256];	/* of the last rolled-back handoff */
 	char last_agent_exit[300];	/* "pid N: exit 3; stderr: ..." */
 
-	int ctl_fd;
-	struct acceptor *ctl_acc;
+	struct ctl *ctl;		/* the control socket; NULL before */
 	uv_timer_t timer;		/* start-up / backoff / stop */
 	uv_signal_t sig_term, sig_int, sig_hup, sig_chld;
 	int exit_code;
 };
 
-/* core (supervisor/sup.c) */
+/* Run the supervisor until it stops; the process's exit code. */
 int sup_run(struct sup_config *cfg);
-/* The incumbent is now pid (a committed successor or an adopted agent). */
-void sup_set_agent(struct sup *s, pid_t pid, const char *binary);
-/* Called by handoff when it ends. */
-void sup_handoff_done(struct sup *s, const struct handoff_result *r);
-/* Environment names never passed on to agents unless asked for. */
-extern const char *const sup_env_drop[];
-
-/*
- * An agent's argv (binary, --root ROOT, then args; NULL-terminated) and
- * the names of the listeners it inherits, as every spawn passes them.
- */
-void sup_agent_argv(const struct sup *s, const char *binary,
-    const char *const *args, unsigned nargs,
-    const char *argv[SUP_MAX_ARGS + 4], const char *names[LISTENFDS_MAX]);
-
-/* control socket (supervisor/ctl.c) */
-int ctl_start(struct sup *s);
-void ctl_stop(struct sup *s);
-void ctl_upgrade_done(struct sup *s, const struct handoff_result *r);
-/* Start an upgrade: from batonctl (client != NULL) or SIGHUP. */
-int sup_upgrade(struct sup *s, const char *binary, const char *const *args,
-    unsigned nargs, const char *const *env, unsigned nenv,
-    uint64_t deadline_ms, uint64_t drain_grace_ms);
-/*
- * No agent serves (back-off): cold-start binary instead of a handoff;
- * nextra > 0 (--arg/--env given) is -ENOTSUP.  0 or -errno.
- */
-int sup_replace(struct sup *s, const char *binary, unsigned nextra);
 
 #endif

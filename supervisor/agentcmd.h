@@ -1,0 +1,27 @@
+/*
+ * agentcmd: how the supervisor starts an agent, the same for a cold
+ * start and a successor: its command line and the environment it never
+ * passes on.
+ */
+#ifndef BATON_AGENTCMD_H
+#define BATON_AGENTCMD_H
+
+#include "common/listenfds.h"
+
+#define AGENT_MAX_ARGS 32	/* extra arguments of an agent, at most */
+#define AGENT_MAX_ENV 32	/* extra "K=V" of a successor, at most */
+
+/* Environment names never passed on to agents unless asked for. */
+extern const char *const agentcmd_env_drop[];
+
+/*
+ * An agent's argv (binary, --root ROOT, then args; NULL-terminated) and
+ * the names of the nl listeners it inherits, as every spawn passes them.
+ * Borrows everything; argv and names point into the arguments.
+ */
+void agentcmd_argv(const char *binary, const char *root,
+    const char *const *args, unsigned nargs,
+    const char (*lnames)[LISTENFDS_NAME_MAX], unsigned nl,
+    const char *argv[AGENT_MAX_ARGS + 4], const char *names[LISTENFDS_MAX]);
+
+#endif

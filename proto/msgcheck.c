@@ -166,7 +166,8 @@ msg_validate(const struct msg *m, const char **ret_why)
 		break;
 	case MSG_NS_REQUEST:
 		if (m->u.NS_REQUEST.uenv_image &&
-		    !ns_has(&m->u.NS_REQUEST.namespaces, "mount"))
+		    !ns_has(&m->u.NS_REQUEST.namespaces,
+		    nsvocab_kind_name(NSV_MNT)))
 			why = "uenv_image needs the mount namespace";
 		break;
 	default:

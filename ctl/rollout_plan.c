@@ -139,6 +139,37 @@ ro_host_binary(const char *tmpl, const char *host, char *out, size_t len)
 }
 
 /*
+ * Call fn for each line "host TAB previous TAB binary" of a record whose
+ * host is one of r's.  data is the record after its magic line, as
+ * atomicfile_read() returned it; it is cut up in place.
+ */
+static void
+record_each(struct rollout *r, char *data,
+    void (*fn)(struct host *h, const char *prev, const char *bin))
+{
+	char *line, *save, *f1, *f2;
+	struct host *h;
+
+	for (line = strtok_r(data, "\n", &save); line;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (!(f1 = strchr(line, '\t')) || !(f2 = strchr(f1 + 1, '\t')))
+			continue;
+		*f1 = *f2 = '\0';
+		h = ro_find_host(r, line, strlen(line));
+		if (h)
+			fn(h, f1 + 1, f2 + 1);
+	}
+}
+
+static void
+keep_previous_cb(struct host *h, const char *prev, const char *bin)
+{
+	if (strcmp(h->prev_binary, h->binary) == 0 &&
+	    strcmp(bin, h->binary) == 0)
+		ro_set_str(&h->prev_binary, prev);
+}
+
+/*
  * A re-run of the same rollout (after fixing a failed host) finds hosts
  * already on the new binary; their "previous" stays what the earlier run
  * recorded, so --rollback still goes back past the new binary.
@@ -146,26 +177,15 @@ ro_host_binary(const char *tmpl, const char *host, char *out, size_t len)
 static void
 keep_earlier_previous(struct rollout *r)
 {
-	char *data = NULL, *line, *save, *f1, *f2;
-	struct host *h;
+	char *data = NULL;
 	size_t len;
 
 	if (atomicfile_read(r->record, RECORD_MAX, (void **)&data, &len) < 0)
 		return;
 	data[len ? len - 1 : 0] = '\0';
-	if (strncmp(data, RECORD_MAGIC, strlen(RECORD_MAGIC) - 1) != 0)
-		goto out;
-	for (line = strtok_r(data + strlen(RECORD_MAGIC) - 1, "\n", &save);
-	    line; line = strtok_r(NULL, "\n", &save)) {
-		if (!(f1 = strchr(line, '\t')) || !(f2 = strchr(f1 + 1, '\t')))
-			continue;
-		*f1 = *f2 = '\0';
-		h = ro_find_host(r, line, strlen(line));
-		if (h && strcmp(h->prev_binary, h->binary) == 0 &&
-		    strcmp(f2 + 1, h->binary) == 0)
-			ro_set_str(&h->prev_binary, f1 + 1);
-	}
-out:
+	if (strncmp(data, RECORD_MAGIC, strlen(RECORD_MAGIC) - 1) == 0)
+		record_each(r, data + strlen(RECORD_MAGIC) - 1,
+		    keep_previous_cb);
 	free(data);
 }
 
@@ -194,6 +214,13 @@ ro_write_record(struct rollout *r)
 	return rc;
 }
 
+static void
+rollback_to_cb(struct host *h, const char *prev, const char *bin)
+{
+	(void)bin;
+	ro_set_str(&h->binary, prev);
+}
+
 /*
  * Rollback targets from the record.  With no host list the record's hosts
  * are the fleet; a listed host missing from the record is an error.
@@ -201,8 +228,7 @@ ro_write_record(struct rollout *r)
 int
 ro_load_record(struct rollout *r)
 {
-	char *data = NULL, *line, *save, *f1, *f2;
-	struct host *h;
+	char *data = NULL;
 	size_t len, i;
 	int rc;
 
@@ -220,15 +246,7 @@ ro_load_record(struct rollout *r)
 		rc = -EBADMSG;
 		goto out;
 	}
-	for (line = strtok_r(data + strlen(RECORD_MAGIC) - 1, "\n", &save);
-	    line; line = strtok_r(NULL, "\n", &save)) {
-		if (!(f1 = strchr(line, '\t')) || !(f2 = strchr(f1 + 1, '\t')))
-			continue;
-		*f1 = *f2 = '\0';
-		h = ro_find_host(r, line, strlen(line));
-		if (h)
-			ro_set_str(&h->binary, f1 + 1);
-	}
+	record_each(r, data + strlen(RECORD_MAGIC) - 1, rollback_to_cb);
 	rc = 0;
 	for (i = 0; i < r->n; i++)
 		if (!r->h[i].binary[0]) {
@@ -241,7 +259,6 @@ out:
 	free(data);
 	return rc;
 }
-
 
 /* ---- output ---- */
 

@@ -151,7 +151,7 @@ int nsclient_request_path(const char *sock_path,
     const struct nsclient_req *req, unsigned flags, struct nsclient_ns *ret);
 
 /*
- * Low level, the same maker as the provider's helper process'.  Create the
+ * Low level: the maker the provider's helper process uses too.  Create the
  * namespaces in mask in a forked child and return fds to them (indexed
  * by kind, -1 for kinds not in mask) and, with NSM_PID, the pid of the
  * new namespace's init (a reaper that lives until SIGKILL; it is not the

@@ -219,8 +219,9 @@ SONAME  := libbaton-nsclient.so.0
 SOFILE  := $(SONAME).1.0
 SOLIB   := $(B)/$(SOFILE)
 SOLIB_SRC := client/nsclient.c common/log.c common/clock.c common/paths.c \
-             transport/fdpass.c \
-             transport/wire.c proto/msg.c proto/frame.c
+             common/nsvocab.c common/nsmake.c transport/fdpass.c \
+             transport/wire.c proto/msg.c proto/msgdecode.c \
+             proto/msgcheck.c proto/frame.c
 UNITS   := $(wildcard systemd/*.service systemd/*.socket)
 MANS    := $(wildcard man/*.8)
 SUBST    = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \

@@ -13,8 +13,8 @@
  * nsclient_request_path() returns that error (-ENOENT, -ECONNREFUSED,
  * -ETIMEDOUT...).  Only with NSCLIENT_LOCAL_FALLBACK (opt-in) does it
  * create the namespaces itself with the same conventions (nsclient_make(),
- * also used by the provider's helper) and say so in the result (hpc-node
- * WI4); such namespaces are not tracked by any provider.
+ * the maker the provider's helper uses too) and say so in the result
+ * (hpc-node WI4); such namespaces are not tracked by any provider.
  *
  * Installed as <baton/nsclient.h> with libbaton-nsclient.so.0
  * (pkg-config baton-nsclient); the library exports the nsclient_*
@@ -157,7 +157,7 @@ int nsclient_request_path(const char *sock_path,
     const struct nsclient_req *req, unsigned flags, struct nsclient_ns *ret);
 
 /*
- * Low level, shared with the provider's helper process.  Create the
+ * Low level: the maker the provider's helper process uses too.  Create the
  * namespaces in mask in a forked child and return fds to them (indexed
  * by kind, -1 for kinds not in mask) and, with NSM_PID, the pid of the
  * new namespace's init (a reaper that lives until SIGKILL; it is not the

@@ -106,19 +106,11 @@ int msg_decode(uint16_t type, const uint8_t *body, size_t len,
 
 /*
  * Semantic checks beyond shape: role names, UUID handoff ids, allocation
- * id and image name syntax, namespace names, digest length.  Returns 0 or
- * -PROTO_EINVAL with a static reason in *ret_why (may be NULL).
+ * id and image name syntax and namespace names (common/nsvocab.h),
+ * digest length.  Returns 0 or -PROTO_EINVAL with a static reason in
+ * *ret_why (may be NULL).
  */
 int msg_validate(const struct msg *m, const char **ret_why);
-
-/*
- * The namespace vocabulary of SPEC §5, the one list of it: kind k's wire
- * name is msg_ns_kind_names[k], in kind order pid, net, mount.
- */
-#define MSG_NS_KINDS 3
-extern const char *const msg_ns_kind_names[MSG_NS_KINDS];
-/* The kind of a wire name, or -1. */
-int msg_ns_kind_parse(const char *name);
 
 void msg_free(struct msg *m);
 
@@ -128,10 +120,6 @@ void msg_free(struct msg *m);
  */
 bool msg_equal(const struct msg *a, const struct msg *b);
 
-/* Syntax of SPEC §5 ids: 1-128 of [A-Za-z0-9._-], not starting with '.'. */
-bool msg_allocation_id_ok(const char *s);
-/* A plain file name ending in .sqfs, same charset, at most 128 bytes. */
-bool msg_uenv_image_ok(const char *s);
 /* Canonical lower-case 36-character UUID text. */
 bool msg_uuid_ok(const char *s);
 

@@ -203,7 +203,7 @@ nscgroup_enter(const struct nscgroup *g, const char *id, pid_t pid)
 	unsigned i;
 	int fd, len, tries, r = 0;
 
-	if (!msg_allocation_id_ok(id))
+	if (!nsvocab_id_ok(id))
 		return -EINVAL;
 	for (i = 0; i < g->n && r == 0; i++) {
 		tries = 0;
@@ -239,7 +239,7 @@ nscgroup_remove(const struct nscgroup *g, const char *id)
 	unsigned i;
 	int r = 0;
 
-	if (!msg_allocation_id_ok(id))
+	if (!nsvocab_id_ok(id))
 		return -EINVAL;
 	for (i = 0; i < g->n; i++) {
 		snprintf(path, sizeof(path), "%s/%s", g->dir[i], id);
@@ -265,7 +265,7 @@ nscgroup_sweep(const struct nscgroup *g,
 			continue;
 		while ((e = readdir(d))) {
 			if (e->d_type != DT_DIR ||
-			    !msg_allocation_id_ok(e->d_name) ||
+			    !nsvocab_id_ok(e->d_name) ||
 			    known(e->d_name, data))
 				continue;
 			snprintf(path, sizeof(path), "%s/%s", g->dir[i],

@@ -35,9 +35,9 @@ nss_init_alive(struct ns_alloc *a)
 
 	if (a->dead)
 		return false;
-	if (!(a->mask & NSM_PID))
+	if (!(a->mask & NSVM_PID))
 		return true;
-	if (nsprov_check_init(a->reaper, a->ino[NSK_PID], &why) == 0)
+	if (nsprov_check_init(a->reaper, a->ino[NSV_PID], &why) == 0)
 		return true;
 	nss_mark_dead(a, why);
 	return false;
@@ -161,7 +161,7 @@ nss_inotify_cb(uv_poll_t *h, int status, int events)
 	    inotify_event))));
 	const struct inotify_event *ev;
 	struct ns_alloc *a;
-	char id[NSCLIENT_ID_MAX + 1];
+	char id[NSV_ID_MAX + 1];
 	ssize_t n;
 	size_t len;
 	char *p;

@@ -14,7 +14,7 @@ static void handle_subscribe(struct client *cl, const struct optu64 *since);
 static void handle_status(struct client *cl);
 static void list_entry(const struct nsserver *s, struct nslist_entry *e,
     const struct ns_alloc *a,
-    const char *names[1u << NSCLIENT_MAX_NS][NSCLIENT_MAX_NS],
+    const char *names[1u << NSV_KINDS][NSV_KINDS],
     const unsigned *counts);
 static void handle_list(struct client *cl);
 static void frame_cb(struct conn *c, struct frame *f, void *data);
@@ -124,9 +124,9 @@ void
 nss_answer(struct client *cl, const struct ns_alloc *a, const uint8_t *order,
     unsigned n)
 {
-	const char *types[NSCLIENT_MAX_NS];
+	const char *types[NSV_KINDS];
 	char upath[4096];
-	int fds[NSCLIENT_MAX_NS] = { -1, -1, -1 };
+	int fds[NSV_KINDS] = { -1, -1, -1 };
 	struct msg m;
 	unsigned i;
 	int r;
@@ -137,11 +137,11 @@ nss_answer(struct client *cl, const struct ns_alloc *a, const uint8_t *order,
 		if (fds[i] < 0) {
 			r = fds[i];
 			snprintf(upath, sizeof(upath), "open %s pin: %s",
-			    nsclient_kind_name(order[i]), strerror(-r));
+			    nsvocab_kind_name(order[i]), strerror(-r));
 			nss_send_error(cl, a->id, "creation_failed", upath);
 			goto out;
 		}
-		types[i] = nsclient_kind_name(order[i]);
+		types[i] = nsvocab_kind_name(order[i]);
 	}
 	memset(&m, 0, sizeof(m));
 	m.type = MSG_NS_RESPONSE;
@@ -149,7 +149,7 @@ nss_answer(struct client *cl, const struct ns_alloc *a, const uint8_t *order,
 	m.u.NS_RESPONSE.fd_types.n = n;
 	m.u.NS_RESPONSE.fd_types.v = types;
 	m.u.NS_RESPONSE.uenv_mount_path = NULL;
-	if (a->image && nsclient_uenv_path(cl->s->uenv_base, a->image, upath,
+	if (a->image && nsvocab_uenv_path(cl->s->uenv_base, a->image, upath,
 	    sizeof(upath)) == 0)
 		m.u.NS_RESPONSE.uenv_mount_path = upath;
 	r = conn_send(cl->c, &m, fds, n);
@@ -171,7 +171,7 @@ handle_request(struct client *cl, const struct msg *m)
 {
 	struct nsserver *s = cl->s;
 	const msg_NS_REQUEST_t *b = &m->u.NS_REQUEST;
-	uint8_t order[NSCLIENT_MAX_NS];
+	uint8_t order[NSV_KINDS];
 	struct ns_alloc *a;
 	struct creation *cr;
 	struct uidslot *u;
@@ -185,8 +185,8 @@ handle_request(struct client *cl, const struct msg *m)
 	 * (one to three kinds, no repeats) and the image (with mount) are
 	 * well-formed; what is left is the order of the kinds.
 	 */
-	for (i = 0; i < b->namespaces.n && i < NSCLIENT_MAX_NS; i++) {
-		k = msg_ns_kind_parse(b->namespaces.v[i]);
+	for (i = 0; i < b->namespaces.n && i < NSV_KINDS; i++) {
+		k = nsvocab_kind_parse(b->namespaces.v[i]);
 		mask |= 1u << k;
 		order[i] = (uint8_t)k;
 	}
@@ -384,10 +384,10 @@ handle_status(struct client *cl)
 static void
 list_entry(const struct nsserver *s, struct nslist_entry *e,
     const struct ns_alloc *a,
-    const char *names[1u << NSCLIENT_MAX_NS][NSCLIENT_MAX_NS],
+    const char *names[1u << NSV_KINDS][NSV_KINDS],
     const unsigned *counts)
 {
-	unsigned mask = a->mask & ((1u << NSCLIENT_MAX_NS) - 1);
+	unsigned mask = a->mask & ((1u << NSV_KINDS) - 1);
 	const char *why;
 
 	e->allocation_id = a->id;
@@ -402,8 +402,8 @@ static void
 handle_list(struct client *cl)
 {
 	struct nsserver *s = cl->s;
-	const char *names[1u << NSCLIENT_MAX_NS][NSCLIENT_MAX_NS];
-	unsigned counts[1u << NSCLIENT_MAX_NS], i = 0, k, mask;
+	const char *names[1u << NSV_KINDS][NSV_KINDS];
+	unsigned counts[1u << NSV_KINDS], i = 0, k, mask;
 	unsigned cap = s->t.n + s->nreleasing;
 	struct nslist_entry *v = NULL;
 	const struct ns_alloc *a;
@@ -415,12 +415,12 @@ handle_list(struct client *cl)
 		return;
 	}
 	/* The names of each namespace set, in kind order. */
-	for (mask = 0; mask < (1u << NSCLIENT_MAX_NS); mask++) {
+	for (mask = 0; mask < (1u << NSV_KINDS); mask++) {
 		counts[mask] = 0;
-		for (k = 0; k < NSCLIENT_MAX_NS; k++)
+		for (k = 0; k < NSV_KINDS; k++)
 			if (mask & (1u << k))
 				names[mask][counts[mask]++] =
-				    nsclient_kind_name(k);
+				    nsvocab_kind_name(k);
 	}
 	/*
 	 * The durable table at `seq`: not what is still being written

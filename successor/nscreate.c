@@ -130,7 +130,7 @@ undo_on_host(struct nsserver *s, struct ns_alloc *a)
 	if (a->cg_wd >= 0 && s->ino_fd >= 0)
 		(void)inotify_rm_watch(s->ino_fd, a->cg_wd);
 	a->cg_wd = -1;
-	r = nsprov_destroy(s->pin_dir, a->id, a->reaper, a->ino[NSK_PID]);
+	r = nsprov_destroy(s->pin_dir, a->id, a->reaper, a->ino[NSV_PID]);
 	if (r < 0)
 		log_warn("ns.destroy", strerror(-r), "allocation_id=%s",
 		    a->id);
@@ -179,7 +179,7 @@ release_durable(void *arg, int err)
 	struct release *rel = arg, **pp;
 	struct nsserver *s = rel->s;
 	struct ns_alloc *a = rel->a;
-	char id[NSCLIENT_ID_MAX + 1];
+	char id[NSV_ID_MAX + 1];
 
 	for (pp = &s->releasing; *pp; pp = &(*pp)->next)
 		if (*pp == rel) {
@@ -339,7 +339,7 @@ commit_creation(struct nsserver *s, struct creation *cr)
 	a = nsstate_alloc_new();
 	if (!a) {
 		(void)nsprov_destroy(s->pin_dir, cr->id, cr->last.reaper,
-		    cr->last.ino[NSK_PID]);
+		    cr->last.ino[NSV_PID]);
 		nss_answer_waiters(cr, NULL, "creation_failed", "out of memory");
 		return false;
 	}
@@ -352,7 +352,7 @@ commit_creation(struct nsserver *s, struct creation *cr)
 	a->created_ms = clock_wall_ms();
 	if (nsstate_insert(&s->t, a) < 0) {
 		(void)nsprov_destroy(s->pin_dir, cr->id, cr->last.reaper,
-		    cr->last.ino[NSK_PID]);
+		    cr->last.ino[NSV_PID]);
 		nsstate_alloc_free(a);
 		nss_answer_waiters(cr, NULL, "creation_failed", "out of memory");
 		return false;
@@ -500,7 +500,7 @@ nss_start_creation(struct nsserver *s, const char *id, unsigned mask,
 	rq.image_fd = -1;
 	rq.cg = &s->cg;
 	if (image) {
-		img = nsclient_open_image(s->uenv_dir, image);
+		img = nsmake_open_image(s->uenv_dir, image);
 		if (img < 0) {
 			r = img;
 			snprintf(errbuf, errlen, "uenv image '%s': %s", image,
@@ -509,7 +509,7 @@ nss_start_creation(struct nsserver *s, const char *id, unsigned mask,
 			r = -EINVAL;
 			goto out;
 		}
-		r = nsclient_uenv_path(s->uenv_base, image, upath,
+		r = nsvocab_uenv_path(s->uenv_base, image, upath,
 		    sizeof(upath));
 		if (r < 0) {
 			snprintf(errbuf, errlen, "uenv path too long");

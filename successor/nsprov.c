@@ -6,7 +6,7 @@
  * handling (libuv's handlers write into the agent's signal pipe), then:
  *   1. mkdir <pin_dir>/<id> (0700) and an empty file per namespace;
  *   2. moves itself into the allocation's cgroup (nscgroup.h), outside
- *      the service's, then nsclient_make(): the namespaces, made in a
+ *      the service's, then nsmake(): the namespaces, made in a
  *      grandchild; with pid,
  *      the new namespace's init is the reaper that keeps it usable;
  *   3. reports CREATED, bind-mounts /proc/self/fd/<ns fd> onto each file
@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/nsmake.h"
 #include "common/paths.h"
 #include "common/sandbox.h"
 #include "proto/msg.h"
@@ -56,8 +57,6 @@
 #ifndef NSFS_MAGIC
 #define NSFS_MAGIC 0x6e736673
 #endif
-
-static const char *const pin_names[NSCLIENT_MAX_NS] = { "pid", "net", "mnt" };
 
 int
 nsprov_dir_path(const char *pin_dir, const char *id, char *buf, size_t len)
@@ -73,9 +72,10 @@ nsprov_pin_path(const char *pin_dir, const char *id, unsigned kind,
 {
 	int n;
 
-	if (kind >= NSCLIENT_MAX_NS)
+	if (kind >= NSV_KINDS)
 		return -EINVAL;
-	n = snprintf(buf, len, "%s/%s/%s", pin_dir, id, pin_names[kind]);
+	n = snprintf(buf, len, "%s/%s/%s", pin_dir, id,
+	    nsvocab_kind_proc(kind));
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -161,12 +161,12 @@ nsprov_destroy(const char *pin_dir, const char *id, pid_t reaper,
 	unsigned k;
 	int r, first = 0;
 
-	if (!msg_allocation_id_ok(id))
+	if (!nsvocab_id_ok(id))
 		return -EINVAL;
 	if (reaper <= 0)
 		(void)read_reaper(pin_dir, id, &reaper);
 	if (reaper > 0 && pid_ino == 0 &&
-	    nsprov_pin_path(pin_dir, id, NSK_PID, path, sizeof(path)) == 0 &&
+	    nsprov_pin_path(pin_dir, id, NSV_PID, path, sizeof(path)) == 0 &&
 	    stat(path, &st) == 0)
 		pid_ino = st.st_ino;
 	if (reaper > 0 && pid_ino != 0) {
@@ -174,7 +174,7 @@ nsprov_destroy(const char *pin_dir, const char *id, pid_t reaper,
 		if (r < 0 && r != -ESRCH && !first)
 			first = r;
 	}
-	for (k = 0; k < NSCLIENT_MAX_NS; k++) {
+	for (k = 0; k < NSV_KINDS; k++) {
 		if (nsprov_pin_path(pin_dir, id, k, path, sizeof(path)) < 0)
 			continue;
 		/* Detach until nothing is mounted there any more. */
@@ -216,7 +216,7 @@ nsprov_open_pin(const char *pin_dir, const char *id, unsigned kind,
 
 int
 nsprov_check(const char *pin_dir, const char *id, unsigned mask,
-    const uint64_t ino[NSCLIENT_MAX_NS], pid_t reaper, const char **ret_why)
+    const uint64_t ino[NSV_KINDS], pid_t reaper, const char **ret_why)
 {
 	char path[4096];
 	struct statfs sf;
@@ -224,7 +224,7 @@ nsprov_check(const char *pin_dir, const char *id, unsigned mask,
 	unsigned k;
 	int r;
 
-	for (k = 0; k < NSCLIENT_MAX_NS; k++) {
+	for (k = 0; k < NSV_KINDS; k++) {
 		if (!(mask & (1u << k)))
 			continue;
 		r = nsprov_pin_path(pin_dir, id, k, path, sizeof(path));
@@ -243,8 +243,8 @@ nsprov_check(const char *pin_dir, const char *id, unsigned mask,
 			return -ESTALE;
 		}
 	}
-	if (mask & NSM_PID)
-		return nsprov_check_init(reaper, ino[NSK_PID], ret_why);
+	if (mask & NSVM_PID)
+		return nsprov_check_init(reaper, ino[NSV_PID], ret_why);
 	return 0;
 }
 
@@ -299,7 +299,7 @@ nsprov_sweep(const char *pin_dir, bool (*known)(const char *id, void *data),
 	if (!d)
 		return errno == ENOENT ? 0 : -errno;
 	while ((e = readdir(d))) {
-		if (!msg_allocation_id_ok(e->d_name) || known(e->d_name, data))
+		if (!nsvocab_id_ok(e->d_name) || known(e->d_name, data))
 			continue;
 		r = nsprov_destroy(pin_dir, e->d_name, 0, 0);
 		log_warn("ns.leftover_removed", "pin directory not in the table",
@@ -337,10 +337,10 @@ fail(int fd, int err, const char *fmt, const char *arg)
 static __attribute__((noreturn)) void
 helper_main(const struct nsprov_req *rq, int wfd)
 {
-	struct nsclient_make_opts mo;
+	struct nsmake_opts mo;
 	struct nsprov_report rep;
 	char dir[4096], path[4096], src[64], err[160], buf[32];
-	int fds[NSCLIENT_MAX_NS] = { -1, -1, -1 };
+	int fds[NSV_KINDS] = { -1, -1, -1 };
 	pid_t init = 0;
 	unsigned k;
 	ssize_t w;
@@ -356,7 +356,7 @@ helper_main(const struct nsprov_req *rq, int wfd)
 		fail(wfd, -errno, "mkdir", dir);
 		_exit(1);
 	}
-	for (k = 0; k < NSCLIENT_MAX_NS; k++) {
+	for (k = 0; k < NSV_KINDS; k++) {
 		if (!(rq->mask & (1u << k)))
 			continue;
 		(void)nsprov_pin_path(rq->pin_dir, rq->id, k, path,
@@ -380,7 +380,7 @@ helper_main(const struct nsprov_req *rq, int wfd)
 	mo.uenv_base = rq->uenv_base;
 	mo.uenv_path = rq->uenv_path;
 	mo.hide_dir = rq->pin_dir;
-	r = nsclient_make(&mo, fds, &init, err, sizeof(err));
+	r = nsmake(&mo, fds, &init, err, sizeof(err));
 	if (r < 0) {
 		fail(wfd, r, err, NULL);
 		goto undo;
@@ -389,7 +389,7 @@ helper_main(const struct nsprov_req *rq, int wfd)
 	rep.stage = NSPROV_CREATED;
 	rep.reaper = init;
 	say(wfd, &rep);
-	for (k = 0; k < NSCLIENT_MAX_NS; k++) {
+	for (k = 0; k < NSV_KINDS; k++) {
 		struct stat st;
 
 		if (!(rq->mask & (1u << k)))
@@ -436,7 +436,7 @@ helper_main(const struct nsprov_req *rq, int wfd)
 	}
 	_exit(0);
 undo:
-	for (k = 0; k < NSCLIENT_MAX_NS; k++)
+	for (k = 0; k < NSV_KINDS; k++)
 		if (fds[k] >= 0)
 			close(fds[k]);
 	if (init > 0)

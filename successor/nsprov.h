@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "client/nsclient.h"
+#include "common/nsvocab.h"
 
 struct nscgroup;
 
@@ -23,7 +23,7 @@ struct nsprov_report {
 	int32_t err;			/* FAILED: -errno */
 	int32_t reaper;			/* pid of the namespace's init, or 0 */
 	int32_t _pad;
-	uint64_t ino[NSCLIENT_MAX_NS];	/* PINNED: inode per kind */
+	uint64_t ino[NSV_KINDS];	/* PINNED: inode per kind */
 	char what[200];			/* FAILED: the step that failed */
 };
 
@@ -76,7 +76,7 @@ int nsprov_destroy(const char *pin_dir, const char *id, pid_t reaper,
  * the init is gone (the pins are fine).
  */
 int nsprov_check(const char *pin_dir, const char *id, unsigned mask,
-    const uint64_t ino[NSCLIENT_MAX_NS], pid_t reaper, const char **ret_why);
+    const uint64_t ino[NSV_KINDS], pid_t reaper, const char **ret_why);
 
 /*
  * The pid namespace's init runs: reaper is alive and in the pid namespace

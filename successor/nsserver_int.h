@@ -68,7 +68,8 @@
 #include "transport/conn.h"
 #include "common/log.h"
 #include "common/paths.h"
-#include "client/nsclient.h"
+#include "common/nsmake.h"
+#include "common/nsvocab.h"
 #include "common/usock.h"
 #include "crashpoints/crashpoint.h"
 #include "proto/frame.h"
@@ -98,7 +99,7 @@ struct client;
 struct waiter {
 	struct client *cl;		/* NULL once the client left */
 	unsigned n;
-	uint8_t order[NSCLIENT_MAX_NS];
+	uint8_t order[NSV_KINDS];
 	struct waiter *next;
 };
 
@@ -125,7 +126,7 @@ struct creation {
 	struct nsserver *s;
 	struct ns_alloc *alloc;		/* in the table, being written */
 	uid_t uid;			/* who started it (per-uid limit) */
-	char id[NSCLIENT_ID_MAX + 1];
+	char id[NSV_ID_MAX + 1];
 	unsigned mask;
 	char *image;
 	pid_t helper;
@@ -144,7 +145,7 @@ struct release {
 	struct nsserver *s;
 	struct ns_alloc *a;		/* out of the table, still on the host */
 	struct client *cl;		/* who asked, NULL when it left or none */
-	char id[NSCLIENT_ID_MAX + 1];
+	char id[NSV_ID_MAX + 1];
 	char why[24];
 	struct release *next;
 };

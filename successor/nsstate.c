@@ -269,12 +269,12 @@ nsstate_encode(const struct ns_table *t, uint8_t **ret_buf, size_t *ret_len)
 		pack_str(&pk, "id");
 		pack_str(&pk, a->id);
 		pack_str(&pk, "ns");
-		for (k = nk = 0; k < NSCLIENT_MAX_NS; k++)
+		for (k = nk = 0; k < NSV_KINDS; k++)
 			nk += !!(a->mask & (1u << k));
 		msgpack_pack_array(&pk, nk);
-		for (k = 0; k < NSCLIENT_MAX_NS; k++)
+		for (k = 0; k < NSV_KINDS; k++)
 			if (a->mask & (1u << k))
-				pack_str(&pk, nsclient_kind_name(k));
+				pack_str(&pk, nsvocab_kind_name(k));
 		pack_str(&pk, "image");
 		if (a->image)
 			pack_str(&pk, a->image);
@@ -283,8 +283,8 @@ nsstate_encode(const struct ns_table *t, uint8_t **ret_buf, size_t *ret_len)
 		pack_str(&pk, "reaper");
 		msgpack_pack_uint32(&pk, (uint32_t)a->reaper);
 		pack_str(&pk, "ino");
-		msgpack_pack_array(&pk, NSCLIENT_MAX_NS);
-		for (k = 0; k < NSCLIENT_MAX_NS; k++)
+		msgpack_pack_array(&pk, NSV_KINDS);
+		for (k = 0; k < NSV_KINDS; k++)
 			msgpack_pack_uint64(&pk, a->ino[k]);
 		pack_str(&pk, "created_at_ms");
 		msgpack_pack_uint64(&pk, a->created_ms);
@@ -362,7 +362,7 @@ decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
 {
 	struct ns_alloc *a = nsstate_alloc_new();
 	const msgpack_object *v;
-	char name[16], img[NSCLIENT_ID_MAX + 1];
+	char name[16], img[NSV_ID_MAX + 1];
 	uint64_t u;
 	uint32_t i;
 	int r, k;
@@ -371,16 +371,16 @@ decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
 		return -ENOMEM;
 	r = -EBADMSG;
 	if (get_str(get(o, "id"), a->id, sizeof(a->id)) < 0 ||
-	    !msg_allocation_id_ok(a->id))
+	    !nsvocab_id_ok(a->id))
 		goto out;
 	v = get(o, "ns");
 	if (!v || v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size == 0 ||
-	    v->via.array.size > NSCLIENT_MAX_NS)
+	    v->via.array.size > NSV_KINDS)
 		goto out;
 	for (i = 0; i < v->via.array.size; i++) {
 		if (get_str(&v->via.array.ptr[i], name, sizeof(name)) < 0)
 			goto out;
-		k = nsclient_kind_parse(name);
+		k = nsvocab_kind_parse(name);
 		if (k < 0 || (a->mask & (1u << k)))
 			goto out;
 		a->mask |= 1u << k;
@@ -390,7 +390,7 @@ decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
 		goto out;
 	if (v->type != MSGPACK_OBJECT_NIL) {
 		if (get_str(v, img, sizeof(img)) < 0 ||
-		    !msg_uenv_image_ok(img) || !(a->mask & NSM_MNT))
+		    !nsvocab_image_ok(img) || !(a->mask & NSVM_MNT))
 			goto out;
 		a->image = strdup(img);
 		if (!a->image) {
@@ -399,14 +399,14 @@ decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
 		}
 	}
 	if (get_u64(o, "reaper", &u) < 0 || u > INT32_MAX ||
-	    (u != 0) != !!(a->mask & NSM_PID))
+	    (u != 0) != !!(a->mask & NSVM_PID))
 		goto out;
 	a->reaper = (pid_t)u;
 	v = get(o, "ino");
 	if (!v || v->type != MSGPACK_OBJECT_ARRAY ||
-	    v->via.array.size != NSCLIENT_MAX_NS)
+	    v->via.array.size != NSV_KINDS)
 		goto out;
-	for (i = 0; i < NSCLIENT_MAX_NS; i++) {
+	for (i = 0; i < NSV_KINDS; i++) {
 		if (v->via.array.ptr[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
 			goto out;
 		a->ino[i] = v->via.array.ptr[i].via.u64;
@@ -449,7 +449,7 @@ decode_events(const msgpack_object *root, struct ns_table *t)
 		if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
 		    e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
 		    e->via.array.ptr[1].type != MSGPACK_OBJECT_STR ||
-		    e->via.array.ptr[1].via.str.size > NSCLIENT_ID_MAX ||
+		    e->via.array.ptr[1].via.str.size > NSV_ID_MAX ||
 		    e->via.array.ptr[0].via.u64 < prev ||
 		    e->via.array.ptr[0].via.u64 == 0)
 			return -EBADMSG;
@@ -461,7 +461,7 @@ decode_events(const msgpack_object *root, struct ns_table *t)
 		memcpy(ev->id, e->via.array.ptr[1].via.str.ptr,
 		    e->via.array.ptr[1].via.str.size);
 		ev->id[e->via.array.ptr[1].via.str.size] = '\0';
-		if (!msg_allocation_id_ok(ev->id))
+		if (!nsvocab_id_ok(ev->id))
 			return -EBADMSG;
 	}
 	return 0;

@@ -10,16 +10,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "client/nsclient.h"
+#include "common/nsvocab.h"
 
 #define NSSTATE_VERSION 1
 
 struct ns_alloc {
-	char id[NSCLIENT_ID_MAX + 1];
-	unsigned mask;			/* NSM_* */
+	char id[NSV_ID_MAX + 1];
+	unsigned mask;			/* NSVM_* */
 	char *image;			/* owned, NULL without uenv */
 	pid_t reaper;			/* init of the pid namespace, or 0 */
-	uint64_t ino[NSCLIENT_MAX_NS];	/* by kind; 0 for kinds not in mask */
+	uint64_t ino[NSV_KINDS];	/* by kind; 0 for kinds not in mask */
 	uint64_t created_ms;		/* wall clock */
 	bool cg_seen;			/* its scope was seen populated */
 	/* Runtime only, never persisted. */
@@ -33,7 +33,7 @@ struct ns_alloc {
 struct ns_event {
 	uint64_t seq;			/* its own table seq, given by the write
 					 * that ended it; 0 until encoded */
-	char id[NSCLIENT_ID_MAX + 1];
+	char id[NSV_ID_MAX + 1];
 };
 
 #define NSSTATE_EVENTS_MAX 1024		/* the log keeps the newest ones */

@@ -1,6 +1,6 @@
 /*
- * metrics: counters come from struct sup; gauges and histograms live
- * here.  The file is written to a temporary name and renamed, so a
+ * metrics: counters and the supervisor's state come from its view
+ * callback (metrics.h); gauges and histograms live here.  The file is written to a temporary name and renamed, so a
  * collector never reads half a file; it is 0644 in a directory made 0755
  * (main.c), as node_exporter's textfile collector needs.
  *
@@ -28,7 +28,6 @@
 #include "common/version.h"
 #include "supervisor/handoff.h"
 #include "supervisor/metrics.h"
-#include "supervisor/sup.h"
 
 #define PROBE_MS_DEFAULT 15000
 #define PROBE_MS_MIN 100
@@ -65,49 +64,54 @@ static struct {
 static uv_timer_t probe_timer;
 static struct conn *probe_conn;
 static bool probing;
+static struct metrics_opts opt;
 
-static const char *const state_names[] = {
-	"starting", "running", "handoff", "backoff", "stopping",
-};
+typedef const struct metrics_view view_t;
+static double gauge_up(view_t *v) { (void)v; return 1; }
+static double gauge_agent_up(view_t *v) { return v->agent_up; }
+static double gauge_agent_pid(view_t *v) { return v->agent_pid; }
+static double gauge_restarts_in_row(view_t *v) { return v->restarts_in_row; }
+static double gauge_allocations(view_t *v) { (void)v; return known.allocations; }
+static double gauge_agent_generation(view_t *v) { (void)v; return known.generation; }
+static double gauge_agent_ready(view_t *v) { (void)v; return known.ready; }
+static double gauge_agent_probe_ok(view_t *v) { (void)v; return known.probe_ok; }
+static double gauge_last_committed(view_t *v) { (void)v; return known.last_committed; }
+static double gauge_last_duration(view_t *v) { (void)v; return known.last_duration; }
+static double gauge_last_end(view_t *v) { (void)v; return known.last_end; }
 
-static double gauge_up(const struct sup *s) { (void)s; return 1; }
-static double
-gauge_agent_up(const struct sup *s)
+static void
+get_view(struct metrics_view *v)
 {
-	return s->agent_pid > 0 && (s->state == SUP_RUNNING ||
-	    s->state == SUP_HANDOFF);
+	memset(v, 0, sizeof(*v));
+	if (opt.view)
+		opt.view(opt.data, v);
 }
-static double gauge_agent_pid(const struct sup *s) { return s->agent_pid > 0 ? s->agent_pid : 0; }
-static double gauge_restarts_in_row(const struct sup *s) { return s->restarts_in_row; }
-static double gauge_allocations(const struct sup *s) { (void)s; return known.allocations; }
-static double gauge_agent_generation(const struct sup *s) { (void)s; return known.generation; }
-static double gauge_agent_ready(const struct sup *s) { (void)s; return known.ready; }
-static double gauge_agent_probe_ok(const struct sup *s) { (void)s; return known.probe_ok; }
-static double gauge_last_committed(const struct sup *s) { (void)s; return known.last_committed; }
-static double gauge_last_duration(const struct sup *s) { (void)s; return known.last_duration; }
-static double gauge_last_end(const struct sup *s) { (void)s; return known.last_end; }
+
+void
+metrics_init(const struct metrics_opts *o)
+{
+	opt = *o;
+}
 
 static void
 probe_close_cb(struct conn *c, int err, void *data)
 {
-	struct sup *s = data;
-
 	(void)err;
+	(void)data;
 	if (c != probe_conn)
 		return;
 	probe_conn = NULL;
 	if (probing) {		/* closed before the answer */
 		probing = false;
 		known.probe_ok = 0;
-		metrics_write(s);
+		metrics_write();
 	}
 }
 
 static void
 probe_frame_cb(struct conn *c, struct frame *f, void *data)
 {
-	struct sup *s = data;
-
+	(void)data;
 	if (f->m.type == MSG_STATUS_REPLY) {
 		known.allocations = (double)f->m.u.STATUS_REPLY.allocations;
 		known.generation = (double)f->m.u.STATUS_REPLY.generation;
@@ -119,34 +123,35 @@ probe_frame_cb(struct conn *c, struct frame *f, void *data)
 	probing = false;
 	frame_release(f);
 	conn_close(c);
-	metrics_write(s);
+	metrics_write();
 }
 
 /* STATUS on the namespace socket, answered on the loop. */
 static void
 probe_cb(uv_timer_t *t)
 {
-	struct sup *s = t->data;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct conn_opts opts = { .max_body = 4096 };
 	struct msg m = { .type = MSG_STATUS };
+	struct metrics_view v;
 	int fd;
 
+	(void)t;
+	get_view(&v);
 	if (probe_conn) {	/* no answer in a whole interval */
 		conn_close(probe_conn);
 		probe_conn = NULL;
 		probing = false;
 		known.probe_ok = 0;
 	}
-	if (s->state != SUP_RUNNING && s->state != SUP_HANDOFF) {
+	if (!v.agent_up) {
 		known.probe_ok = 0;
-		metrics_write(s);
+		metrics_write();
 		return;
 	}
-	if (strlen(s->cfg->paths.ns_socket) >= sizeof(sa.sun_path))
+	if (!opt.ns_socket || strlen(opt.ns_socket) >= sizeof(sa.sun_path))
 		return;
-	memcpy(sa.sun_path, s->cfg->paths.ns_socket,
-	    strlen(s->cfg->paths.ns_socket) + 1);
+	memcpy(sa.sun_path, opt.ns_socket, strlen(opt.ns_socket) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return;
@@ -154,10 +159,10 @@ probe_cb(uv_timer_t *t)
 	    errno != EINPROGRESS) {
 		close(fd);
 		known.probe_ok = 0;
-		metrics_write(s);
+		metrics_write();
 		return;
 	}
-	if (conn_open(s->loop, fd, &opts, probe_frame_cb, probe_close_cb, s,
+	if (conn_open(opt.loop, fd, &opts, probe_frame_cb, probe_close_cb, NULL,
 	    &probe_conn) < 0) {
 		probe_conn = NULL;
 		return;
@@ -168,16 +173,15 @@ probe_cb(uv_timer_t *t)
 }
 
 static void
-probe_start(struct sup *s)
+probe_start(void)
 {
 	const char *e = getenv("BATON_METRICS_INTERVAL_MS");
 	unsigned long ms = e ? strtoul(e, NULL, 10) : PROBE_MS_DEFAULT;
 
 	if (ms < PROBE_MS_MIN)
 		ms = PROBE_MS_MIN;
-	if (uv_timer_init(s->loop, &probe_timer) < 0)
+	if (uv_timer_init(opt.loop, &probe_timer) < 0)
 		return;
-	probe_timer.data = s;
 	uv_timer_start(&probe_timer, probe_cb, 200, ms);
 	uv_unref((uv_handle_t *)&probe_timer);
 }
@@ -220,20 +224,24 @@ put_histo(FILE *f, const char *name, const char *help, const struct histo *h)
 }
 
 void
-metrics_write(struct sup *s)
+metrics_write(void)
 {
 	static bool started;
 	const char *last_help = "";
+	struct metrics_view v;
 	char *text = NULL;
 	size_t len = 0;
 	unsigned i;
 	FILE *f;
 	int r;
 
-	if (!started && s->loop) {
+	if (!opt.path)
+		return;
+	if (!started && opt.loop) {
 		started = true;
-		probe_start(s);
+		probe_start();
 	}
+	get_view(&v);
 	f = open_memstream(&text, &len);
 	if (!f)
 		return;
@@ -242,10 +250,10 @@ metrics_write(struct sup *s)
 	    baton_version);
 	fprintf(f, "# HELP baton_agent_state The supervisor's state (1 for the "
 	    "current one).\n# TYPE baton_agent_state gauge\n");
-	for (i = 0; i < sizeof(state_names) / sizeof(state_names[0]); i++)
+	for (i = 0; i < v.nstates; i++)
 		fprintf(f, "baton_agent_state{state=\"%s\"} %d\n",
-		    state_names[i], (unsigned)s->state == i);
-#define GAUGE(id, name, help) put_gauge(f, name, help, gauge_##id(s));
+		    v.state_names[i], v.state == i);
+#define GAUGE(id, name, help) put_gauge(f, name, help, gauge_##id(&v));
 #define COUNTER(id, name, help)
 #define HISTOGRAM(id, name, help)
 #include "supervisor/metrics.def"
@@ -260,7 +268,7 @@ metrics_write(struct sup *s)
 		fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", base, help, base); \
 		last_help = help; \
 	} \
-	fprintf(f, "%s %" PRIu64 "\n", name, s->id);
+	fprintf(f, "%s %" PRIu64 "\n", name, v.id);
 #define HISTOGRAM(id, name, help) put_histo(f, name, help, &histos[H_##id]);
 #include "supervisor/metrics.def"
 #undef COUNTER
@@ -271,15 +279,14 @@ metrics_write(struct sup *s)
 		return;
 	}
 	/* A collector reads the whole file or the previous one. */
-	r = atomicfile_write_plain(s->cfg->paths.metrics, text, len, 0644);
+	r = atomicfile_write_plain(opt.path, text, len, 0644);
 	if (r < 0)
-		log_warn("metrics.write", strerror(-r), "path=%s",
-		    s->cfg->paths.metrics);
+		log_warn("metrics.write", strerror(-r), "path=%s", opt.path);
 	free(text);
 }
 
 void
-metrics_handoff(struct sup *s, const struct handoff_result *r)
+metrics_handoff(const struct handoff_result *r)
 {
 	known.last_committed = r->committed;
 	known.last_duration = (double)r->total_ms / 1000.0;
@@ -300,5 +307,5 @@ metrics_handoff(struct sup *s, const struct handoff_result *r)
 		observe(&histos[H_begin], r->begin_ms);
 	if (r->commit_ms)
 		observe(&histos[H_commit], r->commit_ms);
-	metrics_write(s);
+	metrics_write();
 }

@@ -161,7 +161,7 @@ ready_poll_cb(uv_timer_t *t)
 		    s->agent_binary);
 		sdnotify_ready("agent serving");
 		replace_done(s, true, NULL);
-		metrics_write(s);
+		metrics_write();
 		return;
 	}
 	if (clock_mono_ms() - s->agent_since_ms > READY_TIMEOUT_MS) {
@@ -235,7 +235,7 @@ schedule_restart(struct sup *s)
 	}
 	s->agent_restarts++;
 	s->state = SUP_BACKOFF;
-	metrics_write(s);
+	metrics_write();
 	log_info("agent.restart", "restarting the agent", "delay_ms=%" PRIu64
 	    " in_row=%u", delay, s->restarts_in_row);
 	sdnotify_status("restarting agent");
@@ -358,7 +358,7 @@ handoff_done_cb(const struct handoff_result *r, void *data)
 	snprintf(s->last_handoff_id, sizeof(s->last_handoff_id), "%s", r->id);
 	snprintf(s->last_abort_reason, sizeof(s->last_abort_reason), "%s",
 	    r->committed ? "" : r->abort_reason);
-	metrics_handoff(s, r);
+	metrics_handoff(r);
 	ctl_upgrade_done(s->ctl, r);
 	if (s->agent_pid > 0 && !proc_running(s->agent_pid))
 		s->agent_pid = 0;
@@ -448,6 +448,23 @@ ctl_status_cb(void *data, struct ctl_status *ret)
 	ret->uptime_ms = clock_mono_ms() - s->started_ms;
 	ret->last_abort_reason = s->last_abort_reason;
 	ret->last_agent_exit = s->last_agent_exit;
+}
+
+static void
+metrics_view_cb(void *data, struct metrics_view *ret)
+{
+	const struct sup *s = data;
+
+	ret->handoffs_committed = s->handoffs_committed;
+	ret->handoffs_rolled_back = s->handoffs_rolled_back;
+	ret->agent_restarts = s->agent_restarts;
+	ret->agent_pid = s->agent_pid > 0 ? s->agent_pid : 0;
+	ret->agent_up = s->agent_pid > 0 && (s->state == SUP_RUNNING ||
+	    s->state == SUP_HANDOFF);
+	ret->restarts_in_row = s->restarts_in_row;
+	ret->state_names = state_names;
+	ret->nstates = sizeof(state_names) / sizeof(state_names[0]);
+	ret->state = s->state;
 }
 
 /* ---- recovery after our own restart (before the loop runs) ---- */
@@ -617,6 +634,13 @@ sup_run(struct sup_config *cfg)
 	s.from_systemd = n > 0;
 	uv_loop_init(&loop);
 	s.loop = &loop;
+	metrics_init(&(struct metrics_opts){
+		.loop = &loop,
+		.path = cfg->paths.metrics,
+		.ns_socket = cfg->paths.ns_socket,
+		.view = metrics_view_cb,
+		.data = &s,
+	});
 	uv_timer_init(&loop, &s.timer);
 	s.timer.data = &s;
 	sdnotify_init(&loop);
@@ -666,7 +690,7 @@ sup_run(struct sup_config *cfg)
 		sdnotify_ready("agent adopted");
 	log_info("supervisor.start", NULL, "root=%s agent=%s listeners=%u",
 	    cfg->paths.root, s.agent_binary, s.nl);
-	metrics_write(&s);
+	metrics_write();
 	uv_run(&loop, UV_RUN_DEFAULT);
 	r = 0;
 out:

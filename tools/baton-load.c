@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/nsvocab.h"
 #include "common/version.h"
 #include "transport/wire.h"
 
@@ -558,8 +559,7 @@ parse_namespaces(char *s, const char **v, unsigned *n)
 	*n = 0;
 	for (tok = strtok_r(s, ",", &save); tok;
 	    tok = strtok_r(NULL, ",", &save)) {
-		if (*n == 3 || (strcmp(tok, "net") && strcmp(tok, "pid") &&
-		    strcmp(tok, "mount")))
+		if (*n == NSV_KINDS || nsvocab_kind_parse(tok) < 0)
 			return -EINVAL;
 		v[(*n)++] = tok;
 	}

@@ -27,9 +27,10 @@ create(const char *sock, const char *id)
 	struct nsclient_req req = { .allocation_id = id, .namespaces = net,
 	    .n = 1 };
 	struct nsclient_ns ns;
+	int r;
 
-	require(nsclient_request_path(sock, &req, NSCLIENT_NO_FALLBACK,
-	    &ns) == 0, "create %s", id);
+	r = nsclient_request_path(sock, &req, NSCLIENT_NO_FALLBACK, &ns);
+	require(r == 0, "create %s (%d)", id, r);
 	nsclient_ns_free(&ns);
 }
 

@@ -11,6 +11,7 @@
 
 #include <msgpack.h>
 
+#include "common/nsvocab.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "tests/lib/tap.h"
@@ -699,7 +700,7 @@ TEST(reject_nul_in_string)
 	leak_check();
 }
 
-/* A repeated known key is a bad value (documented in msg.c). */
+/* A repeated known key is a bad value (documented in msgdecode.c). */
 TEST(reject_duplicate_key)
 {
 	body(2);
@@ -969,37 +970,37 @@ TEST(validate_ids_and_images)
 	char id[130];
 	struct msg m;
 
-	check(msg_allocation_id_ok("a"), "a");
-	check(msg_allocation_id_ok("job-1_2.3"), "job-1_2.3");
-	check(!msg_allocation_id_ok(""), "empty");
-	check(!msg_allocation_id_ok(".hidden"), "leading dot");
-	check(!msg_allocation_id_ok(".."), "..");
-	check(!msg_allocation_id_ok("a/b"), "slash");
-	check(!msg_allocation_id_ok("a b"), "space");
-	check(!msg_allocation_id_ok("caf\xc3\xa9"), "non-ASCII");
+	check(nsvocab_id_ok("a"), "a");
+	check(nsvocab_id_ok("job-1_2.3"), "job-1_2.3");
+	check(!nsvocab_id_ok(""), "empty");
+	check(!nsvocab_id_ok(".hidden"), "leading dot");
+	check(!nsvocab_id_ok(".."), "..");
+	check(!nsvocab_id_ok("a/b"), "slash");
+	check(!nsvocab_id_ok("a b"), "space");
+	check(!nsvocab_id_ok("caf\xc3\xa9"), "non-ASCII");
 	memset(id, 'a', 128);
 	id[128] = '\0';
-	check(msg_allocation_id_ok(id), "128 bytes");
+	check(nsvocab_id_ok(id), "128 bytes");
 	id[128] = 'a';
 	id[129] = '\0';
-	check(!msg_allocation_id_ok(id), "129 bytes");
+	check(!nsvocab_id_ok(id), "129 bytes");
 
-	check(msg_uenv_image_ok("x.sqfs"), "x.sqfs");
-	check(msg_uenv_image_ok("prgenv-gnu_24.7.sqfs"), "dotted name");
-	check(!msg_uenv_image_ok(".sqfs"), ".sqfs");
-	check(!msg_uenv_image_ok(".x.sqfs"), "leading dot");
-	check(!msg_uenv_image_ok("../x.sqfs"), "parent");
-	check(!msg_uenv_image_ok("a/x.sqfs"), "slash");
-	check(!msg_uenv_image_ok("/x.sqfs"), "absolute");
-	check(!msg_uenv_image_ok("x.squashfs"), "wrong suffix");
-	check(!msg_uenv_image_ok("x.sqfs.tmp"), "suffix not last");
-	check(!msg_uenv_image_ok(""), "empty");
+	check(nsvocab_image_ok("x.sqfs"), "x.sqfs");
+	check(nsvocab_image_ok("prgenv-gnu_24.7.sqfs"), "dotted name");
+	check(!nsvocab_image_ok(".sqfs"), ".sqfs");
+	check(!nsvocab_image_ok(".x.sqfs"), "leading dot");
+	check(!nsvocab_image_ok("../x.sqfs"), "parent");
+	check(!nsvocab_image_ok("a/x.sqfs"), "slash");
+	check(!nsvocab_image_ok("/x.sqfs"), "absolute");
+	check(!nsvocab_image_ok("x.squashfs"), "wrong suffix");
+	check(!nsvocab_image_ok("x.sqfs.tmp"), "suffix not last");
+	check(!nsvocab_image_ok(""), "empty");
 	memset(id, 'a', 123);
 	strcpy(id + 123, ".sqfs");
-	check(msg_uenv_image_ok(id), "128 bytes");
+	check(nsvocab_image_ok(id), "128 bytes");
 	memset(id, 'a', 124);
 	strcpy(id + 124, ".sqfs");
-	check(!msg_uenv_image_ok(id), "129 bytes");
+	check(!nsvocab_image_ok(id), "129 bytes");
 
 	fixture_fill(&m, MSG_NS_REQUEST);
 	m.u.NS_REQUEST.allocation_id = ".x";

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "client/nsclient.h"
+#include "common/nsvocab.h"
 #include "tests/lib/tap.h"
 
 static void
@@ -37,6 +38,31 @@ TEST(uenv_path_convention)
 	check_eq(nsclient_kind_parse("mount"), NSK_MNT);
 	check_eq(nsclient_kind_parse("mnt"), -EINVAL);
 	check_eq(nsclient_kind_nstype(NSK_NET), CLONE_NEWNET);
+}
+
+/*
+ * The installed header repeats the vocabulary's numbers and paths (it is
+ * installed alone); the numbers are asserted where the library is built,
+ * the paths here, and every kind reads the same through both.
+ */
+TEST(public_header_speaks_the_vocabulary)
+{
+	unsigned k;
+
+	check(strcmp(NSCLIENT_SOCK, NSV_SOCK) == 0, "%s", NSCLIENT_SOCK);
+	check(strcmp(NSCLIENT_UENV_DIR, NSV_UENV_DIR) == 0, "%s",
+	    NSCLIENT_UENV_DIR);
+	check(strcmp(NSCLIENT_UENV_BASE, NSV_UENV_BASE) == 0, "%s",
+	    NSCLIENT_UENV_BASE);
+	for (k = 0; k < NSCLIENT_MAX_NS; k++) {
+		check(strcmp(nsclient_kind_name(k), nsvocab_kind_name(k)) == 0,
+		    "kind %u: %s", k, nsclient_kind_name(k));
+		check_eq(nsclient_kind_parse(nsvocab_kind_name(k)), (int)k);
+		check_eq(nsclient_kind_nstype(k), nsvocab_kind_nstype(k));
+	}
+	check(strcmp(nsclient_kind_name(NSCLIENT_MAX_NS), "?") == 0,
+	    "out of range");
+	check_eq(nsclient_kind_nstype(NSCLIENT_MAX_NS), 0);
 }
 
 TEST(open_image_refuses_escapes)

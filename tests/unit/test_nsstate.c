@@ -17,8 +17,8 @@ mk(const char *prefix, int i)
 
 	require(a, "alloc");
 	snprintf(a->id, sizeof(a->id), "%s%d", prefix, i);
-	a->mask = NSM_NET;
-	a->ino[NSK_NET] = 4026531840u + (uint64_t)i;	/* a valid entry */
+	a->mask = NSVM_NET;
+	a->ino[NSV_NET] = 4026531840u + (uint64_t)i;	/* a valid entry */
 	return a;
 }
 

@@ -71,8 +71,7 @@ agent_write_ready(const struct agent *a)
 	for (i = 0; i < READY_TRIES; i++) {
 		r = atomicfile_write_plain(a->cfg->paths.ready_file, buf,
 		    (size_t)n, 0644);
-		if (r == 0 || (r != -EIO && r != -ENOSPC && r != -EINTR &&
-		    r != -EAGAIN && r != -EMFILE && r != -ENFILE))
+		if (r == 0 || !atomicfile_transient(r))
 			break;
 	}
 	if (r < 0)

@@ -127,14 +127,14 @@ struct agent {
 
 /*
  * A role's table, for the step log and tests/unit/test_agent_table.c:
- * names of states and events, and of the action in each cell (NULL out
- * of range).
+ * names of states and events, and of the action in each cell
+ * (action_name() returns NULL out of range).
  */
 struct agent_table {
 	const char *role;
 	unsigned nstates, nevents;
-	const char *(*state_name)(unsigned st);
-	const char *(*event_name)(unsigned ev);
+	const char *const *states;	/* nstates names */
+	const char *const *events;	/* nevents names */
 	const char *(*action_name)(unsigned st, unsigned ev);
 };
 extern const struct agent_table agent_incumbent_table;

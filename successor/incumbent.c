@@ -637,18 +637,6 @@ incumbent_accept_cb(void *data, const struct acceptor_peer *p)
 /* ---- names, for logs and tests/unit/test_agent_table.c ---- */
 
 static const char *
-st_name(unsigned st)
-{
-	return st < OS_NSTATES ? state_names[st] : NULL;
-}
-
-static const char *
-ev_name(unsigned ev)
-{
-	return ev < OE_NEVENTS ? event_names[ev] : NULL;
-}
-
-static const char *
 action_name(unsigned st, unsigned ev)
 {
 	return st < OS_NSTATES && ev < OE_NEVENTS ? cells[st][ev].name : NULL;
@@ -658,7 +646,7 @@ const struct agent_table agent_incumbent_table = {
 	.role = "incumbent",
 	.nstates = OS_NSTATES,
 	.nevents = OE_NEVENTS,
-	.state_name = st_name,
-	.event_name = ev_name,
+	.states = state_names,
+	.events = event_names,
 	.action_name = action_name,
 };

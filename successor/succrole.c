@@ -400,18 +400,6 @@ successor_start(struct agent *a)
 /* ---- names, for logs and tests/unit/test_agent_table.c ---- */
 
 static const char *
-st_name(unsigned st)
-{
-	return st < NST_NSTATES ? state_names[st] : NULL;
-}
-
-static const char *
-ev_name(unsigned ev)
-{
-	return ev < NE_NEVENTS ? event_names[ev] : NULL;
-}
-
-static const char *
 action_name(unsigned st, unsigned ev)
 {
 	return st < NST_NSTATES && ev < NE_NEVENTS ? cells[st][ev].name : NULL;
@@ -421,7 +409,7 @@ const struct agent_table agent_successor_table = {
 	.role = "successor",
 	.nstates = NST_NSTATES,
 	.nevents = NE_NEVENTS,
-	.state_name = st_name,
-	.event_name = ev_name,
+	.states = state_names,
+	.events = event_names,
 	.action_name = action_name,
 };

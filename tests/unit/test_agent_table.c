@@ -149,12 +149,12 @@ static const struct {
 #define NROLES (sizeof(roles) / sizeof(roles[0]))
 
 static int
-index_of(const char *(*name)(unsigned), unsigned n, const char *want)
+index_of(const char *const *names, unsigned n, const char *want)
 {
 	unsigned i;
 
 	for (i = 0; i < n; i++)
-		if (name(i) && strcmp(name(i), want) == 0)
+		if (names[i] && strcmp(names[i], want) == 0)
 			return (int)i;
 	return -1;
 }
@@ -180,7 +180,7 @@ TEST(expected_names_the_real_tables)
 		check(roles[k].nrows == t->nstates, "%s: %u expected rows for "
 		    "%u states", t->role, roles[k].nrows, t->nstates);
 		for (n = 0; roles[k].events[n]; n++)
-			check(index_of(t->event_name, t->nevents,
+			check(index_of(t->events, t->nevents,
 			    roles[k].events[n]) >= 0, "%s: event %s exists",
 			    t->role, roles[k].events[n]);
 		/* A new event must get an expectation here as well. */
@@ -189,10 +189,10 @@ TEST(expected_names_the_real_tables)
 		for (i = 0; i < roles[k].nrows; i++) {
 			const struct row *r = &roles[k].rows[i];
 
-			check(index_of(t->state_name, t->nstates, r->st) >= 0,
+			check(index_of(t->states, t->nstates, r->st) >= 0,
 			    "%s: state %s exists", t->role, r->st);
 			for (j = 0; j < 16 && r->cells[j].ev; j++)
-				check(index_of(t->event_name, t->nevents,
+				check(index_of(t->events, t->nevents,
 				    r->cells[j].ev) >= 0, "%s: event %s "
 				    "exists", t->role, r->cells[j].ev);
 		}
@@ -211,15 +211,15 @@ TEST(every_cell_as_specified)
 		for (i = 0; i < roles[k].nrows; i++) {
 			const struct row *r = &roles[k].rows[i];
 
-			st = index_of(t->state_name, t->nstates, r->st);
+			st = index_of(t->states, t->nstates, r->st);
 			require(st >= 0, "%s: state %s", t->role, r->st);
 			for (ev = 0; ev < t->nevents; ev++) {
-				want = lookup(r, t->event_name(ev));
+				want = lookup(r, t->events[ev]);
 				got = t->action_name((unsigned)st, ev);
 				cells++;
 				if (!check(got && strcmp(got, want) == 0,
 				    "%s: %s x %s: expected %s, got %s", t->role,
-				    r->st, t->event_name(ev), want,
+				    r->st, t->events[ev], want,
 				    got ? got : "(empty)"))
 					bad++;
 			}
@@ -242,23 +242,21 @@ TEST(every_cell_defined_names_bounded)
 				check(t->action_name(st, ev) &&
 				    strncmp(t->action_name(st, ev), "a_", 2) == 0,
 				    "%s: cell %s x %s has an action", t->role,
-				    t->state_name(st), t->event_name(ev));
+				    t->states[st], t->events[ev]);
 		for (i = 0; i < t->nstates; i++) {
-			require(t->state_name(i), "%s: state %u named", t->role,
+			require(t->states[i], "%s: state %u named", t->role,
 			    i);
 			for (j = 0; j < i; j++)
-				check(strcmp(t->state_name(i),
-				    t->state_name(j)) != 0, "state names unique");
+				check(strcmp(t->states[i],
+				    t->states[j]) != 0, "state names unique");
 		}
 		for (i = 0; i < t->nevents; i++) {
-			require(t->event_name(i), "%s: event %u named", t->role,
+			require(t->events[i], "%s: event %u named", t->role,
 			    i);
 			for (j = 0; j < i; j++)
-				check(strcmp(t->event_name(i),
-				    t->event_name(j)) != 0, "event names unique");
+				check(strcmp(t->events[i],
+				    t->events[j]) != 0, "event names unique");
 		}
-		check(t->state_name(t->nstates) == NULL, "past the last state");
-		check(t->event_name(t->nevents) == NULL, "past the last event");
 		check(t->action_name(t->nstates, 0) == NULL &&
 		    t->action_name(0, t->nevents) == NULL, "out of range");
 	}

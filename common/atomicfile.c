@@ -239,6 +239,13 @@ atomicfile_write(const char *path, const void *data, size_t len,
 	return atomicfile_write_sum(path, data, len, mode, NULL);
 }
 
+bool
+atomicfile_transient(int r)
+{
+	return r == -EIO || r == -ENOSPC || r == -EINTR || r == -EAGAIN ||
+	    r == -EMFILE || r == -ENFILE;
+}
+
 int
 atomicfile_write_plain(const char *path, const void *data, size_t len,
     mode_t mode)

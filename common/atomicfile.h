@@ -8,6 +8,7 @@
 #ifndef BATON_ATOMICFILE_H
 #define BATON_ATOMICFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -29,6 +30,14 @@ int atomicfile_write_sum(const char *path, const void *data, size_t len,
  */
 int atomicfile_write_plain(const char *path, const void *data, size_t len,
     mode_t mode);
+
+/*
+ * Whether a write that failed with r (-errno) may succeed if simply tried
+ * again: I/O error, full disk, interrupted, try again, out of fds.  For
+ * callers that must not give up on one failed write (the readiness file,
+ * the lock's pidfile).
+ */
+bool atomicfile_transient(int r);
 
 /*
  * Read and verify.  Returns 0 with an owned buffer (free()), -ENOENT,

@@ -212,8 +212,8 @@ lock_acquire_wait(const char *dir, int timeout_ms, struct dirlock **ret,
 		 * than give up ownership (an incumbent resuming after an
 		 * abort would otherwise leave with nobody serving).
 		 */
-		if ((r != -EWOULDBLOCK && r != -EIO && r != -ENOSPC &&
-		    r != -EINTR && r != -EAGAIN) || mono_ms() >= deadline)
+		if ((r != -EWOULDBLOCK && !atomicfile_transient(r)) ||
+		    mono_ms() >= deadline)
 			return r;
 		nanosleep(&nap, NULL);
 	}

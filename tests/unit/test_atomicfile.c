@@ -367,6 +367,24 @@ TEST(crash_points)
 }
 #endif
 
+/* The retry rule the readiness file and the data-dir lock share. */
+TEST(transient_errors)
+{
+	static const int again[] = { EIO, ENOSPC, EINTR, EAGAIN, EMFILE,
+	    ENFILE };
+	static const int final[] = { 0, ENOENT, EACCES, EROFS, EEXIST, EFBIG,
+	    EINVAL, EBADMSG };
+	size_t i;
+
+	for (i = 0; i < sizeof(again) / sizeof(again[0]); i++)
+		check(atomicfile_transient(-again[i]), "-%s retried",
+		    strerror(again[i]));
+	for (i = 0; i < sizeof(final) / sizeof(final[0]); i++)
+		check(!atomicfile_transient(-final[i]), "-%s final",
+		    strerror(final[i]));
+	check(!atomicfile_transient(EIO), "a positive errno is not -errno");
+}
+
 int
 main(int argc, char **argv)
 {

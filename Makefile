@@ -148,6 +148,15 @@ stall-matrix: deps-check
 	BATON_STALL_FULL=1 BATON_STALL_ROUNDS=$(ROUNDS) \
 	  prove -v -e '' $(TB)/tests/it_stall_matrix
 
+# Connections moved through back-to-back upgrades: make conn-move UPGRADES=100
+UPGRADES ?= 100
+.PHONY: conn-move
+conn-move: deps-check
+	$(MAKE) SAN=1 CRASHPOINTS=1 bins tests
+	BATON_MOVE_UPGRADES=$(UPGRADES) \
+	  TAP_ONLY=clients_and_subscribers_stay_connected_through_upgrades \
+	  prove -v -e '' $(TB)/tests/it_connmove
+
 # Random SIGKILLs during back-to-back upgrades under load: make chaos N=50
 N ?= 20
 chaos: deps-check

@@ -33,6 +33,7 @@
 struct nsclient {
 	char path[108];
 	int fd;
+	unsigned reconnects;
 	char err_kind[32];
 	char err_msg[256];
 };
@@ -197,6 +198,12 @@ nsclient_error(const struct nsclient *c, const char **ret_msg)
 	return c->err_kind;
 }
 
+unsigned
+nsclient_reconnects(const struct nsclient *c)
+{
+	return c->reconnects;
+}
+
 /*
  * Send m and read one answer.  A connection that is gone (before or
  * instead of the answer) is replaced once and the request repeated.
@@ -213,6 +220,7 @@ roundtrip(struct nsclient *c, const struct msg *m, struct frame *ret_f)
 			if (fd < 0)
 				return fd;
 			c->fd = fd;
+			c->reconnects++;
 		}
 		r = wire_send(c->fd, m, NULL, 0, NSCLIENT_CONNECT_MS);
 		if (r == 0)

@@ -110,6 +110,12 @@ struct nsclient_status {
 };
 int nsclient_status(struct nsclient *c, struct nsclient_status *ret);
 
+/*
+ * How many times c had to connect again (the connection was gone: an
+ * agent crashed).  An upgrade moves the connection and costs none.
+ */
+unsigned nsclient_reconnects(const struct nsclient *c);
+
 /* Kind and message of the last NS_ERROR on c ("" when none). */
 const char *nsclient_error(const struct nsclient *c, const char **ret_msg);
 

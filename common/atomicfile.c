@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "common/atomicfile.h"
+#include "common/bytes.h"
 #include "common/proc.h"
 #include "crashpoints/crashpoint.h"
 
@@ -38,32 +39,16 @@
 #define AF_HDR		(4 + 4 + 8 + SHA256_DIGEST_SIZE)
 
 static void
-put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t
-get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static void
 put_be64(uint8_t *p, uint64_t v)
 {
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
+	be_put32(p, (uint32_t)(v >> 32));
+	be_put32(p + 4, (uint32_t)v);
 }
 
 static uint64_t
 get_be64(const uint8_t *p)
 {
-	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+	return (uint64_t)be_get32(p) << 32 | be_get32(p + 4);
 }
 
 static void
@@ -238,7 +223,7 @@ atomicfile_write_sum(const char *path, const void *data, size_t len,
 	if (len > ATOMICFILE_MAX)
 		return -EFBIG;
 	memcpy(hdr, AF_MAGIC, 4);
-	put_be32(hdr + 4, AF_VERSION);
+	be_put32(hdr + 4, AF_VERSION);
 	put_be64(hdr + 8, len);
 	digest(len ? data : "", len, hdr + 16);
 	r = write_durable(path, hdr, sizeof(hdr), data, len, mode);
@@ -309,7 +294,7 @@ atomicfile_read_sum(const char *path, size_t max, void **ret_data,
 	r = read_all(fd, hdr, sizeof(hdr));
 	if (r < 0)
 		goto out;
-	if (memcmp(hdr, AF_MAGIC, 4) != 0 || get_be32(hdr + 4) != AF_VERSION) {
+	if (memcmp(hdr, AF_MAGIC, 4) != 0 || be_get32(hdr + 4) != AF_VERSION) {
 		r = -EBADMSG;
 		goto out;
 	}

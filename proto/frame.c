@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/bytes.h"
 #include "proto/frame.h"
 
 static const struct {
@@ -69,42 +70,16 @@ proto_errcode(int err)
 	}
 }
 
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v >> 8;
-	p[1] = v & 0xff;
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	put16(p, v >> 16);
-	put16(p + 2, v & 0xffff);
-}
-
-static uint16_t
-get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	return (uint32_t)get16(p) << 16 | get16(p + 2);
-}
-
 void
 frame_header_encode(const struct frame_header *h,
     uint8_t out[FRAME_HEADER_SIZE])
 {
-	put32(out, h->magic);
-	put16(out + 4, h->version);
-	put16(out + 6, h->type);
-	put32(out + 8, h->body_len);
-	put16(out + 12, h->nfds);
-	put16(out + 14, h->flags);
+	be_put32(out, h->magic);
+	be_put16(out + 4, h->version);
+	be_put16(out + 6, h->type);
+	be_put32(out + 8, h->body_len);
+	be_put16(out + 12, h->nfds);
+	be_put16(out + 14, h->flags);
 }
 
 int
@@ -113,12 +88,12 @@ frame_header_decode(const uint8_t in[FRAME_HEADER_SIZE],
 {
 	struct frame_header h;
 
-	h.magic = get32(in);
-	h.version = get16(in + 4);
-	h.type = get16(in + 6);
-	h.body_len = get32(in + 8);
-	h.nfds = get16(in + 12);
-	h.flags = get16(in + 14);
+	h.magic = be_get32(in);
+	h.version = be_get16(in + 4);
+	h.type = be_get16(in + 6);
+	h.body_len = be_get32(in + 8);
+	h.nfds = be_get16(in + 12);
+	h.flags = be_get16(in + 14);
 	*ret_h = h;
 	if (h.magic != FRAME_MAGIC)
 		return -PROTO_EMAGIC;

@@ -10,7 +10,9 @@
 #                recorded and bench/benchstat.py computes the figures
 #   3. ns        the same with NS_REQUEST+ALLOCATION_ENDED on persistent
 #                connections (root only; NS_K upgrades)
-#   4. scaling   upgrade duration with 0, 100, 1000 and 10000 allocations
+#   4. moving    upgrade duration with 0, 100 and 1000 connections held
+#                open (they move to each successor; none may close)
+#   5. scaling   upgrade duration with 0, 100, 1000 and 10000 allocations
 #                held (root only), and create throughput with 1..8 clients
 #
 #   scripts/bench.sh BUILD_DIR
@@ -18,7 +20,8 @@
 # Environment: K (200) upgrades, NS_K (50), WORKERS (2) load clients,
 # PAUSE_MS (20) between upgrades, WARM_S (3) and COOL_S (2) seconds of load
 # before and after, SCALE ("0 100 1000 10000") allocation counts, SCALE_K
-# (10) upgrades per count, OUT (BUILD_DIR/bench) for the results.
+# (10) upgrades per count, MOVE ("0 100 1000") connections held open and
+# MOVE_K (20) upgrades each, OUT (BUILD_DIR/bench) for the results.
 set -eu
 
 bin=$(cd "${1:-build}" && pwd)
@@ -31,6 +34,8 @@ WARM_S=${WARM_S:-3}
 COOL_S=${COOL_S:-2}
 SCALE=${SCALE-"0 100 1000 10000"}
 SCALE_K=${SCALE_K:-10}
+MOVE=${MOVE-"0 100 1000"}
+MOVE_K=${MOVE_K:-20}
 OUT=${OUT:-$bin/bench}
 stat="python3 $here/bench/benchstat.py"
 
@@ -198,6 +203,38 @@ held() {
 	sed -n 's/.*"allocations":\([0-9]*\).*/\1/p' "$OUT/.status.json"
 }
 
+# Handoff time by established connections moved (docs/PROTOCOL.md,
+# "Moving connections"): N idle connections held open through MOVE_K
+# upgrades, with a persistent STATUS load; none may be closed or retried.
+if [ -n "$MOVE" ]; then
+	echo "== moving connections: handoff duration by connections held open"
+	start_supervisor move
+	printf '%-12s %-8s %-8s %-8s %s\n' connections "p50 ms" "p99 ms" \
+	    "max ms" "phases p50 ms: spawn drain seal begin commit" |
+	    tee "$OUT/move.txt"
+	for n in $MOVE; do
+		"$bin/baton-load" --socket "$root/run/pact/handoff.sock" \
+		    --persistent --workers 2 --hold "$n" --seconds 0 --json \
+		    >"$OUT/move-$n.json" 2>"$OUT/move-$n.err" &
+		load_pid=$!
+		sleep 1
+		"$bin/baton-reload" --count "$MOVE_K" --pause-ms "$PAUSE_MS" \
+		    --max-seconds 600 --out "$OUT/move-$n.handoffs" -- \
+		    "$bin/batonctl" --root "$root" upgrade --json >/dev/null ||
+		    true
+		kill -TERM "$load_pid" 2>/dev/null || true
+		wait "$load_pid" 2>/dev/null || true
+		load_pid=""
+		ld="$OUT/move-$n.json"
+		printf '%-12s %s  closed %s retried %s failed %s\n' "$n" \
+		    "$(python3 "$here/bench/handoffs.py" "$OUT/move-$n.handoffs")" \
+		    "$(json_num "$ld" held_closed)" "$(json_num "$ld" retried)" \
+		    "$(json_num "$ld" requests_failed)" | tee -a "$OUT/move.txt"
+	done
+	stop_supervisor
+	echo
+fi
+
 if [ "$(id -u)" = 0 ] && [ -n "$SCALE" ]; then
 	max=0
 	for n in $SCALE; do [ "$n" -gt "$max" ] && max=$n; done
@@ -236,19 +273,9 @@ if [ "$(id -u)" = 0 ] && [ -n "$SCALE" ]; then
 		    --max-seconds 600 --out "$OUT/scale-$n.handoffs" -- \
 		    "$bin/batonctl" --root "$root" upgrade --json >/dev/null ||
 		    true
-		python3 - "$OUT/scale-$n.handoffs" "$have" "$crate" "$cw" <<'EOF' | tee -a "$OUT/scale.txt"
-import json, sys
-rows = [l.rstrip('\n').split(' ', 3) for l in open(sys.argv[1])]
-d = sorted((int(r[1]) - int(r[0])) / 1000.0 for r in rows)
-js = [json.loads(r[3]) for r in rows if len(r) == 4 and r[3].startswith('{')]
-def p(v, q): return v[int(q * (len(v) - 1) + 0.5)] if v else float('nan')
-ph = ' '.join('%d' % p(sorted(j[k + '_ms'] for j in js), .5)
-              for k in ('spawn', 'drain', 'seal', 'begin', 'commit'))
-ok = sum(1 for j in js if j.get('committed'))
-print('%-12s %-10s %-8s %-8.1f %-8.1f %-8.1f %s  (%d/%d committed)' % (
-    sys.argv[2], sys.argv[3], sys.argv[4], p(d, .5), p(d, .99), d[-1] if d
-    else float('nan'), ph, ok, len(rows)))
-EOF
+		printf '%-12s %-10s %-8s %s\n' "$have" "$crate" "$cw" \
+		    "$(python3 "$here/bench/handoffs.py" "$OUT/scale-$n.handoffs")" |
+		    tee -a "$OUT/scale.txt"
 	done
 	[ -n "$tput" ] && { echo; echo "$tput"; } | tee -a "$OUT/scale.txt"
 	stop_supervisor

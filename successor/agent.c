@@ -94,8 +94,11 @@ agent_send(struct conn *c, const struct msg *m)
 void
 agent_send_hello(const struct agent *a, struct conn *c, const char *role)
 {
+	static const char *caps[] = { CONNXFER_CAPABILITY };
 	struct msg m = { .type = MSG_HELLO };
 
+	m.u.HELLO.capabilities.n = 1;
+	m.u.HELLO.capabilities.v = caps;
 	m.u.HELLO.role = role;
 	m.u.HELLO.pid = (uint32_t)getpid();
 	m.u.HELLO.build_id = a->build_id;
@@ -360,7 +363,8 @@ sig_cb(uv_signal_t *s, int signum)
 int
 agent_run(const struct agent_config *cfg)
 {
-	struct agent a = { .cfg = cfg, .ns_fd = -1, .own_ns_fd = -1, .ctl_fd = -1 };
+	struct agent a = { .cfg = cfg, .ns_fd = -1, .own_ns_fd = -1, .ctl_fd = -1,
+	    .xfer_fd = -1 };
 	const char *role;
 	uv_loop_t loop;
 	unsigned i;
@@ -419,6 +423,11 @@ agent_run(const struct agent_config *cfg)
 		conn_close(a.sess);
 	if (a.up)
 		conn_close(a.up);
+	connxfer_in_free(a.xin);
+	a.xin = NULL;
+	connxfer_out_free(&a.xout);
+	if (a.xfer_fd >= 0)
+		close(a.xfer_fd);
 	if (a.ns)
 		nsserver_free(a.ns);
 	a.ns = NULL;

@@ -19,6 +19,7 @@
 
 #include "common/listenfds.h"
 #include "successor/agent.h"
+#include "successor/connxfer.h"
 
 struct acceptor;
 struct acceptor_peer;
@@ -104,12 +105,17 @@ struct agent {
 	enum ostate ost;
 	char hid[40];
 
+	int xfer_fd;		/* incumbent: channel to the successor */
+	struct connxfer_out xout; /* incumbent: connections sent, copies */
+	struct connxfer_in *xin; /* successor: connections coming */
+
 	struct conn *up;	/* successor: socketpair to the supervisor */
 	enum nstate nst;
 	uint64_t begin_wait_ms;
 
 	/* The event being dispatched: its frame, peer or drain count. */
 	const struct msg *cur;
+	struct frame *cur_frame;	/* ...and its fds, to take */
 	const struct acceptor_peer *cur_peer;
 	unsigned cur_remaining;
 	int cur_err;			/* a closed connection's error */

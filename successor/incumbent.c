@@ -37,6 +37,7 @@
 #include "transport/conn.h"
 
 #define WATCHDOG_SLACK_MS	1000
+#define XFER_SEND_MS		5000	/* moving connections, at most */
 
 static const char *const state_names[OS_NSTATES] = {
 	"none", "hello-sent", "idle", "draining", "drained", "sealed",
@@ -77,6 +78,8 @@ resume_local(struct agent *a, const char *why, enum ostate *next)
 
 	stop_handoff_timers(a);
 	*next = OS_NONE;
+	if (!a->ns)
+		return 0;	/* tearing down (the session closes last) */
 	if (!a->lock) {
 		r = lock_acquire_wait(a->cfg->paths.state_dir, AGENT_RELOCK_MS,
 		    &a->lock, &holder);
@@ -102,6 +105,10 @@ resume_local(struct agent *a, const char *why, enum ostate *next)
 		return -EIO;
 	}
 	nsserver_resume(a->ns, a->ns_fd);
+	connxfer_resume(a->ns, relocked, &a->xout);
+	if (a->xfer_fd >= 0)
+		close(a->xfer_fd);
+	a->xfer_fd = -1;
 	agent_reclaim_paths(a);
 	log_info("handoff.resume", why, "handoff_id=%s state=%s",
 	    agent_hid(a), state_names[a->ost]);
@@ -139,7 +146,9 @@ a_unexpected(struct agent *a)
 static enum ostate
 a_accept(struct agent *a)
 {
-	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
+	/* PREPARE_HANDOFF may carry the channel to the successor. */
+	struct conn_opts opts = { .max_body = 65536, .max_fds = 1,
+	    .errstyle = CONN_ERR_CONTROL };
 	int r;
 
 	r = conn_open(a->loop, a->cur_peer->fd, &opts, sess_frame_cb,
@@ -222,9 +231,17 @@ a_prepare(struct agent *a)
 	    AGENT_HEARTBEAT_MS);
 	if (m->u.PREPARE_HANDOFF.drain_grace_ms < budget)
 		budget = m->u.PREPARE_HANDOFF.drain_grace_ms;
+	/* With a channel to the successor the connections move. */
+	if (a->cur_frame && a->cur_frame->nfds == 1) {
+		if (a->xfer_fd >= 0)
+			close(a->xfer_fd);
+		a->xfer_fd = frame_take_fd(a->cur_frame, 0);
+	}
+	nsserver_keep_conns(a->ns, a->xfer_fd >= 0);
 	log_info("handoff.prepare", NULL, "handoff_id=%s successor_pid=%u "
-	    "deadline_ms=%" PRIu64, a->hid, m->u.PREPARE_HANDOFF.successor_pid,
-	    m->u.PREPARE_HANDOFF.deadline_ms);
+	    "deadline_ms=%" PRIu64 " move_conns=%d", a->hid,
+	    m->u.PREPARE_HANDOFF.successor_pid,
+	    m->u.PREPARE_HANDOFF.deadline_ms, a->xfer_fd >= 0);
 	CRASHPOINT(o_inside_drain);
 	/* Its end may come at once: then OE_DRAINED runs after this. */
 	nsserver_drain(a->ns, now + budget, drained_cb, a);
@@ -285,6 +302,12 @@ a_seal(struct agent *a)
 		(void)resume_local(a, "seal failed", &next);
 		return next;
 	}
+	/* The successor gets the connections before it can take the lock. */
+	if (a->xfer_fd >= 0) {
+		(void)connxfer_send(a->ns, a->xfer_fd, clock_mono_ms() +
+		    XFER_SEND_MS, &a->xout);
+		a->xfer_fd = -1;
+	}
 	lock_release(a->lock);
 	a->lock = NULL;
 	CRASHPOINT(o_after_seal_flock_released);
@@ -307,6 +330,7 @@ a_commit(struct agent *a)
 	CRASHPOINT(o_after_commit_recv);
 	log_info("handoff.commit", "handed over; exiting", "handoff_id=%s",
 	    a->hid);
+	connxfer_out_free(&a->xout);
 	stop_handoff_timers(a);
 	agent_exit(a, 0);
 	return OS_NONE;
@@ -585,8 +609,10 @@ sess_frame_cb(struct conn *c, struct frame *f, void *data)
 
 	(void)c;
 	a->cur = &f->m;
+	a->cur_frame = f;
 	incumbent_event(a, frame_event(f->m.type));
 	a->cur = NULL;
+	a->cur_frame = NULL;
 	frame_release(f);
 }
 

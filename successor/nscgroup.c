@@ -223,6 +223,11 @@ again:
 		if (write(fd, buf, (size_t)len) != len)
 			r = -errno;
 		close(fd);
+		/* ... or between our open and write (a removed cgroup). */
+		if (r == -ENODEV && ++tries < 3) {
+			r = 0;
+			goto again;
+		}
 	}
 	return r;
 }

@@ -104,12 +104,17 @@ nss_send_error(struct client *cl, const char *id, const char *kind,
 		conn_close(cl->c);
 }
 
-/* The client's request is answered: read again, or leave when draining. */
+/*
+ * The client's request is answered: read again; when draining, leave, or
+ * stay parked (not read) for the move to a successor.
+ */
 void
 nss_client_done(struct client *cl)
 {
 	cl->w = NULL;
-	if (cl->s->draining)
+	if (cl->s->draining && cl->s->keep_conns)
+		conn_pause(cl->c);
+	else if (cl->s->draining)
 		conn_close_after_flush(cl->c);
 	else
 		conn_resume(cl->c);
@@ -274,10 +279,7 @@ nss_release_answer(struct release *rel, int err)
 		if (conn_send(cl->c, &m, NULL, 0) < 0)
 			conn_close(cl->c);
 	}
-	if (cl->s->draining)
-		conn_close_after_flush(cl->c);
-	else
-		conn_resume(cl->c);
+	nss_client_done(cl);
 }
 
 static void
@@ -476,7 +478,7 @@ frame_cb(struct conn *c, struct frame *f, void *data)
 	}
 	frame_release(f);
 	if (s->draining && !cl->w && !cl->rel)
-		conn_close_after_flush(cl->c);
+		nss_client_done(cl);
 }
 
 static void
@@ -535,38 +537,87 @@ over_uid_share(struct nsserver *s, int fd, uid_t uid)
 	return true;
 }
 
-/* The acceptor's callback: a peer the allow-list lets in. */
-void
-nss_accept(void *data, const struct acceptor_peer *p)
+/* A consumer connection: one of ours, counted (global and per uid). */
+static struct client *
+client_new(struct nsserver *s, int fd, struct conn_moved *moved, uid_t uid)
 {
-	struct nsserver *s = data;
 	struct conn_opts o = { .max_body = s->max_body,
 	    .max_queued = s->max_queued, .max_fds = 0,
 	    .errstyle = CONN_ERR_NS };
-	struct client *cl;
 	struct uidslot *u;
+	struct client *cl;
+	int r;
 
-	if (over_uid_share(s, p->fd, p->uid))
-		return;
 	cl = calloc(1, sizeof(*cl));
 	if (!cl) {
-		close(p->fd);
-		return;
+		if (moved)
+			conn_moved_free(moved);
+		else
+			close(fd);
+		return NULL;
 	}
 	cl->s = s;
-	if (conn_open(s->loop, p->fd, &o, frame_cb, close_cb, cl, &cl->c) < 0) {
+	r = moved ? conn_import(s->loop, moved, &o, false, frame_cb, close_cb,
+	    cl, &cl->c) : conn_open(s->loop, fd, &o, frame_cb, close_cb, cl,
+	    &cl->c);
+	if (r < 0) {
 		free(cl);
-		return;
+		return NULL;
 	}
 	cl->next = s->clients;
 	if (s->clients)
 		s->clients->prev = cl;
 	s->clients = cl;
 	s->nclients++;
-	cl->uid = p->uid;
-	u = uid_slot(s, p->uid, true);
+	cl->uid = uid;
+	u = uid_slot(s, uid, true);
 	if (u)
 		u->conns++;
+	return cl;
+}
+
+/*
+ * Serve connections moved from the incumbent (or back to it): admitted
+ * once already, so no limit refuses them.  Takes every item.  Returns
+ * how many are served.
+ */
+unsigned
+nsserver_adopt_conns(struct nsserver *s, struct connmove_item *v, unsigned n)
+{
+	struct client *cl;
+	unsigned i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		struct ucred cr = { .uid = 0 };
+		socklen_t len = sizeof(cr);
+
+		(void)getsockopt(v[i].c.fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
+		cl = client_new(s, -1, &v[i].c, cr.uid);
+		if (!cl)
+			continue;
+		k++;
+		if (v[i].flags & CONNMOVE_F_SUBSCRIBER) {
+			cl->subscriber = true;
+			s->nsubs++;
+		}
+	}
+	return k;
+}
+
+/* The acceptor's callback: a peer the allow-list lets in. */
+void
+nss_accept(void *data, const struct acceptor_peer *p)
+{
+	struct nsserver *s = data;
+	struct client *cl;
+	struct uidslot *u;
+
+	if (over_uid_share(s, p->fd, p->uid))
+		return;
+	cl = client_new(s, p->fd, NULL, p->uid);
+	if (!cl)
+		return;
+	u = uid_slot(s, p->uid, false);
 	if (s->nclients > s->max_conns || (!uid_exempt(p->uid) &&
 	    (!u || u->conns > s->max_conns_uid))) {
 		nss_send_error(cl, NULL, "limit_exceeded", s->nclients >

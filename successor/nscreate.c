@@ -23,14 +23,18 @@ int
 nss_encode_cb(void *data, uint8_t **buf, size_t *len)
 {
 	struct nsserver *s = data;
+	uint64_t before = s->t.seq;
 	int r;
 
-	s->t.seq++;
-	/* Allocations ended since the last write end at this seq. */
-	nsstate_event_stamp(&s->t, s->t.seq);
+	/* Each allocation ended since the last write gets its own seq. */
+	s->t.seq = nsstate_event_stamp(&s->t, before);
+	if (s->t.seq == before)
+		s->t.seq++;
 	r = nsstate_encode(&s->t, buf, len);
-	if (r < 0)
-		s->t.seq--;
+	if (r < 0) {
+		nsstate_event_unstamp(&s->t, before);
+		s->t.seq = before;
+	}
 	return r;
 }
 
@@ -191,12 +195,13 @@ release_durable(void *arg, int err)
 		log_warn("ns.release_failed", strerror(-err), "allocation_id=%s "
 		    "reason=%s", id, rel->why);
 	} else {
+		uint64_t seq = nsstate_event_seq(&s->t, id);
+
 		undo_on_host(s, a);
 		nsstate_alloc_free(a);
 		log_info("ns.release", NULL, "allocation_id=%s reason=%s "
-		    "allocations=%u seq=%" PRIu64, id, rel->why, s->t.n,
-		    s->written_seq);
-		notify_subscribers(s, id, s->written_seq);
+		    "allocations=%u seq=%" PRIu64, id, rel->why, s->t.n, seq);
+		notify_subscribers(s, id, seq);
 	}
 	rel->a = NULL;
 	if (rel->cl)

@@ -274,10 +274,14 @@ drain_timer_cb(uv_timer_t *t)
 	struct client *cl, *next;
 	struct creation *cr;
 	nsserver_drain_cb cb = s->drain_cb;
-	unsigned left = s->nclients + s->ncreations;
+	unsigned left = s->ncreations, busy = 0;
 
 	if (!cb)
 		return;
+	for (cl = s->clients; cl; cl = cl->next)
+		busy += cl->w || cl->rel;
+	/* Parked connections are not left over: they move (keep_conns). */
+	left += s->keep_conns ? busy : s->nclients;
 	s->drain_cb = NULL;
 	if (left) {
 		log_warn("ns.drain_deadline", "closing what is left",
@@ -290,7 +294,8 @@ drain_timer_cb(uv_timer_t *t)
 		}
 		for (cl = s->clients; cl; cl = next) {
 			next = cl->next;
-			conn_close(cl->c);
+			if (!s->keep_conns || cl->w || cl->rel)
+				conn_close(cl->c);
 		}
 	}
 	cb(s->drain_data, left);
@@ -299,8 +304,8 @@ drain_timer_cb(uv_timer_t *t)
 void
 nss_maybe_drained(struct nsserver *s)
 {
-	if (!s->draining || !s->drain_cb || s->nclients || s->ncreations ||
-	    s->nreleasing)
+	if (!s->draining || !s->drain_cb || (s->nclients && !s->keep_conns) ||
+	    s->ncreations || s->nreleasing)
 		return;
 	uv_timer_stop(&s->drain_timer);
 	uv_timer_start(&s->drain_timer, drain_timer_cb, 0, 0);
@@ -323,6 +328,11 @@ close_idle(struct nsserver *s, bool fresh_too)
 		next = cl->next;
 		if (cl->w || cl->rel)
 			continue;
+		if (s->keep_conns) {
+			/* What it sent and we did not read moves with it. */
+			conn_pause(cl->c);
+			continue;
+		}
 		if (ioctl(conn_fd(cl->c), FIONREAD, &pending) < 0)
 			pending = 0;
 		if (pending > 0 || (cl->requests == 0 && !fresh_too))
@@ -383,11 +393,16 @@ nsserver_seal(struct nsserver *s, uint64_t *ret_seq,
 void
 nsserver_resume(struct nsserver *s, int listen_fd)
 {
+	struct client *cl;
 	int r;
 
 	s->sealed = false;
 	s->draining = false;
+	s->keep_conns = false;
 	s->drain_cb = NULL;
+	for (cl = s->clients; cl; cl = cl->next)
+		if (!cl->w && !cl->rel)
+			conn_resume(cl->c);
 	uv_timer_stop(&s->drain_timer);
 	uv_timer_stop(&s->grace_timer);
 	if (s->dirty && !nswriter_pending(s->wr))
@@ -521,4 +536,51 @@ nsserver_reap(struct nsserver *s, pid_t pid, int status)
 		}
 	}
 	return false;
+}
+
+/* ---- moving connections (docs/PROTOCOL.md, "Moving connections") ---- */
+
+void
+nsserver_keep_conns(struct nsserver *s, bool keep)
+{
+	s->keep_conns = keep;
+}
+
+uint64_t
+nsserver_generation(const struct nsserver *s)
+{
+	return s->t.generation;
+}
+
+int
+nsserver_export_conns(struct nsserver *s, struct connmove_item **ret_v,
+    unsigned *ret_n, unsigned *ret_closed)
+{
+	struct connmove_item *v;
+	struct client *cl, *next;
+	unsigned n = 0, closed = 0;
+	int r;
+
+	v = calloc(s->nclients ? s->nclients : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (cl = s->clients; cl; cl = next) {
+		next = cl->next;
+		/* Busy ones were closed by the drain's deadline already. */
+		v[n].flags = cl->subscriber ? CONNMOVE_F_SUBSCRIBER : 0;
+		r = cl->w || cl->rel ? -EBUSY : conn_export(cl->c, &v[n].c);
+		if (r == 0) {
+			n++;
+			continue;
+		}
+		/* Unsent fds (an answer the peer has not read) cannot move. */
+		log_info("ns.move_skipped", proto_strerror(r), "uid=%u",
+		    (unsigned)cl->uid);
+		conn_close_after_flush(cl->c);
+		closed++;
+	}
+	*ret_v = v;
+	*ret_n = n;
+	*ret_closed = closed;
+	return 0;
 }

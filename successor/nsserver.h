@@ -19,6 +19,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "transport/connmove.h"
+
 #define NSSERVER_DIGEST_LEN 32
 
 struct nsserver;
@@ -80,6 +82,33 @@ int nsserver_seal(struct nsserver *s, uint64_t *ret_seq,
 
 /* Undo drain/seal after an aborted handoff: mutate and accept again. */
 void nsserver_resume(struct nsserver *s, int listen_fd);
+
+/*
+ * Moving connections to a successor (docs/PROTOCOL.md).  With keep set
+ * before nsserver_drain(), the drain parks connections (answered, then not
+ * read) instead of closing them, and is done when no request is in
+ * flight.  nsserver_resume() reads them again.
+ */
+void nsserver_keep_conns(struct nsserver *s, bool keep);
+
+/*
+ * After the seal: take every parked connection out (*ret_v owned by the
+ * caller, connmove_items_free()); each leaves this server without its
+ * peer noticing.  One that cannot move (an answer with fds still unsent)
+ * is closed after its queue flushes and counted in *ret_closed.
+ */
+int nsserver_export_conns(struct nsserver *s, struct connmove_item **ret_v,
+    unsigned *ret_n, unsigned *ret_closed);
+
+/*
+ * Serve moved connections: takes every item (the sockets included) and
+ * returns how many are served; subscribers stay subscribed.
+ */
+unsigned nsserver_adopt_conns(struct nsserver *s, struct connmove_item *v,
+    unsigned n);
+
+/* The table's generation: one more for every successor that served. */
+uint64_t nsserver_generation(const struct nsserver *s);
 
 /* seq/digest of the table as loaded or last written. */
 void nsserver_state(const struct nsserver *s, uint64_t *ret_seq,

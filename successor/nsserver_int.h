@@ -172,6 +172,7 @@ struct nsserver {
 	struct release *releasing;
 	unsigned nreleasing;
 	bool ready, draining, sealed, freeing;
+	bool keep_conns;	/* drain parks connections to move them */
 
 	struct acceptor *acc;		/* accepting when started */
 

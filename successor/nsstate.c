@@ -206,8 +206,21 @@ nsstate_event_undo(struct ns_table *t, const char *id)
 	}
 }
 
+uint64_t
+nsstate_event_stamp(struct ns_table *t, uint64_t after)
+{
+	unsigned i, first = t->ev_n;
+
+	/* The unstamped ones are the newest: find the oldest of them. */
+	while (first > 0 && nsstate_event(t, first - 1)->seq == 0)
+		first--;
+	for (i = first; i < t->ev_n; i++)
+		t->ev[(t->ev_first + i) % NSSTATE_EVENTS_MAX].seq = ++after;
+	return after;
+}
+
 void
-nsstate_event_stamp(struct ns_table *t, uint64_t seq)
+nsstate_event_unstamp(struct ns_table *t, uint64_t above)
 {
 	unsigned i;
 
@@ -215,10 +228,21 @@ nsstate_event_stamp(struct ns_table *t, uint64_t seq)
 		struct ns_event *e = &t->ev[(t->ev_first + i) %
 		    NSSTATE_EVENTS_MAX];
 
-		if (e->seq != 0)
-			break;	/* stamped ones are all older */
-		e->seq = seq;
+		if (e->seq <= above)
+			break;
+		e->seq = 0;
 	}
+}
+
+uint64_t
+nsstate_event_seq(const struct ns_table *t, const char *id)
+{
+	unsigned i;
+
+	for (i = t->ev_n; i-- > 0;)
+		if (strcmp(nsstate_event(t, i)->id, id) == 0)
+			return nsstate_event(t, i)->seq;
+	return 0;
 }
 
 int

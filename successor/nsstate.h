@@ -31,15 +31,16 @@ struct ns_alloc {
 
 /* One ended allocation, for subscribers that reconnect (SUBSCRIBE since_seq). */
 struct ns_event {
-	uint64_t seq;			/* table seq of the write that ended it;
-					 * 0 until that write is encoded */
+	uint64_t seq;			/* its own table seq, given by the write
+					 * that ended it; 0 until encoded */
 	char id[NSV_ID_MAX + 1];
 };
 
 #define NSSTATE_EVENTS_MAX 1024		/* the log keeps the newest ones */
 
 struct ns_table {
-	uint64_t seq;			/* +1 per durable write */
+	uint64_t seq;			/* +1 per ended allocation, and +1 for
+					 * a durable write that ended none */
 	uint64_t generation;		/* +1 per handoff */
 	/* Ended allocations, oldest first, a ring of NSSTATE_EVENTS_MAX. */
 	struct ns_event *ev;
@@ -70,8 +71,17 @@ int nsstate_event_add(struct ns_table *t, const char *id);
 void nsstate_event_undo(struct ns_table *t, const char *id);
 /* The i-th event, oldest first (i < t->ev_n). */
 const struct ns_event *nsstate_event(const struct ns_table *t, unsigned i);
-/* Give every event not yet stamped the sequence seq. */
-void nsstate_event_stamp(struct ns_table *t, uint64_t seq);
+/*
+ * Give the events not yet stamped, oldest first, the sequences after+1,
+ * after+2, ...: every ended allocation has its own seq, so a subscriber's
+ * since_seq names exactly what it has seen.  Returns the last seq given
+ * (after when there was none).
+ */
+uint64_t nsstate_event_stamp(struct ns_table *t, uint64_t after);
+/* Take the stamps above seq off again (their write was not encoded). */
+void nsstate_event_unstamp(struct ns_table *t, uint64_t above);
+/* The seq of the newest event for id; 0 when none or not stamped. */
+uint64_t nsstate_event_seq(const struct ns_table *t, const char *id);
 
 /* Encode t into an owned buffer (free()).  0 or -ENOMEM. */
 int nsstate_encode(const struct ns_table *t, uint8_t **ret_buf,

@@ -43,6 +43,7 @@
 
 #define HELLO_ACK_MS		10000
 #define BEGIN_WAIT_MS		(300000 + 10000)
+#define XFER_WAIT_MS		2000	/* the rest of the moved connections */
 
 static const char *const state_names[NST_NSTATES] = {
 	"off", "hello-sent", "wait-begin",
@@ -96,6 +97,12 @@ a_hello_ack(struct agent *a)
 	    &v) < 0)
 		return successor_fail(a, "unsupported protocol version");
 	snprintf(a->hid, sizeof(a->hid), "%s", m->u.HELLO_ACK.handoff_id);
+	/* The channel on which the incumbent's connections will come. */
+	if (a->cur_frame && a->cur_frame->nfds == 1 && !a->xin &&
+	    connxfer_in_start(a->loop, frame_take_fd(a->cur_frame, 0),
+	    &a->xin) < 0)
+		log_warn("successor.conns", "cannot receive moved connections",
+		    NULL);
 	CRASHPOINT(n_after_handshake);
 	/* Everything that needs no lock, before BEGIN: the gap stays small. */
 	usock_tmp_name(a->ctl_tmp, a->cfg->paths.agent_socket);
@@ -160,6 +167,19 @@ do_begin(struct agent *a)
 	rc = nsserver_bump_generation(a->ns);
 	if (rc < 0)
 		log_warn("successor.generation", proto_strerror(rc), NULL);
+	/*
+	 * Moved connections only with the bump durable: it tells a resuming
+	 * incumbent that its copies are no longer its own (connxfer.h).
+	 */
+	if (a->xin && rc == 0) {
+		rc = connxfer_in_adopt(a->xin, a->ns, clock_mono_ms() +
+		    XFER_WAIT_MS);
+		if (rc >= 0)
+			log_info("successor.conns_adopted", NULL, "conns=%d", rc);
+	} else if (a->xin) {
+		connxfer_in_free(a->xin);
+	}
+	a->xin = NULL;
 	rc = nsserver_start(a->ns, a->ns_fd);
 	if (rc < 0) {
 		lock_release(a->lock);
@@ -325,8 +345,10 @@ up_frame_cb(struct conn *c, struct frame *f, void *data)
 
 	(void)c;
 	a->cur = &f->m;
+	a->cur_frame = f;
 	successor_event(a, frame_event(f->m.type));
 	a->cur = NULL;
+	a->cur_frame = NULL;
 	frame_release(f);
 }
 
@@ -350,7 +372,9 @@ n_timer_cb(uv_timer_t *t)
 int
 successor_start(struct agent *a)
 {
-	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
+	/* HELLO_ACK may carry the channel from the incumbent. */
+	struct conn_opts opts = { .max_body = 65536, .max_fds = 1,
+	    .errstyle = CONN_ERR_CONTROL };
 	const char *s = getenv("HANDOFF_SOCK_FD");
 	const char *d = getenv("HANDOFF_DEADLINE_MS");
 	unsigned long long deadline;

@@ -140,11 +140,20 @@ handoff_spawn(struct handoff *h)
 
 /* ---- dispatch ---- */
 
+void
+handoff_close_xfer(struct handoff *h)
+{
+	if (h->xfer_o >= 0)
+		close(h->xfer_o);
+	h->xfer_o = -1;
+}
+
 static void
 timer_closed_cb(uv_handle_t *t)
 {
 	struct handoff *h = t->data;
 
+	handoff_close_xfer(h);
 	free(h->strs);
 	free(h);
 }
@@ -358,6 +367,7 @@ handoff_start(const struct handoff_env *env, const struct handoff_params *p,
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, h->id);
 	h->env = *env;
+	h->xfer_o = -1;
 	h->o_pid = env->incumbent_pid;
 	h->o_alive = true;
 	h->t0 = h->t_phase = clock_mono_ms();
@@ -443,6 +453,7 @@ handoff_test_step(unsigned st, unsigned ev, unsigned *next)
 	h.t0 = h.t_phase = clock_mono_ms();
 	h.deadline_at = h.t0 + h.p.deadline_ms;
 	h.live_at = UINT64_MAX;
+	h.xfer_o = -1;
 	h.o_pid = 1001;
 	h.o_alive = st != H_DONE;
 	h.o = st == H_O_LOST || st == H_DONE ? NULL : (struct conn *)&fake_o;

@@ -63,6 +63,8 @@ struct handoff {
 	struct procwatch *n_watch, *o_watch;
 	bool o_alive, n_alive, promoted;
 	bool forward;			/* deadline passed, N holds the lock */
+	bool o_moves;			/* O can move its connections */
+	int xfer_o;			/* O's end of the move channel, or -1 */
 	enum hstate lost_in;		/* where O's EOF came, for H_O_LOST */
 
 	uint64_t t0, deadline_at, phase_at, live_at, t_phase;
@@ -108,6 +110,8 @@ extern unsigned *handoff_ht_bits;
 void handoff_schedule(struct handoff *h, uint64_t now);
 /* Wait at most phase_ms for the phase; liveness resets on every frame. */
 void handoff_arm(struct handoff *h, uint64_t phase_ms, bool liveness);
+/* Close O's end of the connection-move channel if still held. */
+void handoff_close_xfer(struct handoff *h);
 /* Spawn the successor N with its end of a socketpair; 0 or -errno. */
 int handoff_spawn(struct handoff *h);
 

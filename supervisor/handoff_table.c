@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -48,6 +49,7 @@
 #define KILL_GRACE_MS		2000
 #define RESUME_MS		10000
 #define O_LOST_MS		1000	/* EOF to exit of a dying incumbent */
+#define XFER_CAPABILITY		"conn-move"	/* HELLO: moves connections */
 
 static const char *const state_names[H_NSTATES] = {
 	"o-hello", "n-hello", "drain", "seal", "begin", "commit", "kill-n",
@@ -133,8 +135,9 @@ lap(struct handoff *h)
 	return d;
 }
 
+/* fd (borrowed, -1 for none) rides with the frame. */
 static void
-send_to(struct handoff *h, struct conn *c, const struct msg *m)
+send_fd(struct handoff *h, struct conn *c, const struct msg *m, int fd)
 {
 	int r;
 
@@ -156,10 +159,49 @@ send_to(struct handoff *h, struct conn *c, const struct msg *m)
 		}
 		return;
 	}
-	r = conn_send(c, m, NULL, 0);
+	r = conn_send(c, m, fd >= 0 ? &fd : NULL, fd >= 0);
 	if (r < 0)
 		log_warn("handoff.send", proto_strerror(r), "handoff_id=%s type=%s",
 		    h->id, msg_type_name(m->type));
+}
+
+static void
+send_to(struct handoff *h, struct conn *c, const struct msg *m)
+{
+	send_fd(h, c, m, -1);
+}
+
+static bool
+has_capability(const struct msg *hello, const char *cap)
+{
+	uint32_t i;
+
+	for (i = 0; i < hello->u.HELLO.capabilities.n; i++)
+		if (strcmp(hello->u.HELLO.capabilities.v[i], cap) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Both agents can move connections: a socketpair between them, one end
+ * to the successor with HELLO_ACK, the other kept for PREPARE_HANDOFF
+ * (docs/PROTOCOL.md, "Moving connections").  -1 when not.
+ */
+static int
+xfer_pair(struct handoff *h, const struct msg *n_hello)
+{
+	int sp[2];
+
+	if (!h->o_moves || !has_capability(n_hello, XFER_CAPABILITY))
+		return -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+		log_warn("handoff.xfer", strerror(errno), "handoff_id=%s; "
+		    "connections will not move", h->id);
+		return -1;
+	}
+	handoff_close_xfer(h);
+	h->xfer_o = sp[0];
+	return sp[1];
 }
 
 /* ---- actions ---- */
@@ -208,6 +250,7 @@ a_o_hello(struct handoff *h)
 		    "incumbent");
 	ack.u.HELLO_ACK.proto_version = v;
 	ack.u.HELLO_ACK.handoff_id = h->id;
+	h->o_moves = has_capability(m, XFER_CAPABILITY);
 	send_to(h, h->o, &ack);
 	h->res.hello_ms = lap(h);
 	CRASHPOINT(s_after_o_hello);
@@ -231,6 +274,7 @@ a_n_hello(struct handoff *h)
 	struct msg ack = { .type = MSG_HELLO_ACK };
 	struct msg prep = { .type = MSG_PREPARE_HANDOFF };
 	uint16_t v;
+	int xfer_n;
 
 	if (strcmp(m->u.HELLO.role, "successor") != 0)
 		return begin_abort(h, "successor hello with role %s",
@@ -244,7 +288,10 @@ a_n_hello(struct handoff *h)
 		    "successor");
 	ack.u.HELLO_ACK.proto_version = v;
 	ack.u.HELLO_ACK.handoff_id = h->id;
-	send_to(h, h->n, &ack);
+	xfer_n = xfer_pair(h, m);
+	send_fd(h, h->n, &ack, xfer_n);
+	if (xfer_n >= 0)
+		close(xfer_n);
 	h->res.spawn_ms = lap(h);
 	CRASHPOINT(s_after_n_hello);
 	if (journal(h, "draining") < 0)
@@ -253,7 +300,8 @@ a_n_hello(struct handoff *h)
 	prep.u.PREPARE_HANDOFF.successor_pid = (uint32_t)h->n_pid;
 	prep.u.PREPARE_HANDOFF.deadline_ms = remaining(h);
 	prep.u.PREPARE_HANDOFF.drain_grace_ms = h->p.drain_grace_ms;
-	send_to(h, h->o, &prep);
+	send_fd(h, h->o, &prep, h->xfer_o);
+	handoff_close_xfer(h);
 	CRASHPOINT(s_after_prepare_sent);
 	handoff_arm(h, min_u64(h->p.drain_grace_ms, remaining(h)) +
 	    WIRE_SLACK_MS, true);

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -148,6 +149,55 @@ round_trip(int fd, const struct msg *m, uint16_t want)
 	r = f.m.type == want ? 0 : -EPROTO;
 	frame_release(&f);
 	return r;
+}
+
+/*
+ * --hold N: N more connections, each answered once (STATUS), then left
+ * idle for the run and asked again at its end: an upgrade that closes an
+ * established connection shows up in held_closed.
+ */
+static int *
+hold_open(const char *path, unsigned n)
+{
+	struct msg st = { .type = MSG_STATUS };
+	struct rlimit rl;
+	unsigned i;
+	int *fds;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	fds = calloc(n ? n : 1, sizeof(*fds));
+	if (!fds)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		fds[i] = wire_connect(path, CONNECT_MS);
+		if (fds[i] < 0 || round_trip(fds[i], &st, MSG_STATUS_REPLY) < 0) {
+			fprintf(stderr, "baton-load: --hold: connection %u: %s\n",
+			    i, fds[i] < 0 ? strerror(-fds[i]) : "no answer");
+			while (i-- > 0)
+				close(fds[i]);
+			free(fds);
+			return NULL;
+		}
+	}
+	return fds;
+}
+
+/* Ask each held connection again; how many no longer answer. */
+static unsigned
+hold_check(int *fds, unsigned n)
+{
+	struct msg st = { .type = MSG_STATUS };
+	unsigned i, closed = 0;
+
+	for (i = 0; i < n; i++) {
+		closed += round_trip(fds[i], &st, MSG_STATUS_REPLY) < 0;
+		close(fds[i]);
+	}
+	free(fds);
+	return closed;
 }
 
 static int
@@ -523,7 +573,8 @@ usage(FILE *f)
 "usage: baton-load (--socket PATH | --http HOST:PORT | --http-unix PATH)\n"
 "                  [--seconds N] [--count N] [--workers N]\n"
 "                  [--mix status|ns|create] [--namespaces LIST]\n"
-"                  [--id-prefix STR] [--persistent] [--trace FILE] [--json]\n"
+"                  [--id-prefix STR] [--persistent] [--hold N]\n"
+"                  [--trace FILE] [--json]\n"
 "\n"
 "Closed-loop load: each worker sends a request, waits for the answer and\n"
 "sends the next, until N seconds pass (default 10; 0 = until SIGINT or\n"
@@ -540,6 +591,9 @@ usage(FILE *f)
 "  --persistent      one connection per worker (HTTP keep-alive); a\n"
 "                    request whose reused connection closes unanswered is\n"
 "                    retried once on a new one and counted as retried\n"
+"  --hold N          N more connections, answered once and kept idle for\n"
+"                    the run, then asked again: held_closed counts those\n"
+"                    the server closed meanwhile (--socket only)\n"
 "  --workers N       concurrent clients, 1..%d (default 1)\n"
 "  --trace FILE      one line per request: start_us end_us ok outcome\n"
 "                    (CLOCK_MONOTONIC microseconds; outcome is ok,\n"
@@ -564,6 +618,7 @@ main(int argc, char **argv)
 		{ "namespaces", required_argument, NULL, 'n' },
 		{ "id-prefix", required_argument, NULL, 'i' },
 		{ "persistent", no_argument, NULL, 'p' },
+		{ "hold", required_argument, NULL, 'o' },
 		{ "trace", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -578,6 +633,8 @@ main(int argc, char **argv)
 	const char *trace = NULL;
 	int seconds = 10, nw = 1, i, c, rc = 0;
 	bool json = false, mix_set = false;
+	unsigned hold = 0, held_closed = 0;
+	int *held = NULL;
 	uint64_t ok = 0, failed = 0, refused = 0, reset = 0, timeout = 0;
 	uint64_t retried = 0, t0, el;
 	uint64_t *lat = NULL;
@@ -613,6 +670,7 @@ main(int argc, char **argv)
 			break;
 		case 'i': t.id_prefix = optarg; break;
 		case 'p': t.persistent = true; break;
+		case 'o': hold = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'T': trace = optarg; break;
 		case 'j': json = true; break;
 		case 'h': usage(stdout); return 0;
@@ -645,6 +703,12 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	if (hold > 0 && (!sock || hold > 100000)) {
+		usage(stderr);
+		return 64;
+	}
+	if (hold > 0 && !(held = hold_open(sock, hold)))
+		return 69;
 	t0 = clock_mono_ms();
 	for (i = 0; i < nw; i++) {
 		ws[i] = (struct worker){ .id = i, .t = &t };
@@ -667,6 +731,8 @@ main(int argc, char **argv)
 	for (i = 0; i < nw; i++)
 		pthread_join(ws[i].th, NULL);
 	el = clock_mono_ms() - t0;
+	if (held)
+		held_closed = hold_check(held, hold);
 	for (i = 0; i < nw; i++) {
 		ok += ws[i].ok;
 		failed += ws[i].failed;
@@ -704,12 +770,13 @@ main(int argc, char **argv)
 		    ",\"refused\":%" PRIu64 ",\"reset\":%" PRIu64
 		    ",\"timeout\":%" PRIu64 ",\"retried\":%" PRIu64
 		    ",\"rps\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-		    "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"trace_truncated\":%s}\n",
+		    "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"trace_truncated\":%s,"
+		    "\"held\":%u,\"held_closed\":%u}\n",
 		    (double)el / 1000.0, nw, t.persistent ? "true" : "false",
 		    ok, failed, refused, reset, timeout, retried, rps,
 		    pct_ms(lat, n, 0.5), pct_ms(lat, n, 0.99),
 		    pct_ms(lat, n, 0.999), n ? (double)lat[n - 1] / 1000.0 : 0.0,
-		    truncated ? "true" : "false");
+		    truncated ? "true" : "false", hold, held_closed);
 	} else {
 		printf("requests  %" PRIu64 " answered, %" PRIu64 " failed "
 		    "(%" PRIu64 " refused, %" PRIu64 " reset, %" PRIu64
@@ -719,6 +786,9 @@ main(int argc, char **argv)
 		printf("latency   p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max "
 		    "%.3f ms\n", pct_ms(lat, n, 0.5), pct_ms(lat, n, 0.99),
 		    pct_ms(lat, n, 0.999), n ? (double)lat[n - 1] / 1000.0 : 0.0);
+		if (hold)
+			printf("held      %u connections, %u closed by the "
+			    "server\n", hold, held_closed);
 		for (i = 0; i < nw; i++)
 			if (ws[i].first_error[0]) {
 				printf("first error (worker %d): %s\n", i,
@@ -732,5 +802,5 @@ main(int argc, char **argv)
 	free(lat);
 	if (rc)
 		return rc;
-	return failed ? 1 : 0;
+	return failed || held_closed ? 1 : 0;
 }

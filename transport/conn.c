@@ -704,3 +704,142 @@ conn_peer(const struct conn *c, pid_t *pid, uid_t *uid, gid_t *gid)
 	if (gid != NULL)
 		*gid = c->peer_gid;
 }
+
+/* ---- moving a connection to another process ---- */
+
+void
+conn_moved_free(struct conn_moved *m)
+{
+	if (m == NULL)
+		return;
+	if (m->fd >= 0)
+		close(m->fd);
+	m->fd = -1;
+	free(m->unread);
+	free(m->unsent);
+	m->unread = m->unsent = NULL;
+	m->unread_len = m->unsent_len = 0;
+}
+
+int
+conn_export(struct conn *c, struct conn_moved *ret)
+{
+	struct conn_moved m = { .fd = -1 };
+	struct outframe *o;
+	size_t n = 0;
+	int r;
+
+	if (c->closed || c->draining || c->rejected)
+		return -EPIPE;
+	if (c->rnfds > 0)
+		return -EBUSY;
+	for (o = c->head; o != NULL; o = o->next) {
+		if (o->off == 0 && o->nfds > 0)
+			return -EBUSY;
+		n += o->len - o->off;
+	}
+	m.unread_len = c->hdr_got + c->body_got;
+	if (m.unread_len > 0) {
+		m.unread = malloc(m.unread_len);
+		if (m.unread == NULL)
+			goto nomem;
+		memcpy(m.unread, c->hdr, c->hdr_got);
+		if (c->body_got > 0)
+			memcpy(m.unread + c->hdr_got, c->body, c->body_got);
+	}
+	if (n > 0) {
+		m.unsent = malloc(n);
+		if (m.unsent == NULL)
+			goto nomem;
+		for (o = c->head; o != NULL; o = o->next) {
+			memcpy(m.unsent + m.unsent_len, o->buf + o->off,
+			    o->len - o->off);
+			m.unsent_len += o->len - o->off;
+		}
+	}
+	m.fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 3);
+	if (m.fd < 0) {
+		r = -errno;
+		conn_moved_free(&m);
+		return r;
+	}
+	conn_close(c);
+	*ret = m;
+	return 0;
+nomem:
+	conn_moved_free(&m);
+	return -ENOMEM;
+}
+
+/* Feed the exporter's partial frame into a fresh conn's read state. */
+static int
+import_unread(struct conn *c, const uint8_t *p, size_t len)
+{
+	char why[128];
+	size_t k;
+
+	k = len < FRAME_HEADER_SIZE ? len : FRAME_HEADER_SIZE;
+	memcpy(c->hdr, p, k);
+	c->hdr_got = k;
+	if (k < FRAME_HEADER_SIZE)
+		return 0;
+	/* A moved conn carries no fds in its partial frame (export checks). */
+	if (check_header(c, why, sizeof(why)) < 0 ||
+	    len - k >= (size_t)c->h.body_len) {
+		read_reset(c);
+		return -EBADMSG;
+	}
+	if (len > k)
+		memcpy(c->body, p + k, len - k);
+	c->body_got = len - k;
+	return 0;
+}
+
+int
+conn_import(uv_loop_t *loop, struct conn_moved *m,
+    const struct conn_opts *opts, bool paused, conn_frame_cb frame_cb,
+    conn_close_cb close_cb, void *data, struct conn **ret)
+{
+	struct outframe *o = NULL;
+	struct conn *c;
+	unsigned i;
+	int fd = m->fd, r;
+
+	m->fd = -1;
+	if (m->unsent_len > 0) {
+		o = calloc(1, sizeof(*o));
+		if (o == NULL) {
+			close(fd);
+			conn_moved_free(m);
+			return -ENOMEM;
+		}
+		for (i = 0; i < FRAME_MAX_FDS; i++)
+			o->fds[i] = -1;
+		o->buf = m->unsent;
+		o->len = m->unsent_len;
+		m->unsent = NULL;
+	}
+	r = conn_open(loop, fd, opts, frame_cb, close_cb, data, &c);
+	if (r < 0) {
+		outframe_free(o);
+		conn_moved_free(m);
+		return r;
+	}
+	c->paused = paused;
+	if (m->unread_len > 0 && import_unread(c, m->unread, m->unread_len) < 0) {
+		c->close_cb = NULL;	/* never the owner's: not yet returned */
+		conn_close(c);
+		outframe_free(o);
+		conn_moved_free(m);
+		return -EBADMSG;
+	}
+	if (o != NULL) {
+		*c->tailp = o;
+		c->tailp = &o->next;
+		c->queued += o->len;
+	}
+	conn_moved_free(m);
+	update_poll(c);
+	*ret = c;
+	return 0;
+}

@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "proto/frame.h"
@@ -95,6 +96,45 @@ void conn_close_after_flush(struct conn *c);
  * proto_strerror(err)) is cut at 255 bytes.  Only the first call counts.
  */
 void conn_reject(struct conn *c, int err, const char *message);
+
+/*
+ * Moving a connection to another process (docs/PROTOCOL.md, "Moving
+ * connections").  What the server side held between two frames: the
+ * socket, the bytes of a frame read only in part, and the bytes queued
+ * but not yet sent.  Every field is owned by the struct.
+ */
+struct conn_moved {
+	int fd;			/* a duplicate of the socket (CLOEXEC) */
+	uint8_t *unread;	/* less than one frame, header first */
+	size_t unread_len;
+	uint8_t *unsent;	/* whole frames but the first, which may be
+				 * cut at its front (bytes already sent) */
+	size_t unsent_len;
+};
+
+/* Close the socket and free the bytes; fd -1 and NULLs after. */
+void conn_moved_free(struct conn_moved *m);
+
+/*
+ * Take what c holds into *ret (a duplicate of the socket, copies of the
+ * bytes) and close c: close_cb(c, 0) follows, but the peer sees nothing
+ * because *ret still holds the socket.  Fails, leaving c as it was, with
+ * -EBUSY when a queued frame still carries fds or a partial read holds
+ * fds (they cannot be moved in a byte stream), -EPIPE once c is closing,
+ * or -errno.
+ */
+int conn_export(struct conn *c, struct conn_moved *ret);
+
+/*
+ * The reverse, in this process: open a conn on m->fd and carry on where
+ * the exporter stopped: unread bytes are the start of the next frame,
+ * unsent bytes go out first.  Takes *m (emptied) on success and on
+ * failure.  -EBADMSG when unread would complete a frame or holds a
+ * header this conn refuses.  Reading starts paused when paused is set.
+ */
+int conn_import(uv_loop_t *loop, struct conn_moved *m,
+    const struct conn_opts *opts, bool paused, conn_frame_cb frame_cb,
+    conn_close_cb close_cb, void *data, struct conn **ret);
 
 size_t conn_queued(const struct conn *c);
 int conn_fd(const struct conn *c);

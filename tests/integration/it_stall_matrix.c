@@ -69,8 +69,9 @@ static const char *const deadline_args[] = { "--deadline-ms", DEADLINE,
 /* One point per phase and role for the round inside `make check`. */
 static const char *const short_round[] = {
 	"s-after-seal-request-sent", "s-after-begin-sent", "s-after-ready-recv",
-	"o-inside-seal", "o-after-seal-complete-sent", "n-after-lock",
-	"n-before-announce-ready", "j-after-tmp-fsync", "p-after-pin", NULL,
+	"o-inside-seal", "o-after-conns-sent", "o-after-seal-complete-sent",
+	"n-after-lock", "n-before-announce-ready", "j-after-tmp-fsync",
+	"p-after-pin", NULL,
 };
 
 /*
@@ -443,9 +444,13 @@ int
 main(int argc, char **argv)
 {
 	const char *env = getenv("BATON_STALL_TABLE");
+	char mine[64];
+
+	/* Parallel runs (other checkouts) must not share one table. */
+	snprintf(mine, sizeof(mine), "/tmp/baton-stall-matrix.%d.txt", (int)getpid());
 
 	itm_register(stall_case, 90, itm_rounds("BATON_STALL_ROUNDS", 1, 8),
 	    getenv("BATON_STALL_FULL") ? NULL : short_round,
-	    env ? env : "/tmp/baton-stall-matrix.txt");
+	    env ? env : mine);
 	return tap_main(argc, argv);
 }

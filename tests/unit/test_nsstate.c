@@ -107,13 +107,29 @@ TEST(event_log_stamps_wraps_and_round_trips)
 		snprintf(id, sizeof(id), "ev-%u", i);
 		require(nsstate_event_add(&t, id) == 0, "add %u", i);
 		check_eq(nsstate_event(&t, t.ev_n - 1)->seq, 0);
-		nsstate_event_stamp(&t, 100 + i);
+		check_eq(nsstate_event_stamp(&t, 99 + i), 100 + i);
 	}
 	check_eq(t.ev_n, NSSTATE_EVENTS_MAX);
 	/* ev-0..ev-9 (seq 100..109) were dropped: the floor is 109. */
 	check_eq(t.ev_floor, 109);
 	check(strcmp(nsstate_event(&t, 0)->id, "ev-10") == 0, "oldest kept");
 	check_eq(nsstate_event(&t, 0)->seq, 110);
+	/* Two ended in one write: each its own seq, oldest first. */
+	require(nsstate_event_add(&t, "a") == 0 &&
+	    nsstate_event_add(&t, "b") == 0, "add two");
+	check_eq(nsstate_event_stamp(&t, 4000), 4002);
+	check_eq(nsstate_event_seq(&t, "a"), 4001);
+	check_eq(nsstate_event_seq(&t, "b"), 4002);
+	check_eq(nsstate_event_stamp(&t, 4002), 4002);
+	/* A write that was never encoded takes its stamps back. */
+	require(nsstate_event_add(&t, "c") == 0, "add c");
+	check_eq(nsstate_event_stamp(&t, 4002), 4003);
+	nsstate_event_unstamp(&t, 4002);
+	check_eq(nsstate_event_seq(&t, "c"), 0);
+	check_eq(nsstate_event_seq(&t, "b"), 4002);
+	nsstate_event_undo(&t, "c");
+	nsstate_event_undo(&t, "b");
+	nsstate_event_undo(&t, "a");
 	require(nsstate_event_add(&t, "undone") == 0, "add");
 	nsstate_event_stamp(&t, 5000);
 	nsstate_event_undo(&t, "undone");

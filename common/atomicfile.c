@@ -149,15 +149,17 @@ fsync_dir_of(const char *path)
 }
 
 /*
- * temp file, write hdr and data, fsync, rename, fsync the directory.
- * Crash points only on checksummed writes (the journal and the table).
+ * temp file, write hdr and data, fsync, rename, fsync the directory
+ * (without the fsyncs when !sync: atomic against a crash of any process,
+ * not against a power loss).  Crash points only on durable checksummed
+ * writes (the journal and the table).
  */
 static int
 write_durable(const char *path, const uint8_t *hdr, size_t hlen,
-    const void *data, size_t len, mode_t mode)
+    const void *data, size_t len, mode_t mode, bool sync)
 {
 	char tmp[PATH_MAX];
-	bool created = false, cp = hdr != NULL;
+	bool created = false, cp = hdr != NULL && sync;
 	int fd = -1, r, n;
 
 	n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
@@ -185,7 +187,7 @@ write_durable(const char *path, const uint8_t *hdr, size_t hlen,
 		goto out;
 	if (cp)
 		CRASHPOINT(j_after_tmp_write);
-	if (fsync(fd) < 0) {
+	if (sync && fsync(fd) < 0) {
 		r = -errno;
 		goto out;
 	}
@@ -202,7 +204,7 @@ write_durable(const char *path, const uint8_t *hdr, size_t hlen,
 	created = false;
 	if (cp)
 		CRASHPOINT(j_after_rename);
-	r = fsync_dir_of(path);
+	r = sync ? fsync_dir_of(path) : 0;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -211,9 +213,9 @@ out:
 	return r;
 }
 
-int
-atomicfile_write_sum(const char *path, const void *data, size_t len,
-    mode_t mode, uint8_t ret_sum[ATOMICFILE_SUM_LEN])
+static int
+write_sum(const char *path, const void *data, size_t len, mode_t mode,
+    uint8_t ret_sum[ATOMICFILE_SUM_LEN], bool sync)
 {
 	uint8_t hdr[AF_HDR];
 	int r;
@@ -226,10 +228,24 @@ atomicfile_write_sum(const char *path, const void *data, size_t len,
 	be_put32(hdr + 4, AF_VERSION);
 	put_be64(hdr + 8, len);
 	digest(len ? data : "", len, hdr + 16);
-	r = write_durable(path, hdr, sizeof(hdr), data, len, mode);
+	r = write_durable(path, hdr, sizeof(hdr), data, len, mode, sync);
 	if (r == 0 && ret_sum)
 		memcpy(ret_sum, hdr + 16, ATOMICFILE_SUM_LEN);
 	return r;
+}
+
+int
+atomicfile_write_sum(const char *path, const void *data, size_t len,
+    mode_t mode, uint8_t ret_sum[ATOMICFILE_SUM_LEN])
+{
+	return write_sum(path, data, len, mode, ret_sum, true);
+}
+
+int
+atomicfile_write_nosync(const char *path, const void *data, size_t len,
+    mode_t mode)
+{
+	return write_sum(path, data, len, mode, NULL, false);
 }
 
 int
@@ -254,7 +270,7 @@ atomicfile_write_plain(const char *path, const void *data, size_t len,
 		return -EINVAL;
 	if (len > ATOMICFILE_MAX)
 		return -EFBIG;
-	return write_durable(path, NULL, 0, data, len, mode);
+	return write_durable(path, NULL, 0, data, len, mode, true);
 }
 
 int

@@ -25,6 +25,15 @@ int atomicfile_write_sum(const char *path, const void *data, size_t len,
     mode_t mode, uint8_t ret_sum[ATOMICFILE_SUM_LEN]);
 
 /*
+ * The same file, atomic (a reader sees the old one or the new one, whole
+ * and checksummed) but not waited to the disk: survives the crash of any
+ * process, not a power loss.  For records no recovery decision after a
+ * power loss depends on (a power loss ends every process anyway).
+ */
+int atomicfile_write_nosync(const char *path, const void *data, size_t len,
+    mode_t mode);
+
+/*
  * The same durable steps for a small text file readers take as it is
  * (pidfile, readiness file): no header, no checksum, no crash points.
  */

@@ -436,6 +436,21 @@ nsserver_bump_generation(struct nsserver *s)
 	return r;
 }
 
+int
+nsserver_bump_generation_async(struct nsserver *s,
+    void (*done)(void *data, int err), void *data)
+{
+	int r;
+
+	if (s->sealed)
+		return -EROFS;
+	s->t.generation++;
+	r = nss_persist_async(s, done, data);
+	if (r < 0)
+		s->t.generation--;
+	return r;
+}
+
 unsigned
 nsserver_count(const struct nsserver *s)
 {

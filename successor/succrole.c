@@ -115,6 +115,33 @@ a_hello_ack(struct agent *a)
 	return NST_WAIT_BEGIN;
 }
 
+/*
+ * The generation bump is durable (or failed).  Moved connections only
+ * now: the bump on disk tells a resuming incumbent that its copies are no
+ * longer its own (connxfer.h).
+ */
+static void
+generation_durable_cb(void *data, int err)
+{
+	struct agent *a = data;
+	int n;
+
+	if (err < 0)
+		log_warn("successor.generation", proto_strerror(err),
+		    "moved connections are closed");
+	if (!a->xin)
+		return;
+	if (err < 0 || !a->ns) {
+		connxfer_in_free(a->xin);
+		a->xin = NULL;
+		return;
+	}
+	n = connxfer_in_adopt(a->xin, a->ns, clock_mono_ms() + XFER_WAIT_MS);
+	a->xin = NULL;
+	if (n >= 0)
+		log_info("successor.conns_adopted", NULL, "conns=%d", n);
+}
+
 /* Take the lock, load, check against BEGIN, serve, READY. */
 static enum nstate
 do_begin(struct agent *a)
@@ -164,22 +191,17 @@ do_begin(struct agent *a)
 		a->lock = NULL;
 		return successor_fail(a, "state mismatch");
 	}
-	rc = nsserver_bump_generation(a->ns);
-	if (rc < 0)
-		log_warn("successor.generation", proto_strerror(rc), NULL);
 	/*
-	 * Moved connections only with the bump durable: it tells a resuming
-	 * incumbent that its copies are no longer its own (connxfer.h).
+	 * The generation goes to disk with the writer, off this path: new
+	 * connections are served at once, moved ones once it is durable
+	 * (generation_durable_cb).
 	 */
-	if (a->xin && rc == 0) {
-		rc = connxfer_in_adopt(a->xin, a->ns, clock_mono_ms() +
-		    XFER_WAIT_MS);
-		if (rc >= 0)
-			log_info("successor.conns_adopted", NULL, "conns=%d", rc);
-	} else if (a->xin) {
+	rc = nsserver_bump_generation_async(a->ns, generation_durable_cb, a);
+	if (rc < 0) {
+		log_warn("successor.generation", proto_strerror(rc), NULL);
 		connxfer_in_free(a->xin);
+		a->xin = NULL;
 	}
-	a->xin = NULL;
 	rc = nsserver_start(a->ns, a->ns_fd);
 	if (rc < 0) {
 		lock_release(a->lock);

@@ -21,7 +21,11 @@
  * - a journal record that guards a recovery decision and cannot be
  *   written aborts the handoff before the step it guards;
  * - every phase is in the journal before the step it guards, and the
- *   journal is cleared (last outcome kept) when the handoff ends.
+ *   journal is cleared (last outcome kept) when the handoff ends;
+ * - what recovery acts on (the handoff's processes and binaries) is on
+ *   disk before the step it guards; a record that only renames the phase
+ *   (draining, sealing, beginning, ...) is written atomically without
+ *   waiting for the disk, so no fsync lies between PREPARE and BEGIN.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -73,11 +77,20 @@ journal(struct handoff *h, const char *phase)
 {
 	int r;
 
+	bool sync;
+
 	snprintf(h->jr.phase, sizeof(h->jr.phase), "%s", phase);
 	h->jr.successor_pid = h->n_pid;
 	if (handoff_ht_bits)
 		return 0;
-	r = journal_write(h->env.journal, &h->jr);
+	/* Durable when it names a process the last durable one did not. */
+	sync = !h->jr_durable || h->jr_durable_n != h->n_pid;
+	r = sync ? journal_write(h->env.journal, &h->jr) :
+	    journal_note(h->env.journal, &h->jr);
+	if (r == 0 && sync) {
+		h->jr_durable = true;
+		h->jr_durable_n = h->n_pid;
+	}
 	if (r < 0)
 		log_error("journal.write", proto_strerror(r), "handoff_id=%s "
 		    "phase=%s path=%s", h->id, phase, h->env.journal);

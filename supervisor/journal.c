@@ -16,8 +16,8 @@
 
 #define JOURNAL_MAX 65536
 
-int
-journal_write(const char *path, struct journal_rec *r)
+static int
+write_rec(const char *path, struct journal_rec *r, bool sync)
 {
 	struct msg m = { .type = MSG_JOURNAL_RECORD };
 	uint8_t *buf = NULL;
@@ -36,9 +36,22 @@ journal_write(const char *path, struct journal_rec *r)
 	rc = msg_encode(&m, &buf, &len);
 	if (rc < 0)
 		return rc;
-	rc = atomicfile_write(path, buf, len, 0600);
+	rc = sync ? atomicfile_write(path, buf, len, 0600) :
+	    atomicfile_write_nosync(path, buf, len, 0600);
 	free(buf);
 	return rc;
+}
+
+int
+journal_write(const char *path, struct journal_rec *r)
+{
+	return write_rec(path, r, true);
+}
+
+int
+journal_note(const char *path, struct journal_rec *r)
+{
+	return write_rec(path, r, false);
 }
 
 int

@@ -139,6 +139,21 @@ TEST(roundtrip)
 	teardown();
 }
 
+/* The same file, not waited to the disk: same format, same reader. */
+TEST(nosync_writes_the_same_file)
+{
+	static const char a[] = "phase draining", b[] = "phase sealing";
+	char raw[4];
+
+	setup();
+	check_eq(atomicfile_write(path, a, sizeof(a), 0600), 0);
+	check_eq(atomicfile_write_nosync(path, b, sizeof(b), 0600), 0);
+	check(reads_as(b, sizeof(b)), "the newer payload comes back");
+	get_raw(raw, sizeof(raw));
+	check(memcmp(raw, "BTNF", 4) == 0, "magic on disk");
+	check_eq(count_tmp(), 0);
+}
+
 TEST(missing_and_limits)
 {
 	char payload[100];

@@ -12,12 +12,13 @@ n_up=${2:-5}
 root=$(mktemp -d /tmp/baton-demo.XXXXXX)
 ctl="$bin/batonctl --root $root"
 sup_pid=""
-load_pid=""
+load_pid="" held_pid=""
 
 say() { printf '\n== %s\n' "$*"; }
 
 cleanup() {
 	[ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null || true
+	[ -n "$held_pid" ] && kill "$held_pid" 2>/dev/null || true
 	if [ -n "$sup_pid" ] && kill -0 "$sup_pid" 2>/dev/null; then
 		kill -TERM "$sup_pid"
 		wait "$sup_pid" 2>/dev/null || true
@@ -83,6 +84,11 @@ say "client load on the namespace socket during $n_up live upgrades"
 "$bin/baton-load" --socket "$root/run/pact/handoff.sock" --seconds 0 \
     --workers 2 >"$root/load.out" 2>&1 &
 load_pid=$!
+# A persistent client, and 100 connections held open and idle: they move
+# from each agent to the next (docs/PROTOCOL.md, "Moving connections").
+"$bin/baton-load" --socket "$root/run/pact/handoff.sock" --seconds 0 \
+    --persistent --hold 100 >"$root/held.out" 2>&1 &
+held_pid=$!
 sleep 0.5
 
 printf '%-4s %-36s %-11s %8s %8s %6s %6s %6s %6s %7s\n' "#" handoff outcome \
@@ -111,11 +117,14 @@ say "one more upgrade after the rollback"
 $ctl upgrade | head -1
 
 sleep 0.3
-kill -INT "$load_pid"
+kill -INT "$load_pid" "$held_pid"
 wait "$load_pid" 2>/dev/null || true
-load_pid=""
+wait "$held_pid" 2>/dev/null || true
+load_pid="" held_pid=""
 say "client results (requests sent throughout every upgrade)"
 cat "$root/load.out"
+say "one persistent client and 100 idle connections kept through every upgrade (none may be retried or closed)"
+cat "$root/held.out"
 
 if [ "$allocs" -gt 0 ]; then
 	say "allocations survived every handoff (same namespace inodes)"

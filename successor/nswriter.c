@@ -3,8 +3,10 @@
  *
  * Loop side: `queue` holds the changes not yet in a write; `inflight`
  * those in the write the thread is doing.  When a write ends (uv_async),
- * the loop reports it (ops->written), runs the inflight callbacks, and
- * starts the next write if the queue is not empty.
+ * the loop reports it (ops->written), runs the inflight callbacks, then
+ * what waited for a moment between writes (`between`: forks of the
+ * namespace helper), and starts the next write if the queue is not
+ * empty.
  *
  * Thread side: waits for a job under `mu`, writes it without the lock,
  * posts the result under the lock and wakes the loop.  It makes system
@@ -37,6 +39,12 @@ struct clist {
 	unsigned n;
 };
 
+struct between {
+	nswriter_between_fn fn;
+	void *arg;
+	struct between *next;
+};
+
 struct nswriter {
 	uv_loop_t *loop;
 	char *path;
@@ -46,6 +54,7 @@ struct nswriter {
 
 	struct clist queue;	/* changes waiting for a write */
 	struct clist inflight;	/* changes in the write in flight */
+	struct between *between, **between_tail; /* waiting for no write */
 	bool busy;		/* a write is in flight */
 	bool firing;		/* running callbacks: start no write yet */
 
@@ -157,6 +166,24 @@ writer_main(void *p)
 
 static void start_write(struct nswriter *w);
 
+/* Run (and free) what waited for a moment with no write in flight. */
+static void
+run_between(struct nswriter *w, int err)
+{
+	struct between *b;
+	bool was = w->firing;
+
+	w->firing = true;	/* no write starts before all of them ran */
+	while ((b = w->between)) {
+		w->between = b->next;
+		if (!w->between)
+			w->between_tail = &w->between;
+		b->fn(b->arg, err);
+		free(b);
+	}
+	w->firing = was;
+}
+
 /* The write in flight ended (loop thread): report, answer, go on. */
 static void
 complete(struct nswriter *w, int err, const uint8_t *digest)
@@ -167,6 +194,7 @@ complete(struct nswriter *w, int err, const uint8_t *digest)
 	w->busy = false;
 	w->ops.written(w->data, err, digest);
 	clist_fire(w, &done, err);
+	run_between(w, 0);
 	start_write(w);
 }
 
@@ -246,6 +274,7 @@ nswriter_new(uv_loop_t *loop, const char *path,
 	w->data = data;
 	clist_init(&w->queue);
 	clist_init(&w->inflight);
+	w->between_tail = &w->between;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	r = uv_async_init(loop, &w->async, async_cb);
@@ -288,6 +317,31 @@ nswriter_pending(const struct nswriter *w)
 	return w->queue.n + w->inflight.n;
 }
 
+bool
+nswriter_busy(const struct nswriter *w)
+{
+	return w->busy;
+}
+
+int
+nswriter_between(struct nswriter *w, nswriter_between_fn fn, void *arg)
+{
+	struct between *b;
+
+	if (!w->busy) {
+		fn(arg, 0);
+		return 0;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->fn = fn;
+	b->arg = arg;
+	*w->between_tail = b;
+	w->between_tail = &b->next;
+	return 0;
+}
+
 int
 nswriter_flush_sync(struct nswriter *w, int force)
 {
@@ -310,6 +364,7 @@ nswriter_flush_sync(struct nswriter *w, int force)
 	free(buf);
 	w->ops.written(w->data, r, r == 0 ? digest : NULL);
 	clist_fire(w, &done, r);
+	run_between(w, 0);
 	start_write(w);
 	return r;
 }
@@ -328,6 +383,7 @@ nswriter_free(struct nswriter *w)
 {
 	if (!w)
 		return;
+	run_between(w, -ECANCELED);	/* nothing is forked any more */
 	while (w->busy)
 		(void)reap(w, true);
 	pthread_mutex_lock(&w->mu);

@@ -9,7 +9,9 @@
 static void notify_subscribers(struct nsserver *s, const char *id,
     uint64_t seq);
 static void remember_dying(struct nsserver *s, pid_t pid);
-static void undo_on_host(struct nsserver *s, struct ns_alloc *a);
+static void undo_on_host(struct nsserver *s, struct ns_alloc *a,
+    int pins_err);
+static void undo_pins_post(void *arg);
 static void keep_alloc(struct nsserver *s, struct ns_alloc *a);
 static void release_durable(void *arg, int err);
 static void creation_durable(void *arg, int err);
@@ -117,16 +119,22 @@ remember_dying(struct nsserver *s, pid_t pid)
 	s->dying[s->ndying++] = pid;
 }
 
-/* Undo the allocation on the host (pins, init, watch); the table is untouched. */
+/*
+ * Undo the allocation on the host (pins, init, watch); the table is
+ * untouched.  pins_err: the pins and init were undone already (by the
+ * writer thread, undo_pins_post()) with this result; 1: not yet.
+ */
 static void
-undo_on_host(struct nsserver *s, struct ns_alloc *a)
+undo_on_host(struct nsserver *s, struct ns_alloc *a, int pins_err)
 {
-	int r;
+	int r = pins_err;
 
 	if (a->cg_wd >= 0 && s->ino_fd >= 0)
 		(void)inotify_rm_watch(s->ino_fd, a->cg_wd);
 	a->cg_wd = -1;
-	r = nsprov_destroy(s->pin_dir, a->id, a->reaper, a->ino[NSK_PID]);
+	if (r > 0)
+		r = nsprov_destroy(s->pin_dir, a->id, a->reaper,
+		    a->ino[NSK_PID]);
 	if (r < 0)
 		log_warn("ns.destroy", strerror(-r), "allocation_id=%s",
 		    a->id);
@@ -140,7 +148,7 @@ undo_on_host(struct nsserver *s, struct ns_alloc *a)
 void
 nss_destroy_alloc(struct nsserver *s, struct ns_alloc *a)
 {
-	undo_on_host(s, a);
+	undo_on_host(s, a, 1);
 	nsstate_remove(&s->t, a);
 }
 
@@ -161,7 +169,7 @@ keep_alloc(struct nsserver *s, struct ns_alloc *a)
 {
 	if (nsstate_insert(&s->t, a) < 0) {
 		/* Cannot keep it in memory either: undo it fully. */
-		undo_on_host(s, a);
+		undo_on_host(s, a, 1);
 		nsstate_alloc_free(a);
 		return;
 	}
@@ -193,7 +201,7 @@ release_durable(void *arg, int err)
 	} else {
 		uint64_t t0 = clock_mono_us();
 
-		undo_on_host(s, a);
+		undo_on_host(s, a, rel->pins_undone ? rel->pins_err : 1);
 		nsstate_alloc_free(a);
 		/* undo_us: the host's undo, on the loop (docs/BENCH.md) */
 		log_info("ns.release", NULL, "allocation_id=%s reason=%s "
@@ -209,8 +217,27 @@ release_durable(void *arg, int err)
 }
 
 /*
+ * On the writer thread, right after the write that made the release
+ * durable: detach the pins and kill the init there, not on the loop (a
+ * detach waits for the kernel; the loop serves meanwhile).  System calls
+ * only (nswriter_change_post); the loop leaves rel->a alone until
+ * release_durable().
+ */
+static void
+undo_pins_post(void *arg)
+{
+	struct release *rel = arg;
+	struct ns_alloc *a = rel->a;
+
+	rel->pins_err = nsprov_destroy(rel->s->pin_dir, a->id, a->reaper,
+	    a->ino[NSK_PID]);
+	rel->pins_undone = true;
+}
+
+/*
  * Release: the table without it is made durable first, then the host is
- * undone, subscribers told and cl (may be NULL) answered.  When the write
+ * undone (the pins by the writer thread), subscribers told and cl (may
+ * be NULL) answered.  When the write
  * fails nothing is undone: the allocation stays and cl gets an error.  A
  * crash between the write and the undo leaves pins no table names: the
  * next load sweeps them.  0, or -errno when the change could not even be
@@ -238,7 +265,8 @@ nss_release_alloc(struct nsserver *s, struct ns_alloc *a, const char *why,
 	/* The event rides the same write as the release itself. */
 	r = nsstate_event_add(&s->t, a->id);
 	if (r == 0) {
-		r = nss_persist_async(s, release_durable, rel);
+		r = s->sealed ? -EROFS : nswriter_change_post(s->wr,
+		    release_durable, rel, undo_pins_post, rel);
 		if (r < 0)
 			nsstate_event_undo(&s->t, a->id);
 	}

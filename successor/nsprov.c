@@ -360,10 +360,17 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 		fail(wfd, -ENAMETOOLONG, "pin path", NULL);
 		_exit(1);
 	}
-	/* A leftover of a creation killed before it could answer. */
-	(void)nsprov_destroy(rq->pin_dir, rq->id, 0, 0);
-	if (mkdir(dir, 0700) < 0) {
-		fail(wfd, -errno, "mkdir", dir);
+	/*
+	 * A leftover of a creation killed before it could answer is undone
+	 * first; only then (mkdir: EEXIST) is it worth the dozen calls.
+	 */
+	r = mkdir(dir, 0700) < 0 ? -errno : 0;
+	if (r == -EEXIST) {
+		(void)nsprov_destroy(rq->pin_dir, rq->id, 0, 0);
+		r = mkdir(dir, 0700) < 0 ? -errno : 0;
+	}
+	if (r < 0) {
+		fail(wfd, r, "mkdir", dir);
 		_exit(1);
 	}
 	for (k = 0; k < NSCLIENT_MAX_NS; k++) {

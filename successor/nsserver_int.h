@@ -153,6 +153,9 @@ struct release {
 	struct client *cl;		/* who asked, NULL when it left or none */
 	char id[NSCLIENT_ID_MAX + 1];
 	char why[24];
+	/* Pins undone by the writer thread once durable (undo_pins_post) */
+	bool pins_undone;
+	int pins_err;
 	struct release *next;
 };
 

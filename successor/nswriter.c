@@ -16,7 +16,10 @@
  * The loop allocates the snapshot and frees it once the write ended.
  * Even system calls can take locks in a library interposed on them (a
  * fault injector, a sanitizer): each write runs under fork_mu, which a
- * fork of the helper takes first (nswriter_fork_lock()).
+ * fork of the helper takes first (nswriter_fork_lock()).  After a
+ * write that succeeded, the thread runs the post hooks of the changes in
+ * it (the host's undo of a release: system calls only) before it posts
+ * the result; the loop does not touch `inflight` until then.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -31,6 +34,8 @@
 struct change {
 	nswriter_done_fn done;
 	void *arg;
+	void (*post)(void *post_arg);	/* on the writing thread, if durable */
+	void *post_arg;
 	struct change *next;
 };
 
@@ -128,6 +133,17 @@ nswriter_fork_unlock(void)
 	pthread_mutex_unlock(&fork_mu);
 }
 
+/* Post hooks of l's changes: l is durable. */
+static void
+run_posts(const struct clist *l)
+{
+	const struct change *c;
+
+	for (c = l->head; c; c = c->next)
+		if (c->post)
+			c->post(c->post_arg);
+}
+
 static void *
 writer_main(void *p)
 {
@@ -149,6 +165,8 @@ writer_main(void *p)
 		/* Every call of the write, and the wake-up, under fork_mu. */
 		pthread_mutex_lock(&fork_mu);
 		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
+		if (r == 0)
+			run_posts(&w->inflight);
 		pthread_mutex_lock(&w->mu);
 		w->written_buf = buf;
 		w->job = NULL;
@@ -298,12 +316,21 @@ fail:
 int
 nswriter_change(struct nswriter *w, nswriter_done_fn done, void *arg)
 {
+	return nswriter_change_post(w, done, arg, NULL, NULL);
+}
+
+int
+nswriter_change_post(struct nswriter *w, nswriter_done_fn done, void *arg,
+    void (*post)(void *post_arg), void *post_arg)
+{
 	struct change *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return -ENOMEM;
 	c->done = done;
 	c->arg = arg;
+	c->post = post;
+	c->post_arg = post_arg;
 	*w->queue.tailp = c;
 	w->queue.tailp = &c->next;
 	w->queue.n++;
@@ -361,6 +388,8 @@ nswriter_flush_sync(struct nswriter *w, int force)
 	r = w->ops.encode(w->data, &buf, &len);
 	if (r == 0)
 		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
+	if (r == 0)
+		run_posts(&done);
 	free(buf);
 	w->ops.written(w->data, r, r == 0 ? digest : NULL);
 	clist_fire(w, &done, r);

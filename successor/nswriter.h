@@ -49,6 +49,16 @@ int nswriter_new(uv_loop_t *loop, const char *path,
  */
 int nswriter_change(struct nswriter *w, nswriter_done_fn done, void *arg);
 
+/*
+ * The same, and post(post_arg) runs once the change is durable, before
+ * done, on the thread that wrote it (the writer thread, or the caller of
+ * nswriter_flush_sync()), never after a failed write.  post makes system
+ * calls only: no allocation, no logging, no libuv; it runs under the fork
+ * lock, and the loop must not touch what it writes until done runs.
+ */
+int nswriter_change_post(struct nswriter *w, nswriter_done_fn done,
+    void *arg, void (*post)(void *post_arg), void *post_arg);
+
 /* Changes not yet durable (queued or in the write in flight). */
 unsigned nswriter_pending(const struct nswriter *w);
 

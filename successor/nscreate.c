@@ -237,8 +237,8 @@ undo_pins_post(void *arg)
 /*
  * Release: the table without it is made durable first, then the host is
  * undone (the pins by the writer thread), subscribers told and cl (may
- * be NULL) answered.  When the write
- * fails nothing is undone: the allocation stays and cl gets an error.  A
+ * be NULL) answered.  When the write fails nothing is undone: the
+ * allocation stays and cl gets an error.  A
  * crash between the write and the undo leaves pins no table names: the
  * next load sweeps them.  0, or -errno when the change could not even be
  * queued (nothing changed then).

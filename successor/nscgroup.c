@@ -214,14 +214,17 @@ again:
 		snprintf(path, sizeof(path), "%s/%s/cgroup.procs", g->dir[i],
 		    id);
 		fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-		/* Another agent's sweep may rmdir it while still empty. */
+		/*
+		 * Another agent's sweep may rmdir it while still empty:
+		 * before the open (ENOENT) or between the open and the
+		 * write (ENODEV, the cgroup is dying).  Make it again.
+		 */
 		if (fd < 0 && errno == ENOENT && ++tries < 3)
 			goto again;
 		if (fd < 0)
 			return -errno;
 		len = snprintf(buf, sizeof(buf), "%d\n", (int)pid);
-		if (write(fd, buf, (size_t)len) != len)
-			r = -errno;
+		r = write(fd, buf, (size_t)len) == len ? 0 : -errno;
 		close(fd);
 		/* ... or between our open and write (a removed cgroup). */
 		if (r == -ENODEV && ++tries < 3) {

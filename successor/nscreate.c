@@ -9,7 +9,9 @@
 static void notify_subscribers(struct nsserver *s, const char *id,
     uint64_t seq);
 static void remember_dying(struct nsserver *s, pid_t pid);
-static void undo_on_host(struct nsserver *s, struct ns_alloc *a);
+static void undo_on_host(struct nsserver *s, struct ns_alloc *a,
+    int pins_err);
+static void undo_pins_post(void *arg);
 static void keep_alloc(struct nsserver *s, struct ns_alloc *a);
 static void release_durable(void *arg, int err);
 static void creation_durable(void *arg, int err);
@@ -121,16 +123,22 @@ remember_dying(struct nsserver *s, pid_t pid)
 	s->dying[s->ndying++] = pid;
 }
 
-/* Undo the allocation on the host (pins, init, watch); the table is untouched. */
+/*
+ * Undo the allocation on the host (pins, init, watch); the table is
+ * untouched.  pins_err: the pins and init were undone already (by the
+ * writer thread, undo_pins_post()) with this result; 1: not yet.
+ */
 static void
-undo_on_host(struct nsserver *s, struct ns_alloc *a)
+undo_on_host(struct nsserver *s, struct ns_alloc *a, int pins_err)
 {
-	int r;
+	int r = pins_err;
 
 	if (a->cg_wd >= 0 && s->ino_fd >= 0)
 		(void)inotify_rm_watch(s->ino_fd, a->cg_wd);
 	a->cg_wd = -1;
-	r = nsprov_destroy(s->pin_dir, a->id, a->reaper, a->ino[NSV_PID]);
+	if (r > 0)
+		r = nsprov_destroy(s->pin_dir, a->id, a->reaper,
+		    a->ino[NSV_PID]);
 	if (r < 0)
 		log_warn("ns.destroy", strerror(-r), "allocation_id=%s",
 		    a->id);
@@ -144,7 +152,7 @@ undo_on_host(struct nsserver *s, struct ns_alloc *a)
 void
 nss_destroy_alloc(struct nsserver *s, struct ns_alloc *a)
 {
-	undo_on_host(s, a);
+	undo_on_host(s, a, 1);
 	nsstate_remove(&s->t, a);
 }
 
@@ -165,7 +173,7 @@ keep_alloc(struct nsserver *s, struct ns_alloc *a)
 {
 	if (nsstate_insert(&s->t, a) < 0) {
 		/* Cannot keep it in memory either: undo it fully. */
-		undo_on_host(s, a);
+		undo_on_host(s, a, 1);
 		nsstate_alloc_free(a);
 		return;
 	}
@@ -196,11 +204,14 @@ release_durable(void *arg, int err)
 		    "reason=%s", id, rel->why);
 	} else {
 		uint64_t seq = nsstate_event_seq(&s->t, id);
+		uint64_t t0 = clock_mono_us();
 
-		undo_on_host(s, a);
+		undo_on_host(s, a, rel->pins_undone ? rel->pins_err : 1);
 		nsstate_alloc_free(a);
+		/* undo_us: the host's undo, on the loop (docs/BENCH.md) */
 		log_info("ns.release", NULL, "allocation_id=%s reason=%s "
-		    "allocations=%u seq=%" PRIu64, id, rel->why, s->t.n, seq);
+		    "allocations=%u seq=%" PRIu64 " undo_us=%" PRIu64, id,
+		    rel->why, s->t.n, seq, clock_mono_us() - t0);
 		notify_subscribers(s, id, seq);
 	}
 	rel->a = NULL;
@@ -211,9 +222,28 @@ release_durable(void *arg, int err)
 }
 
 /*
+ * On the writer thread, right after the write that made the release
+ * durable: detach the pins and kill the init there, not on the loop (a
+ * detach waits for the kernel; the loop serves meanwhile).  System calls
+ * only (nswriter_change_post); the loop leaves rel->a alone until
+ * release_durable().
+ */
+static void
+undo_pins_post(void *arg)
+{
+	struct release *rel = arg;
+	struct ns_alloc *a = rel->a;
+
+	rel->pins_err = nsprov_destroy(rel->s->pin_dir, a->id, a->reaper,
+	    a->ino[NSV_PID]);
+	rel->pins_undone = true;
+}
+
+/*
  * Release: the table without it is made durable first, then the host is
- * undone, subscribers told and cl (may be NULL) answered.  When the write
- * fails nothing is undone: the allocation stays and cl gets an error.  A
+ * undone (the pins by the writer thread), subscribers told and cl (may
+ * be NULL) answered.  When the write fails nothing is undone: the
+ * allocation stays and cl gets an error.  A
  * crash between the write and the undo leaves pins no table names: the
  * next load sweeps them.  0, or -errno when the change could not even be
  * queued (nothing changed then).
@@ -240,7 +270,8 @@ nss_release_alloc(struct nsserver *s, struct ns_alloc *a, const char *why,
 	/* The event rides the same write as the release itself. */
 	r = nsstate_event_add(&s->t, a->id);
 	if (r == 0) {
-		r = nss_persist_async(s, release_durable, rel);
+		r = s->sealed ? -EROFS : nswriter_change_post(s->wr,
+		    release_durable, rel, undo_pins_post, rel);
 		if (r < 0)
 			nsstate_event_undo(&s->t, a->id);
 	}
@@ -295,6 +326,40 @@ nss_answer_waiters(struct creation *cr, const struct ns_alloc *a,
 
 static void remove_creation(struct nsserver *s, struct creation *cr);
 
+static uint64_t
+span(uint64_t from, uint64_t to)
+{
+	return from && to > from ? to - from : 0;
+}
+
+/*
+ * ns.create, with where the time went (us, docs/BENCH.md): waiting for a
+ * moment between writes, the fork on the loop, the helper's steps, the
+ * report reaching the loop, the durable write.
+ */
+static void
+log_create(struct nsserver *s, struct creation *cr, const struct ns_alloc *a)
+{
+	const uint64_t *h = cr->last.t_us;
+	uint64_t now = clock_mono_us();
+
+	log_info("ns.create", NULL, "allocation_id=%s mask=%u reaper=%d "
+	    "ms=%" PRIu64 " allocations=%u us=%" PRIu64 " wait_us=%" PRIu64
+	    " fork_us=%" PRIu64 " start_us=%" PRIu64 " setup_us=%" PRIu64
+	    " dir_us=%" PRIu64 " cgroup_us=%" PRIu64 " make_us=%" PRIu64
+	    " pin_us=%" PRIu64 " report_us=%" PRIu64 " write_us=%" PRIu64,
+	    a->id, a->mask, (int)a->reaper, clock_mono_ms() - cr->started_ms,
+	    s->t.n, span(cr->t_req, now), span(cr->t_req, cr->t_fork),
+	    span(cr->t_fork, cr->t_forked),
+	    span(cr->t_fork, h[NSPROV_T_START]),
+	    span(h[NSPROV_T_START], h[NSPROV_T_SETUP]),
+	    span(h[NSPROV_T_SETUP], h[NSPROV_T_DIR]),
+	    span(h[NSPROV_T_DIR], h[NSPROV_T_CGROUP]),
+	    span(h[NSPROV_T_CGROUP], h[NSPROV_T_MADE]),
+	    span(h[NSPROV_T_MADE], h[NSPROV_T_PINNED]),
+	    span(h[NSPROV_T_PINNED], cr->t_seen), span(cr->t_commit, now));
+}
+
 /* The creation's write ended: answer its waiters either way. */
 static void
 creation_durable(void *arg, int err)
@@ -313,9 +378,7 @@ creation_durable(void *arg, int err)
 		nss_answer_waiters(cr, NULL, "creation_failed", msg);
 	} else {
 		CRASHPOINT(p_after_persist);
-		log_info("ns.create", NULL, "allocation_id=%s mask=%u reaper=%d "
-		    "ms=%" PRIu64 " allocations=%u", a->id, a->mask,
-		    (int)a->reaper, clock_mono_ms() - cr->started_ms, s->t.n);
+		log_create(s, cr, a);
 		nss_watch_alloc(s, a);
 		nss_answer_waiters(cr, a, NULL, NULL);
 	}
@@ -358,6 +421,7 @@ commit_creation(struct nsserver *s, struct creation *cr)
 		return false;
 	}
 	cr->alloc = a;
+	cr->t_commit = clock_mono_us();
 	r = nss_persist_async(s, creation_durable, cr);
 	if (r < 0) {
 		cr->alloc = NULL;
@@ -442,6 +506,7 @@ helper_cb(uv_poll_t *h, int status, int events)
 			CRASHPOINT(p_after_create);
 		} else if (rep.stage == NSPROV_PINNED) {
 			CRASHPOINT(p_after_pin);
+			cr->t_seen = clock_mono_us();
 		}
 		cr->last = rep;
 	}
@@ -477,28 +542,92 @@ nss_add_waiter(struct creation *cr, struct client *cl, const uint8_t *order,
 	return 0;
 }
 
+/* A fork that waits for a moment with no table write in flight. */
+struct spawn_later {
+	struct creation *cr;
+	int wfd;		/* the report pipe's write end */
+	int image_fd;		/* -1 without uenv */
+	char *upath;		/* NULL without uenv */
+};
+
+/* Fork cr's helper reporting on wfd.  0 or -errno. */
+static int
+spawn_helper(struct creation *cr, int wfd, int image_fd, const char *upath)
+{
+	struct nsserver *s = cr->s;
+	struct nsprov_req rq;
+	int r;
+
+	memset(&rq, 0, sizeof(rq));
+	rq.pin_dir = s->pin_dir;
+	rq.id = cr->id;
+	rq.mask = cr->mask;
+	rq.image_fd = image_fd;
+	if (image_fd >= 0) {
+		rq.uenv_base = s->uenv_base;
+		rq.uenv_path = upath;
+	}
+	/*
+	 * Only a pid namespace's init outlives the creation: without one no
+	 * process is left for a service stop to kill, and the move into the
+	 * allocation cgroup (a cgroup migration per hierarchy) is skipped.
+	 */
+	rq.cg = (cr->mask & NSVM_PID) ? &s->cg : NULL;
+	cr->t_fork = clock_mono_us();
+	r = nsprov_spawn(&rq, wfd, &cr->helper);
+	cr->t_forked = clock_mono_us();
+	if (r == 0)
+		cr->reaped = false;
+	return r;
+}
+
+/* nswriter_between: no write in flight now, fork (or fail) the helper. */
+static void
+spawn_later_cb(void *arg, int err)
+{
+	struct spawn_later *l = arg;
+	int r;
+
+	if (err == 0) {
+		r = spawn_helper(l->cr, l->wfd, l->image_fd, l->upath);
+		/* Read from the pipe like a helper's own failure. */
+		if (r < 0)
+			nsprov_report_failed(l->wfd, r, "fork helper");
+	}
+	/* Cancelled: nsserver_free() settles the creation itself. */
+	close(l->wfd);
+	if (l->image_fd >= 0)
+		close(l->image_fd);
+	free(l->upath);
+	free(l);
+}
+
+/*
+ * Start a creation: its report pipe watched on the loop, its helper
+ * forked now, or, while a table write is in flight (forking then would
+ * wait for the disk on the loop), as soon as that write ended.  Until
+ * then the creation has no helper (helper 0, reaped: nothing to kill or
+ * wait for).
+ */
 int
 nss_start_creation(struct nsserver *s, const char *id, unsigned mask,
     const char *image, char *errbuf, size_t errlen, struct creation **ret)
 {
-	struct nsprov_req rq;
+	struct spawn_later *later = NULL;
 	struct creation *cr;
 	char upath[4096];
-	int img = -1, r;
+	int img = -1, wfd = -1, r;
 
 	cr = calloc(1, sizeof(*cr));
 	if (!cr)
 		return -ENOMEM;
 	cr->s = s;
 	cr->fd = -1;
+	cr->reaped = true;	/* no helper yet */
+	cr->t_req = clock_mono_us();
 	snprintf(cr->id, sizeof(cr->id), "%s", id);
 	cr->mask = mask;
-	memset(&rq, 0, sizeof(rq));
-	rq.pin_dir = s->pin_dir;
-	rq.id = id;
-	rq.mask = mask;
-	rq.image_fd = -1;
-	rq.cg = &s->cg;
+	upath[0] = '\0';
 	if (image) {
 		img = nsmake_open_image(s->uenv_dir, image);
 		if (img < 0) {
@@ -521,16 +650,37 @@ nss_start_creation(struct nsserver *s, const char *id, unsigned mask,
 			r = -ENOMEM;
 			goto out;
 		}
-		rq.image_fd = img;
-		rq.uenv_base = s->uenv_base;
-		rq.uenv_path = upath;
 	}
 	cr->started_ms = clock_mono_ms();
-	r = nsprov_spawn(&rq, &cr->helper, &cr->fd);
+	r = nsprov_open_report(&cr->fd, &wfd);
 	if (r < 0) {
-		snprintf(errbuf, errlen, "fork helper: %s", strerror(-r));
+		snprintf(errbuf, errlen, "pipe: %s", strerror(-r));
 		r = -EIO;
 		goto out;
+	}
+	if (!nswriter_busy(s->wr)) {
+		r = spawn_helper(cr, wfd, img, upath);
+		if (r < 0) {
+			snprintf(errbuf, errlen, "fork helper: %s",
+			    strerror(-r));
+			r = -EIO;
+			goto out;
+		}
+	} else {
+		later = calloc(1, sizeof(*later));
+		if (!later || (image && !(later->upath = strdup(upath)))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		later->cr = cr;
+		later->wfd = wfd;
+		later->image_fd = img;
+		r = nswriter_between(s->wr, spawn_later_cb, later);
+		if (r < 0)
+			goto out;
+		wfd = -1;	/* the later's now */
+		img = -1;
+		later = NULL;
 	}
 	uv_poll_init(s->loop, &cr->poll, cr->fd);
 	cr->poll.data = cr;
@@ -543,9 +693,17 @@ nss_start_creation(struct nsserver *s, const char *id, unsigned mask,
 	cr = NULL;
 	r = 0;
 out:
+	if (later) {
+		free(later->upath);
+		free(later);
+	}
+	if (wfd >= 0)
+		close(wfd);
 	if (img >= 0)
 		close(img);
 	if (cr) {
+		if (cr->fd >= 0)
+			close(cr->fd);
 		free(cr->image);
 		free(cr);
 	}

@@ -5,10 +5,11 @@
  * first drops every fd but its report pipe and the image, resets signal
  * handling (libuv's handlers write into the agent's signal pipe), then:
  *   1. mkdir <pin_dir>/<id> (0700) and an empty file per namespace;
- *   2. moves itself into the allocation's cgroup (nscgroup.h), outside
- *      the service's, then nsmake(): the namespaces, made in a
- *      grandchild; with pid,
- *      the new namespace's init is the reaper that keeps it usable;
+ *   2. with a pid namespace, moves itself into the allocation's cgroup
+ *      (nscgroup.h), outside the service's (without one no process
+ *      outlives the creation: nothing to move); then nsmake():
+ *      the namespaces, made in a grandchild; with pid, the new
+ *      namespace's init is the reaper that keeps it usable;
  *   3. reports CREATED, bind-mounts /proc/self/fd/<ns fd> onto each file
  *      (these pins keep net and mnt alive with no process at all), writes
  *      <dir>/reaper with the init's pid, and reports PINNED with inodes.
@@ -26,7 +27,8 @@
  * at once): the nearest child subreaper (the supervisor) reaps it.  It is
  * killed through a pidfd after its pid namespace inode was checked, so a
  * recycled pid is never signalled.  The helper is made with _Fork(): no
- * atfork handler (libuv's, ASan's) runs in it.
+ * atfork handler (libuv's, ASan's) runs in it.  The report carries when
+ * each step ended (nsprov_mark): the agent logs the breakdown.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -45,6 +47,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/nsmake.h"
 #include "common/paths.h"
@@ -328,14 +331,21 @@ fail(int fd, int err, const char *fmt, const char *arg)
 
 	memset(&rep, 0, sizeof(rep));
 	rep.stage = NSPROV_FAILED;
+	rep.t_us[NSPROV_T_START] = clock_mono_us();
 	rep.err = err;
 	snprintf(rep.what, sizeof(rep.what), "%s%s%s%s: %s", fmt,
 	    arg ? " '" : "", arg ? arg : "", arg ? "'" : "", strerror(-err));
 	say(fd, &rep);
 }
 
+void
+nsprov_report_failed(int wfd, int err, const char *what)
+{
+	fail(wfd, err, what, NULL);
+}
+
 static __attribute__((noreturn)) void
-helper_main(const struct nsprov_req *rq, int wfd)
+helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 {
 	struct nsmake_opts mo;
 	struct nsprov_report rep;
@@ -350,10 +360,17 @@ helper_main(const struct nsprov_req *rq, int wfd)
 		fail(wfd, -ENAMETOOLONG, "pin path", NULL);
 		_exit(1);
 	}
-	/* A leftover of a creation killed before it could answer. */
-	(void)nsprov_destroy(rq->pin_dir, rq->id, 0, 0);
-	if (mkdir(dir, 0700) < 0) {
-		fail(wfd, -errno, "mkdir", dir);
+	/*
+	 * A leftover of a creation killed before it could answer is undone
+	 * first; only then (mkdir: EEXIST) is it worth the dozen calls.
+	 */
+	r = mkdir(dir, 0700) < 0 ? -errno : 0;
+	if (r == -EEXIST) {
+		(void)nsprov_destroy(rq->pin_dir, rq->id, 0, 0);
+		r = mkdir(dir, 0700) < 0 ? -errno : 0;
+	}
+	if (r < 0) {
+		fail(wfd, r, "mkdir", dir);
 		_exit(1);
 	}
 	for (k = 0; k < NSV_KINDS; k++) {
@@ -369,11 +386,13 @@ helper_main(const struct nsprov_req *rq, int wfd)
 		}
 		close(fd);
 	}
+	t[NSPROV_T_DIR] = clock_mono_us();
 	/* Out of the service's cgroup before the init is forked. */
 	if (rq->cg && (r = nscgroup_enter(rq->cg, rq->id, getpid())) < 0) {
 		fail(wfd, r, "move into the allocation cgroup", NULL);
 		goto undo;
 	}
+	t[NSPROV_T_CGROUP] = clock_mono_us();
 	memset(&mo, 0, sizeof(mo));
 	mo.mask = rq->mask;
 	mo.image_fd = rq->image_fd;
@@ -385,6 +404,7 @@ helper_main(const struct nsprov_req *rq, int wfd)
 		fail(wfd, r, err, NULL);
 		goto undo;
 	}
+	t[NSPROV_T_MADE] = clock_mono_us();
 	memset(&rep, 0, sizeof(rep));
 	rep.stage = NSPROV_CREATED;
 	rep.reaper = init;
@@ -428,6 +448,8 @@ helper_main(const struct nsprov_req *rq, int wfd)
 		close(fd);
 	}
 	rep.stage = NSPROV_PINNED;
+	t[NSPROV_T_PINNED] = clock_mono_us();
+	memcpy(rep.t_us, t, sizeof(rep.t_us));
 	while ((w = write(wfd, &rep, sizeof(rep))) < 0 && errno == EINTR)
 		;
 	if (w != (ssize_t)sizeof(rep)) {
@@ -446,19 +468,33 @@ undo:
 }
 
 int
-nsprov_spawn(const struct nsprov_req *rq, pid_t *ret_pid, int *ret_fd)
+nsprov_open_report(int *ret_rfd, int *ret_wfd)
 {
-	sigset_t all, old;
-	int p[2] = { -1, -1 }, r, sig;
-	struct nsprov_req local;
-	pid_t pid;
+	int p[2];
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
 	if (fcntl(p[0], F_SETFL, O_NONBLOCK) < 0) {
-		r = -errno;
-		goto out;
+		int r = -errno;
+
+		close(p[0]);
+		close(p[1]);
+		return r;
 	}
+	*ret_rfd = p[0];
+	*ret_wfd = p[1];
+	return 0;
+}
+
+int
+nsprov_spawn(const struct nsprov_req *rq, int wfd, pid_t *ret_pid)
+{
+	uint64_t t[NSPROV_T_N] = { 0 };
+	sigset_t all, old;
+	struct nsprov_req local;
+	int r, sig;
+	pid_t pid;
+
 	/* No signal may run a libuv handler in the child before the reset. */
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
@@ -474,6 +510,7 @@ nsprov_spawn(const struct nsprov_req *rq, pid_t *ret_pid, int *ret_fd)
 	if (pid == 0) {
 		struct sigaction sa;
 
+		t[NSPROV_T_START] = clock_mono_us();
 		/* Named, so ps and process counts tell it from the agent. */
 		(void)prctl(PR_SET_NAME, "baton-nshelper", 0, 0, 0);
 		memset(&sa, 0, sizeof(sa));
@@ -489,8 +526,8 @@ nsprov_spawn(const struct nsprov_req *rq, pid_t *ret_pid, int *ret_fd)
 		 * above 10 first so neither dup2 clobbers the other source.
 		 */
 		local = *rq;
-		if ((p[1] = fcntl(p[1], F_DUPFD_CLOEXEC, 10)) < 0 ||
-		    dup2(p[1], 3) < 0)
+		if ((wfd = fcntl(wfd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+		    dup2(wfd, 3) < 0)
 			_exit(1);
 		if (rq->image_fd >= 0) {
 			if ((r = fcntl(rq->image_fd, F_DUPFD_CLOEXEC, 10)) < 0 ||
@@ -506,18 +543,12 @@ nsprov_spawn(const struct nsprov_req *rq, pid_t *ret_pid, int *ret_fd)
 			_exit(1);
 		}
 		sandbox_test_forbidden(SANDBOX_NSHELPER);
-		helper_main(&local, 3);
+		t[NSPROV_T_SETUP] = clock_mono_us();
+		helper_main(&local, 3, t);
 	}
 	r = pid < 0 ? -errno : 0;
 	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (r < 0)
-		goto out;
-	*ret_pid = pid;
-	*ret_fd = p[0];
-	p[0] = -1;
-out:
-	if (p[0] >= 0)
-		close(p[0]);
-	close(p[1]);
+	if (r == 0)
+		*ret_pid = pid;
 	return r;
 }

@@ -18,12 +18,27 @@ struct nscgroup;
 /* What the helper writes on its pipe: CREATED, then PINNED or FAILED. */
 enum nsprov_stage { NSPROV_CREATED = 1, NSPROV_PINNED, NSPROV_FAILED };
 
+/*
+ * When the helper finished each step (CLOCK_MONOTONIC, us; 0 not
+ * reached): the breakdown of a creation's time (docs/BENCH.md).
+ */
+enum nsprov_mark {
+	NSPROV_T_START,		/* first instruction of the helper */
+	NSPROV_T_SETUP,		/* signals, fds, seccomp filter */
+	NSPROV_T_DIR,		/* leftovers removed, pin dir and files made */
+	NSPROV_T_CGROUP,	/* moved into the allocation cgroup */
+	NSPROV_T_MADE,		/* namespaces made (nsmake) */
+	NSPROV_T_PINNED,	/* pins mounted, reaper file written */
+	NSPROV_T_N
+};
+
 struct nsprov_report {
 	int32_t stage;
 	int32_t err;			/* FAILED: -errno */
 	int32_t reaper;			/* pid of the namespace's init, or 0 */
 	int32_t _pad;
 	uint64_t ino[NSV_KINDS];	/* PINNED: inode per kind */
+	uint64_t t_us[NSPROV_T_N];	/* step times, see nsprov_mark */
 	char what[200];			/* FAILED: the step that failed */
 };
 
@@ -39,11 +54,22 @@ struct nsprov_req {
 };
 
 /*
- * Fork the helper.  Returns 0, its pid and the read end of its report
- * pipe (owned, O_NONBLOCK|O_CLOEXEC), or -errno.  The helper touches no
- * libuv state and closes every fd it does not need.
+ * The helper's report pipe: *ret_rfd (O_NONBLOCK|O_CLOEXEC) for the
+ * agent's loop, *ret_wfd for nsprov_spawn().  0 or -errno.
  */
-int nsprov_spawn(const struct nsprov_req *r, pid_t *ret_pid, int *ret_fd);
+int nsprov_open_report(int *ret_rfd, int *ret_wfd);
+
+/*
+ * Fork the helper, which reports on wfd (borrowed: the caller closes its
+ * copy after).  Returns 0 and its pid, or -errno.  The helper touches no
+ * libuv state and closes every fd it does not need.  The fork waits for
+ * the table writer's fork lock (nswriter_fork_lock()): call it when no
+ * write is in flight, or the loop waits for that write.
+ */
+int nsprov_spawn(const struct nsprov_req *r, int wfd, pid_t *ret_pid);
+
+/* Write a FAILED report on wfd from the agent (the helper never ran). */
+void nsprov_report_failed(int wfd, int err, const char *what);
 
 /* "<pin_dir>/<id>" or "<pin_dir>/<id>/<pid|net|mnt>". 0 or -ENAMETOOLONG. */
 int nsprov_dir_path(const char *pin_dir, const char *id, char *buf,

@@ -10,6 +10,10 @@
  * - The loop never blocks on a creation: nsprov_spawn() forks a helper
  *   and its report pipe is watched with uv_poll.  A creation is final
  *   only at the pipe's EOF (the helper has finished or undone its work).
+ *   Nor on the disk through it: while a table write is in flight (its
+ *   thread holds the fork lock) the fork waits for the moment between
+ *   that write and the next (nswriter_between()); until then the
+ *   creation has no helper (helper 0, reaped) and its pipe is open.
  * - Nothing is answered before it is durable: a change is made in memory
  *   and handed to nswriter, whose thread writes the table (atomicfile)
  *   off the loop; NS_RESPONSE and ALLOCATION_RELEASED go out from the
@@ -136,6 +140,9 @@ struct creation {
 	uv_poll_t poll;
 	struct nsprov_report last;	/* last complete record */
 	uint64_t started_ms;
+	/* CLOCK_MONOTONIC us: request, fork call, forked, PINNED read,
+	 * queued for the write (the breakdown in ns.create) */
+	uint64_t t_req, t_fork, t_forked, t_seen, t_commit;
 	struct waiter *waiters;
 	struct creation *next;
 };
@@ -147,6 +154,9 @@ struct release {
 	struct client *cl;		/* who asked, NULL when it left or none */
 	char id[NSV_ID_MAX + 1];
 	char why[24];
+	/* Pins undone by the writer thread once durable (undo_pins_post) */
+	bool pins_undone;
+	int pins_err;
 	struct release *next;
 };
 

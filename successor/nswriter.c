@@ -3,8 +3,10 @@
  *
  * Loop side: `queue` holds the changes not yet in a write; `inflight`
  * those in the write the thread is doing.  When a write ends (uv_async),
- * the loop reports it (ops->written), runs the inflight callbacks, and
- * starts the next write if the queue is not empty.
+ * the loop reports it (ops->written), runs the inflight callbacks, then
+ * what waited for a moment between writes (`between`: forks of the
+ * namespace helper), and starts the next write if the queue is not
+ * empty.
  *
  * Thread side: waits for a job under `mu`, writes it without the lock,
  * posts the result under the lock and wakes the loop.  It makes system
@@ -14,7 +16,10 @@
  * The loop allocates the snapshot and frees it once the write ended.
  * Even system calls can take locks in a library interposed on them (a
  * fault injector, a sanitizer): each write runs under fork_mu, which a
- * fork of the helper takes first (nswriter_fork_lock()).
+ * fork of the helper takes first (nswriter_fork_lock()).  After a
+ * write that succeeded, the thread runs the post hooks of the changes in
+ * it (the host's undo of a release: system calls only) before it posts
+ * the result; the loop does not touch `inflight` until then.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -29,12 +34,20 @@
 struct change {
 	nswriter_done_fn done;
 	void *arg;
+	void (*post)(void *post_arg);	/* on the writing thread, if durable */
+	void *post_arg;
 	struct change *next;
 };
 
 struct clist {
 	struct change *head, **tailp;
 	unsigned n;
+};
+
+struct between {
+	nswriter_between_fn fn;
+	void *arg;
+	struct between *next;
 };
 
 struct nswriter {
@@ -46,6 +59,7 @@ struct nswriter {
 
 	struct clist queue;	/* changes waiting for a write */
 	struct clist inflight;	/* changes in the write in flight */
+	struct between *between, **between_tail; /* waiting for no write */
 	bool busy;		/* a write is in flight */
 	bool firing;		/* running callbacks: start no write yet */
 
@@ -119,6 +133,17 @@ nswriter_fork_unlock(void)
 	pthread_mutex_unlock(&fork_mu);
 }
 
+/* Post hooks of l's changes: l is durable. */
+static void
+run_posts(const struct clist *l)
+{
+	const struct change *c;
+
+	for (c = l->head; c; c = c->next)
+		if (c->post)
+			c->post(c->post_arg);
+}
+
 static void *
 writer_main(void *p)
 {
@@ -140,6 +165,8 @@ writer_main(void *p)
 		/* Every call of the write, and the wake-up, under fork_mu. */
 		pthread_mutex_lock(&fork_mu);
 		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
+		if (r == 0)
+			run_posts(&w->inflight);
 		pthread_mutex_lock(&w->mu);
 		w->written_buf = buf;
 		w->job = NULL;
@@ -157,6 +184,24 @@ writer_main(void *p)
 
 static void start_write(struct nswriter *w);
 
+/* Run (and free) what waited for a moment with no write in flight. */
+static void
+run_between(struct nswriter *w, int err)
+{
+	struct between *b;
+	bool was = w->firing;
+
+	w->firing = true;	/* no write starts before all of them ran */
+	while ((b = w->between)) {
+		w->between = b->next;
+		if (!w->between)
+			w->between_tail = &w->between;
+		b->fn(b->arg, err);
+		free(b);
+	}
+	w->firing = was;
+}
+
 /* The write in flight ended (loop thread): report, answer, go on. */
 static void
 complete(struct nswriter *w, int err, const uint8_t *digest)
@@ -167,6 +212,7 @@ complete(struct nswriter *w, int err, const uint8_t *digest)
 	w->busy = false;
 	w->ops.written(w->data, err, digest);
 	clist_fire(w, &done, err);
+	run_between(w, 0);
 	start_write(w);
 }
 
@@ -246,6 +292,7 @@ nswriter_new(uv_loop_t *loop, const char *path,
 	w->data = data;
 	clist_init(&w->queue);
 	clist_init(&w->inflight);
+	w->between_tail = &w->between;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	r = uv_async_init(loop, &w->async, async_cb);
@@ -269,12 +316,21 @@ fail:
 int
 nswriter_change(struct nswriter *w, nswriter_done_fn done, void *arg)
 {
+	return nswriter_change_post(w, done, arg, NULL, NULL);
+}
+
+int
+nswriter_change_post(struct nswriter *w, nswriter_done_fn done, void *arg,
+    void (*post)(void *post_arg), void *post_arg)
+{
 	struct change *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return -ENOMEM;
 	c->done = done;
 	c->arg = arg;
+	c->post = post;
+	c->post_arg = post_arg;
 	*w->queue.tailp = c;
 	w->queue.tailp = &c->next;
 	w->queue.n++;
@@ -286,6 +342,31 @@ unsigned
 nswriter_pending(const struct nswriter *w)
 {
 	return w->queue.n + w->inflight.n;
+}
+
+bool
+nswriter_busy(const struct nswriter *w)
+{
+	return w->busy;
+}
+
+int
+nswriter_between(struct nswriter *w, nswriter_between_fn fn, void *arg)
+{
+	struct between *b;
+
+	if (!w->busy) {
+		fn(arg, 0);
+		return 0;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->fn = fn;
+	b->arg = arg;
+	*w->between_tail = b;
+	w->between_tail = &b->next;
+	return 0;
 }
 
 int
@@ -307,9 +388,12 @@ nswriter_flush_sync(struct nswriter *w, int force)
 	r = w->ops.encode(w->data, &buf, &len);
 	if (r == 0)
 		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
+	if (r == 0)
+		run_posts(&done);
 	free(buf);
 	w->ops.written(w->data, r, r == 0 ? digest : NULL);
 	clist_fire(w, &done, r);
+	run_between(w, 0);
 	start_write(w);
 	return r;
 }
@@ -328,6 +412,7 @@ nswriter_free(struct nswriter *w)
 {
 	if (!w)
 		return;
+	run_between(w, -ECANCELED);	/* nothing is forked any more */
 	while (w->busy)
 		(void)reap(w, true);
 	pthread_mutex_lock(&w->mu);

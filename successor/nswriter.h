@@ -20,6 +20,7 @@
 #ifndef BATON_NSWRITER_H
 #define BATON_NSWRITER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -48,6 +49,16 @@ int nswriter_new(uv_loop_t *loop, const char *path,
  */
 int nswriter_change(struct nswriter *w, nswriter_done_fn done, void *arg);
 
+/*
+ * The same, and post(post_arg) runs once the change is durable, before
+ * done, on the thread that wrote it (the writer thread, or the caller of
+ * nswriter_flush_sync()), never after a failed write.  post makes system
+ * calls only: no allocation, no logging, no libuv; it runs under the fork
+ * lock, and the loop must not touch what it writes until done runs.
+ */
+int nswriter_change_post(struct nswriter *w, nswriter_done_fn done,
+    void *arg, void (*post)(void *post_arg), void *post_arg);
+
 /* Changes not yet durable (queued or in the write in flight). */
 unsigned nswriter_pending(const struct nswriter *w);
 
@@ -62,10 +73,25 @@ int nswriter_flush_sync(struct nswriter *w, int force);
  * Around a fork without atfork handlers (the namespace helper's _Fork):
  * the lock waits until no writer thread is inside a write, and keeps any
  * from starting one, so the child inherits no lock held by a thread it
- * does not have.  A creation may wait for one write to end here.
+ * does not have.  Taken while a write is in flight it waits for that
+ * write (the disk): the loop forks only when nswriter_busy() is false,
+ * and otherwise from nswriter_between().
  */
 void nswriter_fork_lock(void);
 void nswriter_fork_unlock(void);
+
+/* A write is in flight: its thread may hold the fork lock. */
+bool nswriter_busy(const struct nswriter *w);
+
+typedef void (*nswriter_between_fn)(void *arg, int err);
+
+/*
+ * fn(arg, 0) runs on the loop once no write is in flight and before the
+ * next one starts (the fork lock is then free within microseconds); at
+ * once when no write is in flight.  fn(arg, -ECANCELED) from
+ * nswriter_free() when that moment never came.  0 or -ENOMEM.
+ */
+int nswriter_between(struct nswriter *w, nswriter_between_fn fn, void *arg);
 
 /*
  * Wait for the write in flight, stop the thread and free (the async

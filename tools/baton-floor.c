@@ -10,6 +10,11 @@
  *            durable before and after)
  *   rtt      one byte there and back over a socketpair between two
  *            processes (every protocol step is at least one)
+ *   netns    with --ns (root): the bare cost of one {net} allocation, the
+ *            floor under NS_REQUEST{net}: fork a child, unshare(NEWNET),
+ *            bind-mount its /proc/self/ns/net onto a file (the pin) in a
+ *            private mount of DIR, child reaped; the unpin (umount +
+ *            unlink) is not timed
  *
  * Each is repeated and reported as p50/p99/max in microseconds, readable
  * or as one JSON object.
@@ -22,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -144,18 +151,75 @@ measure_rtt(struct series *s, size_t n)
 	return s->n == n ? 0 : -EIO;
 }
 
+/* fork, unshare(NEWNET), pin, reap: the floor of a {net} creation. */
+static int
+measure_netns(const char *dir, struct series *s, size_t n)
+{
+	char pins[4096], pin[4200];
+	uint64_t t0;
+	size_t i;
+	pid_t pid;
+	int st, fd, r = 0;
+
+	snprintf(pins, sizeof(pins), "%s/pins", dir);
+	if (mkdir(pins, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	/* Like the agent's pin directory: a private mount of its own. */
+	if (mount(pins, pins, NULL, MS_BIND, NULL) < 0)
+		return -errno;
+	if (mount(NULL, pins, NULL, MS_PRIVATE, NULL) < 0) {
+		r = -errno;
+		goto out;
+	}
+	for (i = 0; i < n && r == 0; i++) {
+		snprintf(pin, sizeof(pin), "%s/net", pins);
+		t0 = clock_mono_us();
+		fd = open(pin, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+		if (fd < 0) {
+			r = -errno;
+			break;
+		}
+		close(fd);
+		pid = fork();
+		if (pid < 0) {
+			r = -errno;
+			break;
+		}
+		if (pid == 0) {
+			if (unshare(CLONE_NEWNET) < 0 ||
+			    mount("/proc/self/ns/net", pin, NULL, MS_BIND,
+			    NULL) < 0)
+				_exit(1);
+			_exit(0);
+		}
+		if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 0)
+			r = -EPERM;
+		else
+			s->v[s->n++] = clock_mono_us() - t0;
+		(void)umount2(pin, MNT_DETACH);
+		(void)unlink(pin);
+	}
+out:
+	(void)umount2(pins, MNT_DETACH);
+	(void)rmdir(pins);
+	return r;
+}
+
 static void
 usage(FILE *f)
 {
 	fprintf(f,
-"usage: baton-floor --agent PATH --dir DIR [--runs N] [--json]\n"
+"usage: baton-floor --agent PATH --dir DIR [--runs N] [--ns] [--json]\n"
 "\n"
 "Measure the floor under a handoff on this machine: fork+exec of\n"
 "\"PATH --version\" (N runs, default 200), a durable atomic journal write\n"
 "in DIR (temp+fsync+rename+fsync dir; N runs), and a socketpair round\n"
 "trip between two processes (100 x N runs).  Prints p50/p99/max in\n"
 "microseconds; --json prints one object.  DIR should be on the file\n"
-"system of the state directory.\n");
+"system of the state directory.  --ns (root) adds the floor of a {net}\n"
+"allocation: fork, unshare(CLONE_NEWNET), bind-mount the namespace onto a\n"
+"file in a private mount under DIR, reap (N runs).\n");
 }
 
 int
@@ -166,16 +230,17 @@ main(int argc, char **argv)
 		{ "dir", required_argument, NULL, 'd' },
 		{ "runs", required_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "ns", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct series s[3] = { { .name = "exec" }, { .name = "journal" },
-	    { .name = "rtt" } };
+	struct series s[4] = { { .name = "exec" }, { .name = "journal" },
+	    { .name = "rtt" }, { .name = "netns" } };
 	const char *agent = NULL, *dir = NULL;
 	long runs = 200;
-	bool json = false;
-	int c, i, r;
+	bool json = false, ns = false;
+	int c, i, r, nser = 3;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -183,6 +248,7 @@ main(int argc, char **argv)
 		case 'd': dir = optarg; break;
 		case 'n': runs = atol(optarg); break;
 		case 'j': json = true; break;
+		case 's': ns = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("baton-floor %s\n", baton_version); return 0;
 		default: usage(stderr); return 64;
@@ -195,7 +261,8 @@ main(int argc, char **argv)
 	s[0].v = calloc((size_t)runs, sizeof(uint64_t));
 	s[1].v = calloc((size_t)runs, sizeof(uint64_t));
 	s[2].v = calloc((size_t)runs * 100, sizeof(uint64_t));
-	if (!s[0].v || !s[1].v || !s[2].v)
+	s[3].v = calloc((size_t)runs, sizeof(uint64_t));
+	if (!s[0].v || !s[1].v || !s[2].v || !s[3].v)
 		return 71;
 	if ((r = measure_exec(agent, &s[0], (size_t)runs)) < 0) {
 		fprintf(stderr, "baton-floor: exec %s: %s\n", agent,
@@ -211,11 +278,19 @@ main(int argc, char **argv)
 		fprintf(stderr, "baton-floor: socketpair: %s\n", strerror(-r));
 		return 71;
 	}
-	for (i = 0; i < 3; i++)
+	if (ns) {
+		if ((r = measure_netns(dir, &s[3], (size_t)runs)) < 0) {
+			fprintf(stderr, "baton-floor: netns in %s: %s\n", dir,
+			    strerror(-r));
+			return 77;
+		}
+		nser = 4;
+	}
+	for (i = 0; i < nser; i++)
 		qsort(s[i].v, s[i].n, sizeof(uint64_t), cmp_u64);
 	if (json) {
 		printf("{");
-		for (i = 0; i < 3; i++)
+		for (i = 0; i < nser; i++)
 			printf("%s\"%s_p50_us\":%.0f,\"%s_p99_us\":%.0f,"
 			    "\"%s_max_us\":%.0f,\"%s_runs\":%zu", i ? "," : "",
 			    s[i].name, pct(&s[i], 0.5), s[i].name,
@@ -225,11 +300,11 @@ main(int argc, char **argv)
 	} else {
 		printf("%-8s %8s %8s %8s %8s\n", "floor", "runs", "p50 us",
 		    "p99 us", "max us");
-		for (i = 0; i < 3; i++)
+		for (i = 0; i < nser; i++)
 			printf("%-8s %8zu %8.0f %8.0f %8.0f\n", s[i].name, s[i].n,
 			    pct(&s[i], 0.5), pct(&s[i], 0.99), pct(&s[i], 1.0));
 	}
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 4; i++)
 		free(s[i].v);
 	return 0;
 }

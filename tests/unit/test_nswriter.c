@@ -1,0 +1,158 @@
+/*
+ * test_nswriter: group commit and the moments between writes (where the
+ * namespace helper is forked without waiting for the disk).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "successor/nswriter.h"
+#include "tests/lib/tap.h"
+
+struct fix {
+	uv_loop_t loop;
+	struct nswriter *w;
+	char dir[64], path[128];
+	unsigned encoded;	/* snapshots taken (writes started) */
+	int done_err[4];
+	unsigned ndone;
+	/* what a between callback saw */
+	int between_err;
+	unsigned between_runs;
+	unsigned encoded_at_between;
+	unsigned done_at_between;
+	bool busy_at_between;
+};
+
+static int
+encode_cb(void *data, uint8_t **buf, size_t *len)
+{
+	struct fix *f = data;
+
+	*buf = malloc(16);
+	if (!*buf)
+		return -ENOMEM;
+	*len = (size_t)snprintf((char *)*buf, 16, "snap %u", ++f->encoded);
+	return 0;
+}
+
+static void
+written_cb(void *data, int err, const uint8_t *digest)
+{
+	(void)data;
+	(void)err;
+	(void)digest;
+}
+
+static void
+done_cb(void *arg, int err)
+{
+	struct fix *f = arg;
+
+	if (f->ndone < 4)
+		f->done_err[f->ndone] = err;
+	f->ndone++;
+}
+
+static void
+between_cb(void *arg, int err)
+{
+	struct fix *f = arg;
+
+	f->between_runs++;
+	f->between_err = err;
+	f->encoded_at_between = f->encoded;
+	f->done_at_between = f->ndone;
+	f->busy_at_between = nswriter_busy(f->w);
+	/* What a fork here waits for: nothing (the thread is not writing). */
+	nswriter_fork_lock();
+	nswriter_fork_unlock();
+}
+
+static const struct nswriter_ops ops = { encode_cb, written_cb };
+
+static void
+fix_init(struct fix *f)
+{
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_nswriter.XXXXXX");
+	require(mkdtemp(f->dir), "mkdtemp");
+	snprintf(f->path, sizeof(f->path), "%s/table", f->dir);
+	require(uv_loop_init(&f->loop) == 0, "loop");
+	require(nswriter_new(&f->loop, f->path, &ops, f, &f->w) == 0, "new");
+}
+
+static void
+fix_fini(struct fix *f)
+{
+	nswriter_free(f->w);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	check_eq(uv_loop_close(&f->loop), 0);
+	(void)unlink(f->path);
+	(void)rmdir(f->dir);
+}
+
+TEST_T(between_runs_at_once_when_idle, 30)
+{
+	struct fix f;
+
+	fix_init(&f);
+	check(!nswriter_busy(f.w), "idle at start");
+	require(nswriter_between(f.w, between_cb, &f) == 0, "between");
+	check_eq(f.between_runs, 1);
+	check_eq(f.between_err, 0);
+	check(!f.busy_at_between, "no write in flight");
+	fix_fini(&f);
+}
+
+TEST_T(between_waits_for_the_write_and_runs_before_the_next, 30)
+{
+	struct fix f;
+
+	fix_init(&f);
+	require(nswriter_change(f.w, done_cb, &f) == 0, "change 1");
+	check(nswriter_busy(f.w), "write 1 in flight");
+	check_eq(f.encoded, 1);
+	require(nswriter_between(f.w, between_cb, &f) == 0, "between");
+	check_eq(f.between_runs, 0);
+	/* A change made now rides write 2, which starts after the between. */
+	require(nswriter_change(f.w, done_cb, &f) == 0, "change 2");
+	check_eq(f.encoded, 1);
+	while (f.ndone < 2)
+		uv_run(&f.loop, UV_RUN_ONCE);
+	check_eq(f.between_runs, 1);
+	check_eq(f.between_err, 0);
+	check(!f.busy_at_between, "no write in flight at the between");
+	check_eq(f.done_at_between, 1);		/* write 1 answered first */
+	check_eq(f.encoded_at_between, 1);	/* write 2 not started yet */
+	check_eq(f.encoded, 2);
+	check_eq(f.done_err[0], 0);
+	check_eq(f.done_err[1], 0);
+	fix_fini(&f);
+}
+
+TEST_T(between_cancelled_by_free, 30)
+{
+	struct fix f;
+
+	fix_init(&f);
+	require(nswriter_change(f.w, done_cb, &f) == 0, "change");
+	require(nswriter_between(f.w, between_cb, &f) == 0, "between");
+	nswriter_free(f.w);
+	check_eq(f.between_runs, 1);
+	check_eq(f.between_err, -ECANCELED);
+	check_eq(f.ndone, 1);		/* the write in flight still ended */
+	check_eq(f.done_err[0], 0);
+	uv_run(&f.loop, UV_RUN_DEFAULT);
+	check_eq(uv_loop_close(&f.loop), 0);
+	(void)unlink(f.path);
+	(void)rmdir(f.dir);
+}
+
+int
+main(int argc, char **argv)
+{
+	return tap_main(argc, argv);
+}

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -30,6 +31,8 @@
 #include "proto/msg.h"
 #include "successor/nscgroup.h"
 #include "successor/nsprov.h"
+
+#define SWEEP_MIN_AGE_S	2	/* a younger cgroup may be mid-creation */
 
 enum { H_V2, H_SYSTEMD };
 
@@ -257,6 +260,7 @@ nscgroup_sweep(const struct nscgroup *g,
     bool (*known)(const char *id, void *data), void *data)
 {
 	struct dirent *e;
+	struct stat st;
 	char path[8192];
 	unsigned i;
 	DIR *d;
@@ -273,6 +277,16 @@ nscgroup_sweep(const struct nscgroup *g,
 				continue;
 			snprintf(path, sizeof(path), "%s/%s", g->dir[i],
 			    e->d_name);
+			/*
+			 * A young one may be another agent's creation between
+			 * its mkdir and its move (two agents of one node in a
+			 * handoff, or test roots side by side): later.
+			 */
+			if (stat(path, &st) == 0 &&
+			    time(NULL) - st.st_mtime < SWEEP_MIN_AGE_S) {
+				left++;
+				continue;
+			}
 			if (rmdir(path) < 0 && errno != ENOENT)
 				left++;
 		}

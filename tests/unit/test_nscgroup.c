@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "successor/nscgroup.h"
@@ -152,13 +154,25 @@ TEST(enter_remove_sweep)
 	mkdir(path, 0755);
 	snprintf(path, sizeof(path), "%s/stale", g.dir[0]);
 	mkdir(path, 0755);
+	/* An hour old: a young one may be another agent's, mid-creation. */
+	{
+		struct timeval tv[2] = { { time(NULL) - 3600, 0 },
+		    { time(NULL) - 3600, 0 } };
+
+		check(utimes(path, tv) == 0, "age the stale one");
+	}
+	snprintf(path, sizeof(path), "%s/young", g.dir[0]);
+	mkdir(path, 0755);
 	snprintf(path, sizeof(path), "%s/.hidden", g.dir[0]);
 	mkdir(path, 0755);
 	snprintf(path, sizeof(path), "%s/cgroup.procs", g.dir[0]);
 	put(path, "");
-	check_eq(nscgroup_sweep(&g, known_cb, NULL), 0);
+	/* young and new (made by the failed enter above): later */
+	check_eq(nscgroup_sweep(&g, known_cb, NULL), 2);
 	snprintf(path, sizeof(path), "%s/stale", g.dir[0]);
 	check(access(path, F_OK) < 0, "stale removed");
+	snprintf(path, sizeof(path), "%s/young", g.dir[0]);
+	check(access(path, F_OK) == 0, "young kept for a later sweep");
 	snprintf(path, sizeof(path), "%s/known", g.dir[0]);
 	check(access(path, F_OK) == 0, "known kept");
 	snprintf(path, sizeof(path), "%s/.hidden", g.dir[0]);

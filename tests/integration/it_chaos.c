@@ -102,7 +102,7 @@ chaos(enum itc_shape shape)
 		pid_t up, victim = 0, inc = it_ns_status(&t, NULL, NULL);
 		unsigned which = (unsigned)rand() % 3;
 		int status = 0;
-		bool reaped = false;
+		bool reaped = false, landed;
 		long took;
 		bool died;
 
@@ -128,7 +128,15 @@ chaos(enum itc_shape shape)
 			break;
 		}
 		usleep((useconds_t)(rand() % 40000));
-		if (victim > 0 && kill(victim, SIGKILL) == 0)
+		landed = victim > 0 && kill(victim, SIGKILL) == 0;
+		/*
+		 * A handoff may end within the sleep: the incumbent has then
+		 * left, and the incumbent to kill is the agent serving now.
+		 */
+		if (!landed && which == 1 &&
+		    (victim = it_ns_status(&t, NULL, NULL)) > 0)
+			landed = kill(victim, SIGKILL) == 0;
+		if (landed)
 			kills[which]++;
 		else
 			missed++;

@@ -58,9 +58,14 @@ tick_cb(uv_timer_t *t)
 static bool
 known_cb(const char *id, void *data)
 {
-	const struct nsserver *s = data;
+	struct nsserver *s = data;
 
-	return nsstate_find(&s->t, id) != NULL;
+	/*
+	 * A creation in flight has its pins before its table entry, and a
+	 * release keeps its pins until its write is durable.
+	 */
+	return nsstate_find(&s->t, id) || nss_find_creation(s, id) ||
+	    nss_find_release(s, id);
 }
 
 struct nsserver_preload {

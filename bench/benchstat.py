@@ -141,6 +141,24 @@ def summarize(a):
             r['lat_%s_%s_ms' % (tag, k)] = None if x is None else \
                 round(ms(x), 3)
 
+    # The issue-13 windows: the steady load before the first reload, and
+    # the whole stretch of back-to-back reloads, compared as a client sees
+    # them (not only the requests that overlap a reload).
+    if wins:
+        w0, w1 = wins[0][0], wins[-1][1]
+        st = sorted(q[1] - q[0] for q in reqs if q[2] and q[1] < w0)
+        up = sorted(q[1] - q[0] for q in reqs if q[2] and q[0] >= w0 and
+                    q[1] <= w1)
+        for tag, v in (('steady', st), ('upgrading', up)):
+            r['win_%s_n' % tag] = len(v)
+            for k, p in (('p99', .99), ('p999', .999), ('max', 1.0)):
+                x = pct(v, p)
+                r['win_%s_%s_ms' % (tag, k)] = None if x is None else \
+                    round(ms(x), 3)
+        for k in ('p99', 'p999'):
+            a0, a1 = r['win_steady_%s_ms' % k], r['win_upgrading_%s_ms' % k]
+            r['win_%s_ratio' % k] = round(a1 / a0, 2) if a0 and a1 else None
+
     # Accept gap from the trace.
     comp = sorted(q[1] for q in reqs if q[2])
     gaps = []
@@ -239,6 +257,17 @@ def readable(r):
         print('handoffs   %d run, %d ok; duration p50 %s  p99 %s  max %s ms'
               % (r['handoffs'], r['handoffs_ok'], f3(r['handoff_p50_ms']),
                  f3(r['handoff_p99_ms']), f3(r['handoff_max_ms'])))
+        if r.get('win_upgrading_n'):
+            print('windows    steady (%d req) p99 %s p99.9 %s max %s ms; '
+                  'upgrading (%d req) p99 %s (%sx) p99.9 %s (%sx) max %s ms'
+                  % (r['win_steady_n'], f3(r['win_steady_p99_ms'], 3),
+                     f3(r['win_steady_p999_ms'], 3),
+                     f3(r['win_steady_max_ms'], 3), r['win_upgrading_n'],
+                     f3(r['win_upgrading_p99_ms'], 3),
+                     f3(r['win_p99_ratio']),
+                     f3(r['win_upgrading_p999_ms'], 3),
+                     f3(r['win_p999_ratio']),
+                     f3(r['win_upgrading_max_ms'], 3)))
         print('accept gap (trace) p50 %s  p99 %s  max %s ms; steady-load '
               'baseline max %s ms' % (f3(r['gap_trace_p50_ms'], 3),
                                       f3(r['gap_trace_p99_ms'], 3),
@@ -289,6 +318,17 @@ def table(files):
                   *(f3(r['lat_%s_%s_ms' % (t, k)], 3)
                     for t in ('out', 'in')
                     for k in ('p50', 'p99', 'p999', 'max'))))
+    print()
+    print('| system | p99 steady | p99 upgrading | ratio | p99.9 steady '
+          '| p99.9 upgrading | ratio | max upgrading |')
+    print('|---|--:|--:|--:|--:|--:|--:|--:|')
+    for r in rows:
+        print('| %s | %s | %s | %s | %s | %s | %s | %s |' % (
+            r['name'], f3(r.get('win_steady_p99_ms'), 3),
+            f3(r.get('win_upgrading_p99_ms'), 3), f3(r.get('win_p99_ratio')),
+            f3(r.get('win_steady_p999_ms'), 3),
+            f3(r.get('win_upgrading_p999_ms'), 3),
+            f3(r.get('win_p999_ratio')), f3(r.get('win_upgrading_max_ms'), 3)))
     print()
     print('| system | reload p50 ms | p99 ms | max ms | p50 x floor '
           '| accept gap p50 ms '

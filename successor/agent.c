@@ -198,6 +198,7 @@ agent_open_ns(struct agent *a)
 		.max_subscribers = a->cfg->max_subscribers,
 		.max_body = a->cfg->max_frame,
 		.max_queued = a->cfg->max_buffered,
+		.preload = a->pre,
 	};
 	int r = nsserver_new(a->loop, &nc, &a->ns);
 
@@ -425,6 +426,8 @@ agent_run(const struct agent_config *cfg)
 		conn_close(a.up);
 	connxfer_in_free(a.xin);
 	a.xin = NULL;
+	nsserver_preload_free(a.pre);
+	a.pre = NULL;
 	connxfer_out_free(&a.xout);
 	if (a.xfer_fd >= 0)
 		close(a.xfer_fd);

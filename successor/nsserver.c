@@ -8,11 +8,22 @@
 
 static void tick_cb(uv_timer_t *t);
 static bool known_cb(const char *id, void *data);
-static int load(struct nsserver *s);
+static int load(struct nsserver *s, const struct nsserver_preload *pre);
 static void free_server(struct nsserver *s);
 static void drain_timer_cb(uv_timer_t *t);
 static void close_idle(struct nsserver *s, bool fresh_too);
 static void grace_timer_cb(uv_timer_t *t);
+
+/* Pins of allocations the table does not know: a creation cut short. */
+static void
+sweep_pins(struct nsserver *s)
+{
+	int r = nsprov_sweep(s->pin_dir, known_cb, s);
+
+	s->pins_dirty = false;
+	if (r < 0)
+		log_warn("ns.sweep", strerror(-r), "path=%s", s->pin_dir);
+}
 
 static void
 tick_cb(uv_timer_t *t)
@@ -31,6 +42,8 @@ tick_cb(uv_timer_t *t)
 	}
 	if (s->dirty && !s->sealed && !nswriter_pending(s->wr))
 		(void)nss_persist_async(s, NULL, NULL);
+	if (s->pins_dirty)
+		sweep_pins(s);
 	if (s->cg_dirty)
 		nss_sweep_cgroups(s);
 	for (a = s->t.head; a; a = next) {
@@ -45,13 +58,77 @@ tick_cb(uv_timer_t *t)
 static bool
 known_cb(const char *id, void *data)
 {
-	const struct nsserver *s = data;
+	struct nsserver *s = data;
 
-	return nsstate_find(&s->t, id) != NULL;
+	/*
+	 * A creation in flight has its pins before its table entry, and a
+	 * release keeps its pins until its write is durable.
+	 */
+	return nsstate_find(&s->t, id) || nss_find_creation(s, id) ||
+	    nss_find_release(s, id);
+}
+
+struct nsserver_preload {
+	struct ns_table t;
+	unsigned checked;
+};
+
+int
+nsserver_preload(const char *state_path, const char *pin_dir,
+    struct nsserver_preload **ret)
+{
+	struct nsserver_preload *p;
+	struct ns_alloc *a;
+	const char *why;
+	void *buf = NULL;
+	size_t len;
+	int r;
+
+	*ret = NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	r = atomicfile_read(state_path, ATOMICFILE_MAX, &buf, &len);
+	if (r == 0)
+		r = nsstate_decode(buf, len, &p->t);
+	free(buf);
+	if (r < 0) {
+		nsserver_preload_free(p);
+		return r;
+	}
+	for (a = p->t.head; a; a = a->next) {
+		a->checked = nsprov_check(pin_dir, a->id, a->mask, a->ino,
+		    a->reaper, &why) == 0;
+		p->checked += a->checked;
+	}
+	log_info("ns.preloaded", NULL, "allocations=%u checked=%u seq=%" PRIu64,
+	    p->t.n, p->checked, p->t.seq);
+	*ret = p;
+	return 0;
+}
+
+void
+nsserver_preload_free(struct nsserver_preload *p)
+{
+	if (!p)
+		return;
+	nsstate_clear(&p->t);
+	free(p);
+}
+
+/* Checked whole by the preload, and recorded the same since. */
+static bool
+preloaded_ok(const struct nsserver_preload *p, const struct ns_alloc *a)
+{
+	const struct ns_alloc *q = p ? nsstate_find(&p->t, a->id) : NULL;
+
+	return q && q->checked && q->mask == a->mask &&
+	    q->reaper == a->reaper && memcmp(q->ino, a->ino,
+	    sizeof(a->ino)) == 0;
 }
 
 static int
-load(struct nsserver *s)
+load(struct nsserver *s, const struct nsserver_preload *pre)
 {
 	struct ns_alloc *a, *next;
 	void *buf = NULL;
@@ -75,8 +152,8 @@ load(struct nsserver *s)
 	for (a = s->t.head; a; a = next) {
 		next = a->next;
 		why = "";
-		r = nsprov_check(s->pin_dir, a->id, a->mask, a->ino, a->reaper,
-		    &why);
+		r = preloaded_ok(pre, a) ? 0 : nsprov_check(s->pin_dir, a->id,
+		    a->mask, a->ino, a->reaper, &why);
 		if (r == 0)
 			continue;
 		if (r == -ESRCH) {	/* pins fine, init gone: kept, dead */
@@ -187,7 +264,7 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 		    cfg->alloc_cgroup);
 		goto fail;
 	}
-	r = load(s);
+	r = load(s, cfg->preload);
 	if (r < 0) {
 		log_error("ns.load", strerror(-r), "path=%s", s->state_path);
 		goto fail;
@@ -196,10 +273,14 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 	    .encode = nss_encode_cb, .written = nss_written_cb }, s, &s->wr);
 	if (r < 0)
 		goto fail;
-	r = nsprov_sweep(s->pin_dir, known_cb, s);
-	if (r < 0)
-		log_warn("ns.sweep", strerror(-r), "path=%s", s->pin_dir);
-	nss_sweep_cgroups(s);
+	/* With a head start, the sweeps wait for the first tick. */
+	if (cfg->preload) {
+		s->pins_dirty = true;
+		s->cg_dirty = true;
+	} else {
+		sweep_pins(s);
+		nss_sweep_cgroups(s);
+	}
 	uv_timer_init(loop, &s->tick);
 	s->tick.data = s;
 	uv_timer_init(loop, &s->drain_timer);

@@ -46,7 +46,27 @@ struct nsserver_config {
 	unsigned max_subscribers;	/* 0 = 64 */
 	unsigned max_body;		/* request frame body; 0 = 64 KiB */
 	unsigned max_queued;		/* bytes queued per conn; 0 = 256 KiB */
+	/*
+	 * Borrowed, may be NULL: the table as nsserver_preload() checked it
+	 * before the lock was ours.  An allocation recorded the same there
+	 * (id, namespaces, inodes, reaper) and found whole is not checked
+	 * again; anything else is.  The pin sweep then waits for the first
+	 * tick, after serving has begun.
+	 */
+	const struct nsserver_preload *preload;
 };
+
+/*
+ * A successor's head start, while the incumbent still serves: read the
+ * table (replaced atomically, so it needs no lock) and check every
+ * allocation's pins, so that at BEGIN only what changed since is checked.
+ * Read-only: nothing on the host changes.  0 or -errno (*ret NULL: no
+ * head start, nothing else lost).
+ */
+struct nsserver_preload;
+int nsserver_preload(const char *state_path, const char *pin_dir,
+    struct nsserver_preload **ret);
+void nsserver_preload_free(struct nsserver_preload *p);
 
 /*
  * Load the allocation table (the caller holds the data-dir lock), find

@@ -193,6 +193,7 @@ struct nsserver {
 
 	struct nscgroup cg;		/* allocation cgroups (nscgroup.h) */
 	bool cg_dirty;			/* one may be left to remove */
+	bool pins_dirty;		/* the pin sweep is still to run */
 	pid_t dying[DYING_MAX];		/* killed reapers not yet reaped */
 	unsigned ndying;
 

@@ -170,7 +170,10 @@ do_begin(struct agent *a)
 		return successor_fail(a, "could not take the data-dir lock");
 	}
 	CRASHPOINT(n_after_lock);
-	if (agent_open_ns(a) < 0)
+	rc = agent_open_ns(a);
+	nsserver_preload_free(a->pre);
+	a->pre = NULL;
+	if (rc < 0)
 		return successor_fail(a, "could not load the allocation table");
 	nsserver_state(a->ns, &seq, digest);
 	match = promoted || (seq == m->u.BEGIN.state_seq &&
@@ -434,6 +437,14 @@ successor_start(struct agent *a)
 	    &a->up);
 	if (r < 0)
 		return 78;
+	/*
+	 * The head start: the table read and its pins checked now, while
+	 * the incumbent serves, so BEGIN checks only what changed since.
+	 */
+	r = nsserver_preload(a->cfg->paths.allocations, a->cfg->paths.pin_dir,
+	    &a->pre);
+	if (r < 0 && r != -ENOENT)
+		log_warn("successor.preload", proto_strerror(r), NULL);
 	CRASHPOINT(n_before_handshake);
 	agent_send_hello(a, a->up, "successor");
 	a->nst = NST_HELLO_SENT;

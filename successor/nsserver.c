@@ -8,7 +8,7 @@
 
 static void tick_cb(uv_timer_t *t);
 static bool known_cb(const char *id, void *data);
-static int load(struct nsserver *s, const struct nsserver_preload *pre);
+static int load(struct nsserver *s, struct nsserver_preload *pre);
 static void free_server(struct nsserver *s);
 static void drain_timer_cb(uv_timer_t *t);
 static void close_idle(struct nsserver *s, bool fresh_too);
@@ -70,12 +70,18 @@ known_cb(const char *id, void *data)
 
 struct nsserver_preload {
 	struct ns_table t;
+	uint8_t digest[NSSERVER_DIGEST_LEN];	/* of the file read */
 	unsigned checked;
+	/* The allocation cgroups, resolved from a mountinfo that every pin
+	 * makes longer (20,000 lines with 10,000 allocations). */
+	struct nscgroup cg;
+	bool cg_open;
+	char *cg_spec;
 };
 
 int
 nsserver_preload(const char *state_path, const char *pin_dir,
-    struct nsserver_preload **ret)
+    const char *alloc_cgroup, struct nsserver_preload **ret)
 {
 	struct nsserver_preload *p;
 	struct ns_alloc *a;
@@ -88,7 +94,8 @@ nsserver_preload(const char *state_path, const char *pin_dir,
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	r = atomicfile_read(state_path, ATOMICFILE_MAX, &buf, &len);
+	r = atomicfile_read_sum(state_path, ATOMICFILE_MAX, &buf, &len,
+	    p->digest);
 	if (r == 0)
 		r = nsstate_decode(buf, len, &p->t);
 	free(buf);
@@ -101,6 +108,9 @@ nsserver_preload(const char *state_path, const char *pin_dir,
 		    a->reaper, &why) == 0;
 		p->checked += a->checked;
 	}
+	p->cg_spec = nss_dup_or_null(alloc_cgroup);
+	p->cg_open = (!alloc_cgroup || p->cg_spec) &&
+	    nscgroup_open(alloc_cgroup, NULL, NULL, &p->cg) == 0;
 	log_info("ns.preloaded", NULL, "allocations=%u checked=%u seq=%" PRIu64,
 	    p->t.n, p->checked, p->t.seq);
 	*ret = p;
@@ -113,7 +123,24 @@ nsserver_preload_free(struct nsserver_preload *p)
 	if (!p)
 		return;
 	nsstate_clear(&p->t);
+	if (p->cg_open)
+		nscgroup_close(&p->cg);
+	free(p->cg_spec);
 	free(p);
+}
+
+/* The preload's cgroups, when resolved for the same spec (taken). */
+static bool
+take_preloaded_cg(struct nsserver_preload *p, const char *spec,
+    struct nscgroup *ret)
+{
+	if (!p || !p->cg_open || (spec == NULL) != (p->cg_spec == NULL) ||
+	    (spec && strcmp(spec, p->cg_spec) != 0))
+		return false;
+	*ret = p->cg;
+	memset(&p->cg, 0, sizeof(p->cg));
+	p->cg_open = false;
+	return true;
 }
 
 /* Checked whole by the preload, and recorded the same since. */
@@ -128,14 +155,16 @@ preloaded_ok(const struct nsserver_preload *p, const struct ns_alloc *a)
 }
 
 static int
-load(struct nsserver *s, const struct nsserver_preload *pre)
+load(struct nsserver *s, struct nsserver_preload *pre)
 {
 	struct ns_alloc *a, *next;
 	void *buf = NULL;
 	const char *why;
 	size_t len;
+	bool same;
 	int r;
 
+	s->preload_use = "none";
 	(void)atomicfile_cleanup(s->state_path);
 	r = atomicfile_read_sum(s->state_path, ATOMICFILE_MAX, &buf, &len,
 	    s->digest);
@@ -145,15 +174,24 @@ load(struct nsserver *s, const struct nsserver_preload *pre)
 	}
 	if (r < 0)
 		return r;
-	r = nsstate_decode(buf, len, &s->t);
-	if (r < 0)
-		goto out;
+	/* The file the head start read, unchanged: take its table whole. */
+	same = pre && memcmp(pre->digest, s->digest, NSSERVER_DIGEST_LEN) == 0;
+	s->preload_use = same ? "whole" : pre ? "checks" : "none";
+	if (same) {
+		s->t = pre->t;
+		memset(&pre->t, 0, sizeof(pre->t));
+	} else {
+		r = nsstate_decode(buf, len, &s->t);
+		if (r < 0)
+			goto out;
+	}
 	s->written_seq = s->t.seq;	/* what is on disk is durable */
 	for (a = s->t.head; a; a = next) {
 		next = a->next;
 		why = "";
-		r = preloaded_ok(pre, a) ? 0 : nsprov_check(s->pin_dir, a->id,
-		    a->mask, a->ino, a->reaper, &why);
+		r = (same ? a->checked : preloaded_ok(pre, a)) ? 0 :
+		    nsprov_check(s->pin_dir, a->id, a->mask, a->ino, a->reaper,
+		    &why);
 		if (r == 0)
 			continue;
 		if (r == -ESRCH) {	/* pins fine, init gone: kept, dead */
@@ -258,7 +296,8 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 		goto fail;
 	}
 	(void)paths_mkdirs(s->uenv_base, 0755);
-	r = nscgroup_open(cfg->alloc_cgroup, NULL, NULL, &s->cg);
+	r = take_preloaded_cg(cfg->preload, cfg->alloc_cgroup, &s->cg) ? 0 :
+	    nscgroup_open(cfg->alloc_cgroup, NULL, NULL, &s->cg);
 	if (r < 0) {
 		log_error("ns.alloc_cgroup", strerror(-r), "spec=%s",
 		    cfg->alloc_cgroup);
@@ -305,10 +344,10 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 			nss_watch_alloc(s, a);
 	}
 	log_info("ns.loaded", NULL, "allocations=%u dead=%u seq=%" PRIu64
-	    " generation=%" PRIu64 " alloc_cgroup=%s%s%s", s->t.n,
+	    " generation=%" PRIu64 " alloc_cgroup=%s%s%s preload=%s", s->t.n,
 	    nss_count_dead(s), s->t.seq, s->t.generation,
 	    s->cg.n ? s->cg.dir[0] : "none", s->cg.n > 1 ? "," : "",
-	    s->cg.n > 1 ? s->cg.dir[1] : "");
+	    s->cg.n > 1 ? s->cg.dir[1] : "", s->preload_use);
 	*ret = s;
 	return 0;
 fail:

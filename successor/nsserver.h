@@ -48,12 +48,14 @@ struct nsserver_config {
 	unsigned max_queued;		/* bytes queued per conn; 0 = 256 KiB */
 	/*
 	 * Borrowed, may be NULL: the table as nsserver_preload() checked it
-	 * before the lock was ours.  An allocation recorded the same there
-	 * (id, namespaces, inodes, reaper) and found whole is not checked
-	 * again; anything else is.  The pin sweep then waits for the first
-	 * tick, after serving has begun.
+	 * before the lock was ours.  When the file is still the one it read
+	 * (same digest) its table is taken whole (the preload keeps none);
+	 * otherwise an allocation recorded the same there (id, namespaces,
+	 * inodes, reaper) and found whole is not checked again.  Anything
+	 * else is.  The pin sweep then waits for the first tick, after
+	 * serving has begun.
 	 */
-	const struct nsserver_preload *preload;
+	struct nsserver_preload *preload;
 };
 
 /*
@@ -65,7 +67,7 @@ struct nsserver_config {
  */
 struct nsserver_preload;
 int nsserver_preload(const char *state_path, const char *pin_dir,
-    struct nsserver_preload **ret);
+    const char *alloc_cgroup, struct nsserver_preload **ret);
 void nsserver_preload_free(struct nsserver_preload *p);
 
 /*

@@ -442,7 +442,7 @@ successor_start(struct agent *a)
 	 * the incumbent serves, so BEGIN checks only what changed since.
 	 */
 	r = nsserver_preload(a->cfg->paths.allocations, a->cfg->paths.pin_dir,
-	    &a->pre);
+	    a->cfg->alloc_cgroup, &a->pre);
 	if (r < 0 && r != -ENOENT)
 		log_warn("successor.preload", proto_strerror(r), NULL);
 	CRASHPOINT(n_before_handshake);

@@ -1,0 +1,43 @@
+#!/bin/sh
+# The footprint figures of issue 13: agent and supervisor RSS with N
+# allocations held (default 10,000 {net}), the same after one upgrade,
+# and wake-ups while idle (voluntary context switches over 10 s).
+#
+#   scripts/bench-footprint.sh BUILD_DIR [N]      (root: namespaces)
+set -eu
+bin=$(cd "${1:-build}" && pwd)
+n=${2:-10000}
+[ "$(id -u)" = 0 ] || { echo "bench-footprint: needs root" >&2; exit 77; }
+root=$(mktemp -d /tmp/baton-footprint.XXXXXX)
+sup=""
+cleanup() {
+	[ -n "$sup" ] && kill -TERM "$sup" 2>/dev/null && wait "$sup" || true
+	umount -l "$root/run/pact/ns" 2>/dev/null || true
+	grep -o " $root/[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r -u |
+	    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	rm -rf "$root"
+}
+trap cleanup EXIT
+mkdir -p "$root/var/lib/pact/uenv"
+"$bin/baton-supervisor" --root "$root" --agent "$bin/baton-agent" \
+    --agent-arg "--max-allocations=$((n + 1000))" 2>"$root/sup.log" &
+sup=$!
+until "$bin/batonctl" --root "$root" status >/dev/null 2>&1; do sleep 0.05; done
+"$bin/baton-load" --socket "$root/run/pact/handoff.sock" --mix create \
+    --workers 4 --count "$n" --seconds 0 --id-prefix fp >/dev/null
+agent() {
+	"$bin/batonctl" --root "$root" status --json |
+	    sed -n 's/.*"agent_pid":\([0-9]*\).*/\1/p'
+}
+rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+ctxt() { awk '/^voluntary_ctxt_switches:/ { print $2 }' "/proc/$1/status"; }
+a=$(agent)
+sleep 2
+a0=$(ctxt "$a") s0=$(ctxt "$sup")
+sleep 10
+echo "allocations $n: agent RSS $(rss "$a") KiB, supervisor RSS $(rss "$sup") KiB"
+echo "idle 10 s: agent $(($(ctxt "$a") - a0)) wake-ups, supervisor $(($(ctxt "$sup") - s0)) wake-ups"
+t=$("$bin/batonctl" --root "$root" upgrade --json |
+    sed -n 's/.*"total_ms":\([0-9]*\).*/\1/p')
+sleep 1
+echo "after one upgrade ($t ms): agent RSS $(rss "$(agent)") KiB"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The footprint figures of issue 13: agent and supervisor RSS with N
 # allocations held (default 10,000 {net}), the same after one upgrade,
-# and wake-ups while idle (voluntary context switches over 10 s).
+# and the event loops' wake-ups while idle: epoll_wait calls that
+# returned, over 10 s, counted with strace (each process, every thread).
 #
 #   scripts/bench-footprint.sh BUILD_DIR [N]      (root: namespaces)
 set -eu
@@ -30,13 +31,24 @@ agent() {
 	    sed -n 's/.*"agent_pid":\([0-9]*\).*/\1/p'
 }
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-ctxt() { awk '/^voluntary_ctxt_switches:/ { print $2 }' "/proc/$1/status"; }
+# Loop wake-ups: epoll_wait calls that return within 10 s of idling (the
+# one still blocked when strace detaches is not counted).
+wakeups() {
+	timeout -s INT 10 strace -f -qq -e trace=epoll_wait,epoll_pwait \
+	    -p "$1" 2>&1 | grep -c ') = [0-9]' || true
+}
 a=$(agent)
 sleep 2
-a0=$(ctxt "$a") s0=$(ctxt "$sup")
-sleep 10
 echo "allocations $n: agent RSS $(rss "$a") KiB, supervisor RSS $(rss "$sup") KiB"
-echo "idle 10 s: agent $(($(ctxt "$a") - a0)) wake-ups, supervisor $(($(ctxt "$sup") - s0)) wake-ups"
+if command -v strace >/dev/null; then
+	wakeups "$a" >"$root/wa" &
+	w=$!
+	wakeups "$sup" >"$root/ws"
+	wait "$w"
+	echo "idle 10 s: agent $(cat "$root/wa") loop wake-ups, supervisor $(cat "$root/ws")"
+else
+	echo "idle 10 s: not measured (no strace)"
+fi
 t=$("$bin/batonctl" --root "$root" upgrade --json |
     sed -n 's/.*"total_ms":\([0-9]*\).*/\1/p')
 sleep 1

@@ -25,6 +25,29 @@ sweep_pins(struct nsserver *s)
 		log_warn("ns.sweep", strerror(-r), "path=%s", s->pin_dir);
 }
 
+/*
+ * Whether the tick has work: a creation to time out, a table to write
+ * again, a sweep left, or (with --cgroup-root) watches to attach.  An
+ * idle agent has none, and no timer wakes it.
+ */
+static bool
+tick_wanted(const struct nsserver *s)
+{
+	return s->creations || s->dirty || s->pins_dirty || s->cg_dirty ||
+	    s->ino_fd >= 0;
+}
+
+/* After every turn of the loop (never a wake-up of its own). */
+static void
+kick_cb(uv_check_t *h)
+{
+	struct nsserver *s = h->data;
+
+	if (!s->freeing && !uv_is_active((uv_handle_t *)&s->tick) &&
+	    tick_wanted(s))
+		uv_timer_start(&s->tick, tick_cb, TICK_MS, TICK_MS);
+}
+
 static void
 tick_cb(uv_timer_t *t)
 {
@@ -51,6 +74,8 @@ tick_cb(uv_timer_t *t)
 		if (a->cg_wd < 0)
 			nss_watch_alloc(s, a);
 	}
+	if (!tick_wanted(s))
+		uv_timer_stop(&s->tick);
 }
 
 /* ---- life cycle ---- */
@@ -321,12 +346,17 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 		nss_sweep_cgroups(s);
 	}
 	uv_timer_init(loop, &s->tick);
+	uv_check_init(loop, &s->kick);
+	s->kick.data = s;
+	uv_check_start(&s->kick, kick_cb);
+	/* The check keeps nothing alive by itself. */
+	uv_unref((uv_handle_t *)&s->kick);
 	s->tick.data = s;
 	uv_timer_init(loop, &s->drain_timer);
 	s->drain_timer.data = s;
 	uv_timer_init(loop, &s->grace_timer);
 	s->grace_timer.data = s;
-	s->open_handles += 3;
+	s->open_handles += 4;
 	uv_timer_start(&s->tick, tick_cb, TICK_MS, TICK_MS);
 	if (s->cgroup_root) {
 		s->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -630,6 +660,7 @@ nsserver_free(struct nsserver *s)
 		uv_close((uv_handle_t *)&cr->poll, nss_creation_closed_cb);
 	}
 	uv_close((uv_handle_t *)&s->tick, nss_handle_closed_cb);
+	uv_close((uv_handle_t *)&s->kick, nss_handle_closed_cb);
 	uv_close((uv_handle_t *)&s->drain_timer, nss_handle_closed_cb);
 	uv_close((uv_handle_t *)&s->grace_timer, nss_handle_closed_cb);
 	if (s->ino_fd >= 0) {

@@ -201,7 +201,8 @@ struct nsserver {
 	int ino_fd;
 	int slice_wd;
 	uv_poll_t ipoll;
-	uv_timer_t tick;
+	uv_timer_t tick;		/* runs only while it has work */
+	uv_check_t kick;		/* after each turn: restart the tick */
 	uv_timer_t drain_timer;
 	uv_timer_t grace_timer;		/* drain: first-request grace */
 	nsserver_drain_cb drain_cb;

@@ -180,6 +180,40 @@ in_path(const char *prog)
 }
 
 /* Preflight: status everywhere, then the binary everywhere.  Fail closed. */
+/*
+ * A host whose supervisor did not answer its status in time, or that
+ * gave no result at all, is asked once more: on a loaded node one missed
+ * deadline is not an outage.  One that fails twice fails the preflight.
+ */
+static int
+retry_unreachable(struct rollout *r)
+{
+	size_t i, k = 0, *again;
+	int rc;
+
+	again = calloc(r->n ? r->n : 1, sizeof(*again));
+	if (!again)
+		return -ENOMEM;
+	for (i = 0; i < r->n; i++) {
+		struct host *h = &r->h[i];
+
+		if ((h->outcome == O_PREFLIGHT_FAILED && h->kind &&
+		    strcmp(h->kind, "unreachable") == 0) ||
+		    (h->outcome == O_PENDING && !h->trailer)) {
+			h->outcome = O_PENDING;
+			h->kind = NULL;
+			h->error[0] = '\0';
+			again[k++] = i;
+		}
+	}
+	rc = k ? ro_run_pass(r, P_STATUS, again, k) : 0;
+	if (k)
+		fprintf(stderr, "rollout: preflight asked %zu host%s again\n", k,
+		    k == 1 ? "" : "s");
+	free(again);
+	return rc < 0 ? rc : 0;
+}
+
 static int
 preflight(struct rollout *r, size_t *idx)
 {
@@ -194,6 +228,8 @@ preflight(struct rollout *r, size_t *idx)
 	fprintf(stderr, "rollout: preflight on %zu hosts (fanout %u)\n", r->n,
 	    r->fanout);
 	if ((rc = ro_run_pass(r, P_STATUS, idx, r->n)) < 0)
+		return rc;
+	if ((rc = retry_unreachable(r)) < 0)
 		return rc;
 	for (i = 0; i < r->n; i++)
 		if (!r->h[i].trailer && r->h[i].outcome == O_PENDING)

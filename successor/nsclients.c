@@ -537,9 +537,12 @@ over_uid_share(struct nsserver *s, int fd, uid_t uid)
 	return true;
 }
 
-/* A consumer connection: one of ours, counted (global and per uid). */
+/*
+ * A consumer connection on fd, or on a moved one: one of ours, counted
+ * (global and per uid, the uid as the conn read it with SO_PEERCRED).
+ */
 static struct client *
-client_new(struct nsserver *s, int fd, struct conn_moved *moved, uid_t uid)
+client_new(struct nsserver *s, int fd, struct conn_moved *moved)
 {
 	struct conn_opts o = { .max_body = s->max_body,
 	    .max_queued = s->max_queued, .max_fds = 0,
@@ -557,8 +560,8 @@ client_new(struct nsserver *s, int fd, struct conn_moved *moved, uid_t uid)
 		return NULL;
 	}
 	cl->s = s;
-	r = moved ? conn_import(s->loop, moved, &o, false, frame_cb, close_cb,
-	    cl, &cl->c) : conn_open(s->loop, fd, &o, frame_cb, close_cb, cl,
+	r = moved ? conn_import(s->loop, moved, &o, frame_cb, close_cb, cl,
+	    &cl->c) : conn_open(s->loop, fd, &o, frame_cb, close_cb, cl,
 	    &cl->c);
 	if (r < 0) {
 		free(cl);
@@ -569,8 +572,8 @@ client_new(struct nsserver *s, int fd, struct conn_moved *moved, uid_t uid)
 		s->clients->prev = cl;
 	s->clients = cl;
 	s->nclients++;
-	cl->uid = uid;
-	u = uid_slot(s, uid, true);
+	conn_peer(cl->c, NULL, &cl->uid, NULL);
+	u = uid_slot(s, cl->uid, true);
 	if (u)
 		u->conns++;
 	return cl;
@@ -588,11 +591,7 @@ nsserver_adopt_conns(struct nsserver *s, struct connmove_item *v, unsigned n)
 	unsigned i, k = 0;
 
 	for (i = 0; i < n; i++) {
-		struct ucred cr = { .uid = 0 };
-		socklen_t len = sizeof(cr);
-
-		(void)getsockopt(v[i].c.fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
-		cl = client_new(s, -1, &v[i].c, cr.uid);
+		cl = client_new(s, -1, &v[i].c);
 		if (!cl)
 			continue;
 		k++;
@@ -614,7 +613,7 @@ nss_accept(void *data, const struct acceptor_peer *p)
 
 	if (over_uid_share(s, p->fd, p->uid))
 		return;
-	cl = client_new(s, p->fd, NULL, p->uid);
+	cl = client_new(s, p->fd, NULL);
 	if (!cl)
 		return;
 	u = uid_slot(s, p->uid, false);

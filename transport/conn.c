@@ -797,7 +797,7 @@ import_unread(struct conn *c, const uint8_t *p, size_t len)
 
 int
 conn_import(uv_loop_t *loop, struct conn_moved *m,
-    const struct conn_opts *opts, bool paused, conn_frame_cb frame_cb,
+    const struct conn_opts *opts, conn_frame_cb frame_cb,
     conn_close_cb close_cb, void *data, struct conn **ret)
 {
 	struct outframe *o = NULL;
@@ -825,7 +825,6 @@ conn_import(uv_loop_t *loop, struct conn_moved *m,
 		conn_moved_free(m);
 		return r;
 	}
-	c->paused = paused;
 	if (m->unread_len > 0 && import_unread(c, m->unread, m->unread_len) < 0) {
 		c->close_cb = NULL;	/* never the owner's: not yet returned */
 		conn_close(c);

@@ -130,10 +130,10 @@ int conn_export(struct conn *c, struct conn_moved *ret);
  * the exporter stopped: unread bytes are the start of the next frame,
  * unsent bytes go out first.  Takes *m (emptied) on success and on
  * failure.  -EBADMSG when unread would complete a frame or holds a
- * header this conn refuses.  Reading starts paused when paused is set.
+ * header this conn refuses.
  */
 int conn_import(uv_loop_t *loop, struct conn_moved *m,
-    const struct conn_opts *opts, bool paused, conn_frame_cb frame_cb,
+    const struct conn_opts *opts, conn_frame_cb frame_cb,
     conn_close_cb close_cb, void *data, struct conn **ret);
 
 size_t conn_queued(const struct conn *c);

@@ -122,7 +122,7 @@ TEST(export_import_carries_partial_read_and_unsent)
 	spin(&loop, 5);
 	check_eq(a.closes, 1);
 	/* Nothing reached the peer as a close: the moved fd holds it. */
-	require(conn_import(&loop, &mv, &o, false, frame_cb, close_cb, &b,
+	require(conn_import(&loop, &mv, &o, frame_cb, close_cb, &b,
 	    &d) == 0, "import");
 	check(mv.fd == -1 && mv.unread == NULL && mv.unsent == NULL,
 	    "import takes everything");

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/proc.h"
@@ -39,4 +40,15 @@ proc_running(pid_t pid)
 	/* The state letter follows the last ')' (comm may contain one). */
 	s = strrchr(buf, ')');
 	return s && s[1] == ' ' && s[2] != 'Z' && s[2] != 'X';
+}
+
+void
+proc_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }

@@ -1,4 +1,4 @@
-/* proc: facts about other processes from /proc. */
+/* proc: facts about other processes from /proc, and our own fd limit. */
 #ifndef BATON_PROC_H
 #define BATON_PROC_H
 
@@ -10,5 +10,12 @@
  * no more code).  EPERM counts as existing.
  */
 bool proc_running(pid_t pid);
+
+/*
+ * Raise this process's soft RLIMIT_NOFILE to its hard limit (1024 soft
+ * under systemd): for a process that holds one fd per client and uses no
+ * select().  Best effort.
+ */
+void proc_raise_nofile(void);
 
 #endif

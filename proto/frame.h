@@ -16,6 +16,8 @@
 #define FRAME_MAX_FDS		16
 #define PROTO_VERSION_MIN	1
 #define PROTO_VERSION_MAX	1
+/* HELLO capabilities (docs/PROTOCOL.md): the agent moves connections. */
+#define PROTO_CAP_CONN_MOVE	"conn-move"
 
 /*
  * Decoder rejection codes.  Functions return them negated, like -errno;

@@ -94,7 +94,7 @@ agent_send(struct conn *c, const struct msg *m)
 void
 agent_send_hello(const struct agent *a, struct conn *c, const char *role)
 {
-	static const char *caps[] = { CONNXFER_CAPABILITY };
+	static const char *caps[] = { PROTO_CAP_CONN_MOVE };
 	struct msg m = { .type = MSG_HELLO };
 
 	m.u.HELLO.capabilities.n = 1;

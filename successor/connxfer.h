@@ -24,9 +24,6 @@
 
 #include "successor/nsserver.h"
 
-/* The capability both agents announce in HELLO. */
-#define CONNXFER_CAPABILITY	"conn-move"
-
 /* Incumbent side: what was sent, kept until the handoff ends. */
 struct connxfer_out {
 	struct connmove_item *v;

@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/version.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "successor/agent.h"
 
 #define MAX_ALLOW 32
@@ -92,22 +92,6 @@ parse_id(const char *s, unsigned *out)
 		return -1;
 	*out = (unsigned)v;
 	return 0;
-}
-
-/*
- * Every client connection is an fd, and a successor receives all of the
- * incumbent's at once: the soft limit (1024 under systemd) goes up to
- * the hard one.  Nothing here uses select().
- */
-static void
-raise_nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		(void)setrlimit(RLIMIT_NOFILE, &rl);
-	}
 }
 
 int
@@ -230,6 +214,7 @@ main(int argc, char **argv)
 	cfg.allow_uids = uids;
 	cfg.allow_gids = gids;
 	log_fallback_to_stdout();
-	raise_nofile();
+	/* One fd per client; a successor receives them all at once. */
+	proc_raise_nofile();
 	return agent_run(&cfg);
 }

@@ -53,7 +53,6 @@
 #define KILL_GRACE_MS		2000
 #define RESUME_MS		10000
 #define O_LOST_MS		1000	/* EOF to exit of a dying incumbent */
-#define XFER_CAPABILITY		"conn-move"	/* HELLO: moves connections */
 
 static const char *const state_names[H_NSTATES] = {
 	"o-hello", "n-hello", "drain", "seal", "begin", "commit", "kill-n",
@@ -205,7 +204,7 @@ xfer_pair(struct handoff *h, const struct msg *n_hello)
 {
 	int sp[2];
 
-	if (!h->o_moves || !has_capability(n_hello, XFER_CAPABILITY))
+	if (!h->o_moves || !has_capability(n_hello, PROTO_CAP_CONN_MOVE))
 		return -1;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
 		log_warn("handoff.xfer", strerror(errno), "handoff_id=%s; "
@@ -263,7 +262,7 @@ a_o_hello(struct handoff *h)
 		    "incumbent");
 	ack.u.HELLO_ACK.proto_version = v;
 	ack.u.HELLO_ACK.handoff_id = h->id;
-	h->o_moves = has_capability(m, XFER_CAPABILITY);
+	h->o_moves = has_capability(m, PROTO_CAP_CONN_MOVE);
 	send_to(h, h->o, &ack);
 	h->res.hello_ms = lap(h);
 	CRASHPOINT(s_after_o_hello);

@@ -34,12 +34,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/proc.h"
 #include "common/nsvocab.h"
 #include "common/version.h"
 #include "transport/wire.h"
@@ -160,14 +160,10 @@ static int *
 hold_open(const char *path, unsigned n)
 {
 	struct msg st = { .type = MSG_STATUS };
-	struct rlimit rl;
 	unsigned i;
 	int *fds;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		(void)setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	proc_raise_nofile();
 	fds = calloc(n ? n : 1, sizeof(*fds));
 	if (!fds)
 		return NULL;

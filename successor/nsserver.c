@@ -572,21 +572,6 @@ nsserver_state(const struct nsserver *s, uint64_t *ret_seq,
 }
 
 int
-nsserver_bump_generation(struct nsserver *s)
-{
-	int r;
-
-	if (s->sealed)
-		return -EROFS;
-	s->t.generation++;
-	s->dirty = true;
-	r = nss_persist_sync(s);
-	if (r < 0)
-		s->t.generation--;
-	return r;
-}
-
-int
 nsserver_bump_generation_async(struct nsserver *s,
     void (*done)(void *data, int err), void *data)
 {

@@ -138,13 +138,9 @@ void nsserver_state(const struct nsserver *s, uint64_t *ret_seq,
 
 /*
  * After a successor has verified the loaded state against BEGIN: count
- * one more handoff in the table's generation and persist it.
- */
-int nsserver_bump_generation(struct nsserver *s);
-/*
- * The same without waiting: the generation counts at once (STATUS, and
- * every later write carries it); done(data, err) runs on the loop once
- * it is durable or its write failed.  0 or -errno (nothing changed).
+ * one more handoff in the table's generation.  It counts at once (STATUS,
+ * and every later write carries it); done(data, err) runs on the loop
+ * once it is durable or its write failed.  0 or -errno (nothing changed).
  */
 int nsserver_bump_generation_async(struct nsserver *s,
     void (*done)(void *data, int err), void *data);

@@ -454,9 +454,12 @@ TEST_T(clients_and_subscribers_stay_connected_through_upgrades, 900)
  * incumbent dies after sending them, the successor serves them and no
  * client notices either.  Only a successor that served them and died
  * takes them with it (those clients see a close, never two servers).
+ * want_rc: the crashed upgrade's batonctl exit, 0 committed (the
+ * successor was promoted, or had sent READY before it adopted them), 1
+ * rolled back.
  */
 static void
-crash_case(const char *point, bool incumbent, bool whole)
+crash_case(const char *point, bool incumbent, bool whole, int want_rc)
 {
 	struct run u = { 0 };
 	char out[4096], env[128], markers[PATH_MAX + 32], arm[4096];
@@ -476,7 +479,8 @@ crash_case(const char *point, bool incumbent, bool whole)
 		rc = it_upgrade(&u.t, out, sizeof(out), args);
 	}
 	check(itc_crashed(&u.t, point), "%s: crashed there", point);
-	tap_diag("%s: upgrade rc %d", point, rc);
+	check(rc == want_rc, "%s: the upgrade %s (exit %d): %s", point,
+	    want_rc == 0 ? "commits" : "rolls back", rc, out);
 	usleep(300000);
 	/* Whoever serves now, one more upgrade carries everything on. */
 	rc = it_upgrade(&u.t, out, sizeof(out), NULL);
@@ -495,22 +499,22 @@ crash_case(const char *point, bool incumbent, bool whole)
 
 TEST_T(successor_dies_before_serving_moved, 300)
 {
-	crash_case("n-after-lock", false, true);
+	crash_case("n-after-lock", false, true, 1);
 }
 
 TEST_T(successor_dies_before_drain_ends, 300)
 {
-	crash_case("n-after-handshake", false, true);
+	crash_case("n-after-handshake", false, true, 1);
 }
 
 TEST_T(incumbent_dies_after_sending, 300)
 {
-	crash_case("o-after-conns-sent", true, true);
+	crash_case("o-after-conns-sent", true, true, 0);
 }
 
 TEST_T(successor_dies_after_adopting, 300)
 {
-	crash_case("n-after-conns-adopted", false, false);
+	crash_case("n-after-conns-adopted", false, false, 0);
 }
 
 int

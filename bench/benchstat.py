@@ -6,8 +6,9 @@ Inputs (all written by the same run, all on CLOCK_MONOTONIC microseconds):
   --handoffs FILE  baton-reload --out: "start_us end_us status stdout-line"
                    per reload; the stdout line is batonctl's JSON for baton
   --log FILE       optional baton supervisor log (agents log there too): the
-                   accept gap from handoff.prepare (incumbent stops accepting)
-                   to agent.serving (successor accepts), per handoff_id
+                   accept gap from the incumbent's last accept (handoff.prepare,
+                   or handoff.sealed when it accepts until the seal) to
+                   agent.serving (the successor accepts), per handoff_id
   --reap FILE      optional baton-reap output: CPU of the server tree
   --floor FILE     optional baton-floor --json output
   --set KEY=VALUE  extra figures (RSS, fd counts) copied into the result
@@ -69,23 +70,43 @@ def read_handoffs(path):
     return out
 
 
-TS = re.compile(r'^ts=(\S+) .*event=(handoff\.prepare|agent\.serving) '
-                r'.*handoff_id=([0-9a-f-]+)')
+TS = re.compile(r'^ts=(\S+) .*event=(handoff\.prepare|handoff\.sealed|'
+                r'agent\.serving) .*handoff_id=([0-9a-f-]+)')
+US = re.compile(r' accept_(stop|start)_us=(\d+)')
 
 
 def log_gaps(path):
-    """ms from incumbent handoff.prepare to successor agent.serving."""
-    prep, serve = {}, {}
+    """ms from the incumbent's last accept to the successor's first, per
+    handoff_id: accept_stop_us (handoff.prepare, or handoff.sealed when the
+    incumbent accepts until the seal; the first one logged counts) to
+    agent.serving's accept_start_us, both CLOCK_MONOTONIC.  Logs without
+    those fields fall back to the millisecond timestamps of
+    handoff.prepare and agent.serving."""
+    stop_us, stop_ts, start_us, start_ts = {}, {}, {}, {}
     with open(path, errors='replace') as f:
         for line in f:
             m = TS.match(line)
             if not m:
                 continue
+            ev, hid = m.group(2), m.group(3)
+            u = US.search(line)
             t = datetime.strptime(m.group(1), '%Y-%m-%dT%H:%M:%S.%fZ')
-            ms = t.timestamp() * 1000.0
-            (prep if m.group(2) == 'handoff.prepare' else serve)[
-                m.group(3)] = ms
-    return sorted(serve[h] - prep[h] for h in prep if h in serve)
+            ts = t.timestamp() * 1000.0
+            if ev == 'agent.serving':
+                start_ts[hid] = ts
+                if u:
+                    start_us[hid] = int(u.group(2)) / 1000.0
+            elif u:
+                stop_us.setdefault(hid, int(u.group(2)) / 1000.0)
+            elif ev == 'handoff.prepare':
+                stop_ts[hid] = ts
+    gaps = []
+    for h in start_ts:
+        if h in start_us and h in stop_us:
+            gaps.append(start_us[h] - stop_us[h])
+        elif h in stop_ts:
+            gaps.append(start_ts[h] - stop_ts[h])
+    return sorted(gaps)
 
 
 def ms(us):
@@ -274,10 +295,11 @@ def readable(r):
                                       f3(r['gap_trace_max_ms'], 3),
                                       f3(r['gap_baseline_max_ms'], 3)))
     if 'gap_log_n' in r:
-        print('accept gap (log, prepare->serving) p50 %s  p99 %s  max %s ms '
-              '(%d handoffs)' % (f3(r['gap_log_p50_ms'], 0),
-                                 f3(r['gap_log_p99_ms'], 0),
-                                 f3(r['gap_log_max_ms'], 0), r['gap_log_n']))
+        print('accept gap (log, last accept->first accept) p50 %s  p99 %s  '
+              'max %s ms (%d handoffs)' % (f3(r['gap_log_p50_ms'], 3),
+                                           f3(r['gap_log_p99_ms'], 3),
+                                           f3(r['gap_log_max_ms'], 3),
+                                           r['gap_log_n']))
     if 'phase_total_p50_ms' in r:
         print('phases ms  ' + '  '.join(
             '%s %s/%s/%s' % (ph, f3(r.get('phase_%s_p50_ms' % ph)),

@@ -270,7 +270,7 @@ atomicfile_write_plain(const char *path, const void *data, size_t len,
 		return -EINVAL;
 	if (len > ATOMICFILE_MAX)
 		return -EFBIG;
-	return write_durable(path, NULL, 0, data, len, mode, true);
+	return write_durable(path, NULL, 0, data, len, mode, false);
 }
 
 int

@@ -34,8 +34,10 @@ int atomicfile_write_nosync(const char *path, const void *data, size_t len,
     mode_t mode);
 
 /*
- * The same durable steps for a small text file readers take as it is
- * (pidfile, readiness file): no header, no checksum, no crash points.
+ * A small text file readers take as it is (pidfile, readiness file,
+ * metrics textfile): atomic like the others (temp file, rename), but
+ * neither checksummed nor waited to the disk, since each describes
+ * processes a power loss ends anyway.  No crash points.
  */
 int atomicfile_write_plain(const char *path, const void *data, size_t len,
     mode_t mode);

@@ -238,13 +238,23 @@ a_prepare(struct agent *a)
 		a->xfer_fd = frame_take_fd(a->cur_frame, 0);
 	}
 	nsserver_keep_conns(a->ns, a->xfer_fd >= 0);
-	log_info("handoff.prepare", NULL, "handoff_id=%s successor_pid=%u "
-	    "deadline_ms=%" PRIu64 " move_conns=%d", a->hid,
-	    m->u.PREPARE_HANDOFF.successor_pid,
-	    m->u.PREPARE_HANDOFF.deadline_ms, a->xfer_fd >= 0);
 	CRASHPOINT(o_inside_drain);
 	/* Its end may come at once: then OE_DRAINED runs after this. */
 	nsserver_drain(a->ns, now + budget, drained_cb, a);
+	/* accept_stop_us (CLOCK_MONOTONIC): the bench's accept gap. */
+	if (nsserver_accepting(a->ns))
+		log_info("handoff.prepare", "accepting until the seal",
+		    "handoff_id=%s successor_pid=%u deadline_ms=%" PRIu64
+		    " move_conns=%d", a->hid,
+		    m->u.PREPARE_HANDOFF.successor_pid,
+		    m->u.PREPARE_HANDOFF.deadline_ms, a->xfer_fd >= 0);
+	else
+		log_info("handoff.prepare", NULL, "handoff_id=%s "
+		    "successor_pid=%u deadline_ms=%" PRIu64 " move_conns=%d "
+		    "accept_stop_us=%" PRIu64, a->hid,
+		    m->u.PREPARE_HANDOFF.successor_pid,
+		    m->u.PREPARE_HANDOFF.deadline_ms, a->xfer_fd >= 0,
+		    clock_mono_us());
 	return OS_DRAINING;
 }
 
@@ -255,7 +265,8 @@ a_drained(struct agent *a)
 
 	m.u.DRAINED.handoff_id = a->hid;
 	m.u.DRAINED.open_conns_remaining = a->cur_remaining;
-	m.u.DRAINED.accept_closed = true;
+	/* Connections that move: accepting goes on until the seal. */
+	m.u.DRAINED.accept_closed = !nsserver_accepting(a->ns);
 	agent_send(a->sess, &m);
 	log_info("handoff.drained", NULL, "handoff_id=%s open_remaining=%u",
 	    a->hid, a->cur_remaining);
@@ -269,7 +280,7 @@ a_seal(struct agent *a)
 	struct msg m = { .type = MSG_SEAL_COMPLETE };
 	uint8_t digest[NSSERVER_DIGEST_LEN];
 	enum ostate next;
-	uint64_t seq;
+	uint64_t seq, stop_us;
 	int r;
 
 	if (!id_matches(a, a->cur->u.SEAL_REQUEST.handoff_id))
@@ -291,6 +302,7 @@ a_seal(struct agent *a)
 	else
 #endif
 	r = nsserver_seal(a->ns, &seq, digest);
+	stop_us = clock_mono_us();
 	if (r < 0) {
 		struct msg f = { .type = MSG_SEAL_FAILED };
 
@@ -316,8 +328,8 @@ a_seal(struct agent *a)
 	m.u.SEAL_COMPLETE.state_digest.p = digest;
 	m.u.SEAL_COMPLETE.state_digest.len = sizeof(digest);
 	agent_send(a->sess, &m);
-	log_info("handoff.sealed", NULL, "handoff_id=%s state_seq=%" PRIu64,
-	    a->hid, seq);
+	log_info("handoff.sealed", NULL, "handoff_id=%s state_seq=%" PRIu64
+	    " accept_stop_us=%" PRIu64, a->hid, seq, stop_us);
 	CRASHPOINT(o_after_seal_complete_sent);
 	return OS_SEALED;
 }

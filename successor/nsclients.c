@@ -112,9 +112,10 @@ void
 nss_client_done(struct client *cl)
 {
 	cl->w = NULL;
-	if (cl->s->draining && cl->s->keep_conns)
-		conn_pause(cl->c);
-	else if (cl->s->draining)
+	if (cl->s->draining && cl->s->keep_conns) {
+		if (!cl->held)
+			conn_resume(cl->c);
+	} else if (cl->s->draining)
 		conn_close_after_flush(cl->c);
 	else
 		conn_resume(cl->c);
@@ -452,8 +453,19 @@ frame_cb(struct conn *c, struct frame *f, void *data)
 	struct client *cl = data;
 	struct nsserver *s = cl->s;
 
-	(void)c;
 	cl->requests++;
+	/*
+	 * Draining with connections that move: reads are still answered
+	 * here, a change is held unread and moves with its connection at the
+	 * seal, to be served by the successor (PROTOCOL.md, "Moving
+	 * connections").
+	 */
+	if (s->draining && s->keep_conns && (f->m.type == MSG_NS_REQUEST ||
+	    f->m.type == MSG_ALLOCATION_ENDED) && conn_hold(c) == 0) {
+		cl->held = true;
+		frame_release(f);
+		return;
+	}
 	switch (f->m.type) {
 	case MSG_NS_REQUEST:
 		handle_request(cl, &f->m);
@@ -599,6 +611,8 @@ nsserver_adopt_conns(struct nsserver *s, struct connmove_item *v, unsigned n)
 			cl->subscriber = true;
 			s->nsubs++;
 		}
+		/* A request it sent and nobody read yet is served now. */
+		(void)conn_read_now(cl->c, 1);
 	}
 	return k;
 }

@@ -478,11 +478,6 @@ close_idle(struct nsserver *s, bool fresh_too)
 		next = cl->next;
 		if (cl->w || cl->rel)
 			continue;
-		if (s->keep_conns) {
-			/* What it sent and we did not read moves with it. */
-			conn_pause(cl->c);
-			continue;
-		}
 		if (ioctl(conn_fd(cl->c), FIONREAD, &pending) < 0)
 			pending = 0;
 		if (pending > 0 || (cl->requests == 0 && !fresh_too))
@@ -496,7 +491,7 @@ grace_timer_cb(uv_timer_t *t)
 {
 	struct nsserver *s = t->data;
 
-	if (s->draining)
+	if (s->draining && !s->keep_conns)
 		close_idle(s, true);
 }
 
@@ -506,15 +501,22 @@ nsserver_drain(struct nsserver *s, uint64_t deadline_ms,
 {
 	uint64_t now = clock_mono_ms();
 
-	nsserver_stop_accepting(s);
+	/*
+	 * With connections that move, accepting and reading go on until the
+	 * seal (changes are held, frame_cb); otherwise they stop here.
+	 */
 	s->draining = true;
 	s->drain_cb = done_cb;
 	s->drain_data = data;
-	close_idle(s, false);
-	uv_timer_stop(&s->grace_timer);
-	uv_timer_start(&s->grace_timer, grace_timer_cb,
-	    deadline_ms > now + DRAIN_FIRST_REQUEST_MS ? DRAIN_FIRST_REQUEST_MS :
-	    deadline_ms > now ? deadline_ms - now : 0, 0);
+	if (!s->keep_conns) {
+		nsserver_stop_accepting(s);
+		close_idle(s, false);
+		uv_timer_stop(&s->grace_timer);
+		uv_timer_start(&s->grace_timer, grace_timer_cb,
+		    deadline_ms > now + DRAIN_FIRST_REQUEST_MS ?
+		    DRAIN_FIRST_REQUEST_MS : deadline_ms > now ?
+		    deadline_ms - now : 0, 0);
+	}
 	uv_timer_stop(&s->drain_timer);
 	uv_timer_start(&s->drain_timer, drain_timer_cb,
 	    deadline_ms > now ? deadline_ms - now : 0, 0);
@@ -534,6 +536,7 @@ nsserver_seal(struct nsserver *s, uint64_t *ret_seq,
 		return r;
 	if (s->ncreations || s->nreleasing)
 		return -EBUSY;
+	nsserver_stop_accepting(s);
 	s->sealed = true;
 	*ret_seq = s->t.seq;
 	memcpy(ret_digest, s->digest, NSSERVER_DIGEST_LEN);
@@ -543,7 +546,7 @@ nsserver_seal(struct nsserver *s, uint64_t *ret_seq,
 void
 nsserver_resume(struct nsserver *s, int listen_fd)
 {
-	struct client *cl;
+	struct client *cl, *next;
 	int r;
 
 	s->sealed = false;
@@ -561,6 +564,14 @@ nsserver_resume(struct nsserver *s, int listen_fd)
 	r = nsserver_start(s, listen_fd);
 	if (r < 0)
 		log_error("ns.resume", strerror(-r), NULL);
+	/* Changes held by the drain are served now, in the order held. */
+	for (cl = s->clients; cl; cl = next) {
+		next = cl->next;
+		if (cl->held) {
+			cl->held = false;
+			(void)conn_read_now(cl->c, 1);
+		}
+	}
 }
 
 void

@@ -121,6 +121,7 @@ struct client {
 	uid_t uid;
 	struct release *rel;		/* set while its release is written */
 	bool subscriber;
+	bool held;			/* a change request held unread (drain) */
 	struct waiter *w;		/* set while waiting for a creation */
 	unsigned requests;		/* frames received */
 	struct client *prev, *next;

@@ -153,7 +153,7 @@ do_begin(struct agent *a)
 	const struct bin *want = &m->u.BEGIN.state_digest;
 	bool promoted = want->len == 0;
 	bool match;
-	uint64_t seq;
+	uint64_t seq, start_us;
 	pid_t holder = 0;
 	unsigned i;
 	int rc;
@@ -206,6 +206,7 @@ do_begin(struct agent *a)
 		a->xin = NULL;
 	}
 	rc = nsserver_start(a->ns, a->ns_fd);
+	start_us = clock_mono_us();
 	if (rc < 0) {
 		lock_release(a->lock);
 		a->lock = NULL;
@@ -230,7 +231,8 @@ do_begin(struct agent *a)
 	crashpoint_set_role("incumbent");
 	log_info("agent.serving", promoted ? "successor promoted" :
 	    "successor took over", "handoff_id=%s allocations=%u "
-	    "state_seq=%" PRIu64, a->hid, nsserver_count(a->ns), seq);
+	    "state_seq=%" PRIu64 " accept_start_us=%" PRIu64, a->hid,
+	    nsserver_count(a->ns), seq, start_us);
 	CRASHPOINT(n_after_ready_sent);
 	return NST_OFF;
 }

@@ -76,8 +76,6 @@ struct handoff {
 
 	const struct msg *cur;		/* the frame being handled */
 	struct journal_rec jr;
-	bool jr_durable;		/* a record is on disk ... */
-	pid_t jr_durable_n;		/* ... naming this successor */
 	struct handoff_result res;
 };
 

@@ -71,25 +71,21 @@ static enum hstate finish(struct handoff *h, bool committed);
 
 /* ---- helpers ---- */
 
+/*
+ * The record of this handoff, atomic and checksummed but not waited to
+ * the disk: every decision recovery takes from it concerns processes,
+ * which a power loss ends (PROTOCOL.md, "Journal phases").
+ */
 static int
 journal(struct handoff *h, const char *phase)
 {
 	int r;
 
-	bool sync;
-
 	snprintf(h->jr.phase, sizeof(h->jr.phase), "%s", phase);
 	h->jr.successor_pid = h->n_pid;
 	if (handoff_ht_bits)
 		return 0;
-	/* Durable when it names a process the last durable one did not. */
-	sync = !h->jr_durable || h->jr_durable_n != h->n_pid;
-	r = sync ? journal_write(h->env.journal, &h->jr) :
-	    journal_note(h->env.journal, &h->jr);
-	if (r == 0 && sync) {
-		h->jr_durable = true;
-		h->jr_durable_n = h->n_pid;
-	}
+	r = journal_note(h->env.journal, &h->jr);
 	if (r < 0)
 		log_error("journal.write", proto_strerror(r), "handoff_id=%s "
 		    "phase=%s path=%s", h->id, phase, h->env.journal);
@@ -343,16 +339,19 @@ send_begin(struct handoff *h)
 {
 	struct msg m = { .type = MSG_BEGIN };
 
-	/* Recovery after our crash adopts whoever holds the lock: a record
-	 * that cannot be written only costs the outcome's label, but stop
-	 * here anyway, before the successor takes the lock. */
-	if (journal(h, "beginning") < 0)
-		return begin_abort(h, "cannot write the journal");
 	m.u.BEGIN.handoff_id = h->id;
 	m.u.BEGIN.state_seq = h->promoted ? 0 : h->seal_seq;
 	m.u.BEGIN.state_digest.p = h->seal_digest;
 	m.u.BEGIN.state_digest.len = h->promoted ? 0 : h->seal_len;
 	send_to(h, h->n, &m);
+	/*
+	 * Recorded after the send, out of the time nobody accepts: the
+	 * record names no process the last one did not (recovery adopts
+	 * whoever holds the lock).  A journal that cannot be written still
+	 * aborts, as a successor lost after BEGIN does.
+	 */
+	if (journal(h, "beginning") < 0)
+		return begin_abort(h, "cannot write the journal");
 	CRASHPOINT(s_after_begin_sent);
 	handoff_arm(h, remaining(h) + WIRE_SLACK_MS, true);
 	return H_BEGIN;
@@ -696,11 +695,12 @@ finish(struct handoff *h, bool committed)
 	h->o_watch = NULL;
 	snprintf(h->jr.phase, sizeof(h->jr.phase), "%s",
 	    committed ? "committed" : "rolled-back");
-	r = journal_write(h->env.last_handoff, &h->jr);
+	/* Neither waits for the disk either (journal()). */
+	r = journal_note(h->env.last_handoff, &h->jr);
 	if (r < 0)
 		log_warn("journal.write", proto_strerror(r), "path=%s",
 		    h->env.last_handoff);
-	r = journal_clear(h->env.journal);
+	r = journal_drop(h->env.journal);
 	if (r < 0)
 		log_error("journal.clear", proto_strerror(r), "path=%s",
 		    h->env.journal);

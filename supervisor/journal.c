@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/atomicfile.h"
 #include "common/clock.h"
@@ -89,4 +90,12 @@ int
 journal_clear(const char *path)
 {
 	return atomicfile_remove(path);
+}
+
+int
+journal_drop(const char *path)
+{
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
 }

@@ -24,13 +24,16 @@ struct journal_rec {
 /* Write durably (updated_at_ms is set here).  0 or -errno. */
 int journal_write(const char *path, struct journal_rec *r);
 /*
- * Write atomically without waiting for the disk: a record that changes
- * only the phase's name (the pids and binaries recovery acts on are
- * unchanged since the last durable record).  0 or -errno.
+ * Write atomically without waiting for the disk: a handoff's records,
+ * since recovery acts on the processes they name and a power loss ends
+ * them all (PROTOCOL.md, "Journal phases").  0 or -errno.
  */
 int journal_note(const char *path, struct journal_rec *r);
 /* 0, -ENOENT when there is none, -EBADMSG when torn/invalid, -errno. */
 int journal_read(const char *path, struct journal_rec *ret);
+/* Remove the record, durably. */
 int journal_clear(const char *path);
+/* Remove it without waiting for the disk (see journal_note). */
+int journal_drop(const char *path);
 
 #endif

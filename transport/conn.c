@@ -83,6 +83,9 @@ struct conn {
 	size_t queued;		/* unsent bytes in the queue */
 
 	bool paused;
+	bool delivering;	/* inside frame_cb */
+	bool deliver_fds;	/* ... of a frame that came with fds */
+	bool hold;		/* frame_cb put its frame back (conn_hold) */
 	bool draining;		/* not reading; close when sent out */
 	bool rejected;
 	bool closed;
@@ -460,19 +463,23 @@ deliver(struct conn *c)
 	const char *why = NULL;
 	struct frame f;
 	struct msg m;
+	uint8_t *raw;
 	unsigned i;
 	int r;
 
 	r = msg_decode(c->h.type, c->body != NULL ? c->body : empty,
 	    c->h.body_len, &m);
-	free(c->body);
+	/* Kept until frame_cb returns: it may put the frame back. */
+	raw = c->body;
 	c->body = NULL;
 	if (r < 0) {
+		free(raw);
 		conn_reject(c, r, NULL);
 		return r;
 	}
 	r = msg_validate(&m, &why);
 	if (r < 0) {
+		free(raw);
 		msg_free(&m);
 		conn_reject(c, r, why);
 		return r;
@@ -488,10 +495,25 @@ deliver(struct conn *c)
 	c->rnfds = 0;
 	c->hdr_got = 0;
 	c->body_got = 0;
-	if (c->frame_cb != NULL)
-		c->frame_cb(c, &f, c->data);
-	else
+	if (c->frame_cb == NULL) {
+		free(raw);
 		frame_release(&f);
+		return 0;
+	}
+	c->delivering = true;
+	c->deliver_fds = f.nfds > 0;
+	c->hold = false;
+	c->frame_cb(c, &f, c->data);
+	c->delivering = false;
+	if (c->hold && !c->closed) {
+		/* Read again, whole, when reading restarts (c->h is intact). */
+		c->hold = false;
+		c->body = raw;
+		c->hdr_got = FRAME_HEADER_SIZE;
+		c->body_got = c->h.body_len;
+		return 0;
+	}
+	free(raw);
 	return 0;
 }
 
@@ -663,6 +685,18 @@ conn_pause(struct conn *c)
 	update_poll(c);
 }
 
+int
+conn_hold(struct conn *c)
+{
+	if (!c->delivering)
+		return -EINVAL;
+	if (c->deliver_fds)
+		return -EBUSY;
+	c->hold = true;
+	conn_pause(c);
+	return 0;
+}
+
 void
 conn_resume(struct conn *c)
 {
@@ -771,7 +805,7 @@ nomem:
 	return -ENOMEM;
 }
 
-/* Feed the exporter's partial frame into a fresh conn's read state. */
+/* Feed the exporter's partial or held frame into a fresh conn. */
 static int
 import_unread(struct conn *c, const uint8_t *p, size_t len)
 {
@@ -785,7 +819,7 @@ import_unread(struct conn *c, const uint8_t *p, size_t len)
 		return 0;
 	/* A moved conn carries no fds in its partial frame (export checks). */
 	if (check_header(c, why, sizeof(why)) < 0 ||
-	    len - k >= (size_t)c->h.body_len) {
+	    len - k > (size_t)c->h.body_len) {
 		read_reset(c);
 		return -EBADMSG;
 	}

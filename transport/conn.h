@@ -79,6 +79,16 @@ int conn_read_now(struct conn *c, unsigned max_frames);
 
 /* Stop / restart reading (writes go on). */
 void conn_pause(struct conn *c);
+
+/*
+ * From inside frame_cb only: put the frame being delivered back, unread,
+ * and pause.  It stays at the head of what c has read: conn_export moves
+ * it with the connection, and once reading restarts, conn_read_now (or
+ * the next readable event) delivers it again.  The owner still releases
+ * the struct frame it was given.  -EBUSY when the frame carried fds
+ * (they cannot be put back), -EINVAL outside frame_cb.
+ */
+int conn_hold(struct conn *c);
 void conn_resume(struct conn *c);
 
 /* Close now; queued frames are dropped.  close_cb(c, 0) follows. */
@@ -127,10 +137,11 @@ int conn_export(struct conn *c, struct conn_moved *ret);
 
 /*
  * The reverse, in this process: open a conn on m->fd and carry on where
- * the exporter stopped: unread bytes are the start of the next frame,
- * unsent bytes go out first.  Takes *m (emptied) on success and on
- * failure.  -EBADMSG when unread would complete a frame or holds a
- * header this conn refuses.
+ * the exporter stopped: unread bytes are the start of the next frame
+ * (or a whole one the exporter held, conn_hold: the owner delivers it with
+ * conn_read_now once it can serve it), unsent bytes go out first.  Takes
+ * *m (emptied) on success and on failure.  -EBADMSG when unread goes past
+ * one frame or holds a header this conn refuses.
  */
 int conn_import(uv_loop_t *loop, struct conn_moved *m,
     const struct conn_opts *opts, conn_frame_cb frame_cb,

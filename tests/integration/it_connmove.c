@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "client/nsclient.h"
@@ -515,6 +517,149 @@ TEST_T(incumbent_dies_after_sending, 300)
 TEST_T(successor_dies_after_adopting, 300)
 {
 	crash_case("n-after-conns-adopted", false, false, 0);
+}
+
+/*
+ * Held through the drain: an incumbent whose connections move keeps
+ * accepting and answering reads until the seal, and holds change requests
+ * unread; they move with their connections and the successor serves them
+ * (commit), or the incumbent serves them itself when the handoff ends
+ * without a successor (the supervisor killed while stopped after
+ * DRAINED: the incumbent resumes on its own).
+ */
+struct held_req {
+	struct nsclient *c;	/* persistent, opened before the upgrade */
+	const char *id;
+	int err;
+	unsigned long long ino;
+	uint64_t done_ms;
+	atomic_bool done;
+};
+
+static struct itest *held_t;	/* for held_fresh_worker */
+
+static void *
+held_worker(void *arg)
+{
+	struct held_req *h = arg;
+	struct nsclient_req req = { .allocation_id = h->id, .namespaces = net,
+	    .n = 1 };
+	struct nsclient_ns ns;
+	struct stat sb;
+	int r;
+
+	r = nsclient_request(h->c, &req, &ns);
+	if (r == 0) {
+		r = fstat(ns.fds[0], &sb) < 0 ? -errno : 0;
+		h->ino = (unsigned long long)sb.st_ino;
+		nsclient_ns_free(&ns);
+	}
+	h->err = r;
+	h->done_ms = clock_mono_ms();
+	atomic_store(&h->done, true);
+	return NULL;
+}
+
+static void *
+held_fresh_worker(void *arg)
+{
+	struct held_req *h = arg;
+	int err = 0;
+
+	h->ino = itc_served_ino(held_t, h->id, &err);
+	h->err = -err;
+	h->done_ms = clock_mono_ms();
+	atomic_store(&h->done, true);
+	return NULL;
+}
+
+static void
+held_case(bool commit)
+{
+	static const char *const env[] = {
+	    "HANDOFF_STALL_AT=s-after-drained-recv", NULL };
+	struct baton_paths bp;
+	struct held_req h[2] = { { .id = "held-persistent" },
+	    { .id = "held-fresh" } };
+	pthread_t th[2];
+	struct itest t;
+	char out[4096];
+	uint64_t t0, allocs = 0;
+	pid_t old, now, up, sup;
+	int status = 0, err = 0, i;
+
+	if (geteuid() != 0)
+		tap_skip("needs root (namespaces)");
+	it_setup(&t);
+	held_t = &t;
+	require((sup = it_start_supervisor(&t, env)) > 0, "supervisor");
+	require((old = it_wait_serving(&t, 15000)) > 0, "serving");
+	paths_init(&bp, t.root);
+	require(nsclient_open(bp.ns_socket, &h[0].c) == 0, "client");
+	up = fork();
+	if (up == 0)
+		_exit(it_upgrade(&t, out, sizeof(out), NULL));
+	require(itc_wait_stalled(&t, "s-after-drained-recv", 10000) == sup,
+	    "the supervisor stopped after DRAINED");
+	/* Reads: answered by the draining incumbent, on a new connection. */
+	t0 = clock_mono_ms();
+	now = it_ns_status(&t, NULL, &allocs);
+	check(now == old && clock_mono_ms() - t0 < 2000,
+	    "STATUS answered by the draining incumbent (pid %d, %llu ms)",
+	    (int)now, (unsigned long long)(clock_mono_ms() - t0));
+	/* Changes: held, on an old connection and on one accepted now. */
+	require(pthread_create(&th[0], NULL, held_worker, &h[0]) == 0, "t0");
+	require(pthread_create(&th[1], NULL, held_fresh_worker, &h[1]) == 0,
+	    "t1");
+	usleep(500000);
+	check(!atomic_load(&h[0].done) && !atomic_load(&h[1].done),
+	    "changes are held while the incumbent drains");
+	t0 = clock_mono_ms();
+	if (commit)
+		kill(sup, SIGCONT);
+	else
+		kill(sup, SIGKILL);
+	for (i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		check(h[i].err == 0 && h[i].ino > 0, "%s: created after the "
+		    "%s (%d, %llu ms)", h[i].id, commit ? "move" : "resume",
+		    h[i].err, (unsigned long long)(h[i].done_ms - t0));
+	}
+	waitpid(up, &status, 0);
+	if (commit) {
+		check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "the upgrade commits (status %d)", status);
+		now = it_wait_serving(&t, 15000);
+		check(now > 0 && now != old, "the successor serves (%d)",
+		    (int)now);
+	} else {
+		t0 = clock_mono_ms();
+		while (it_alive(sup) && clock_mono_ms() - t0 < 5000)
+			usleep(10000);
+		now = it_ns_status(&t, NULL, NULL);
+		check(now == old, "the incumbent serves again (%d)", (int)now);
+	}
+	/* Each was created once: asking again hands back the same one. */
+	for (i = 0; i < 2; i++)
+		check(itc_served_ino(&t, h[i].id, &err) == h[i].ino,
+		    "%s: the same namespace when asked again (%d)", h[i].id,
+		    err);
+	check(it_ns_status(&t, NULL, &allocs) > 0 && allocs == 2,
+	    "two allocations served (%llu)", (unsigned long long)allocs);
+	nsclient_close(h[0].c);
+	if (tap_failures())
+		it_dump_log(&t);
+	it_teardown(&t);
+}
+
+TEST_T(changes_held_in_drain_move_to_successor, 120)
+{
+	held_case(true);
+}
+
+TEST_T(changes_held_in_drain_served_on_resume, 120)
+{
+	held_case(false);
 }
 
 int

@@ -4,8 +4,9 @@
  * libfiu's POSIX preload (fiu-run -x) with random failures:
  *
  *   fsync    EIO, then (half-way, via fiu-ctrl) ENOSPC: the atomicfile
- *            and pidfile fsyncs, i.e. journal, last-handoff, allocation
- *            table and lock writes
+ *            fsyncs, i.e. the allocation table's writes (a handoff's
+ *            journal records, the pidfile and the readiness file are
+ *            atomic but not fsynced: docs/PROTOCOL.md)
  *   write    EINTR; ENOSPC, then EIO with FAULTS_WRITE_ERR=1 (see below)
  *   open     EMFILE                  (fd exhaustion; see accept below)
  *   writev   EAGAIN   read, recvmsg  EINTR   sendmsg  EAGAIN

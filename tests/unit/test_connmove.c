@@ -74,8 +74,8 @@ heartbeat(uint64_t ts, size_t *len)
  * frames stay queued in the conn; *fds0 is the fd count to come back to.
  */
 static struct conn *
-open_small(uv_loop_t *loop, int sp[2], const struct conn_opts *o,
-    struct seen *s, int *fds0)
+open_cb(uv_loop_t *loop, int sp[2], const struct conn_opts *o,
+    struct seen *s, int *fds0, conn_frame_cb cb)
 {
 	struct conn *c;
 	int sndbuf = 4096;
@@ -85,9 +85,15 @@ open_small(uv_loop_t *loop, int sp[2], const struct conn_opts *o,
 	(void)setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	uv_loop_init(loop);
 	*fds0 = tap_count_fds() - 2;	/* the loop's own, and the pair */
-	require(conn_open(loop, sp[0], o, frame_cb, close_cb, s, &c) == 0,
-	    "open");
+	require(conn_open(loop, sp[0], o, cb, close_cb, s, &c) == 0, "open");
 	return c;
+}
+
+static struct conn *
+open_small(uv_loop_t *loop, int sp[2], const struct conn_opts *o,
+    struct seen *s, int *fds0)
+{
+	return open_cb(loop, sp, o, s, fds0, frame_cb);
 }
 
 TEST(export_import_carries_partial_read_and_unsent)
@@ -178,6 +184,59 @@ TEST(export_import_carries_partial_read_and_unsent)
 	close(sp[1]);
 	check_eq(tap_count_fds(), fds0);
 	uv_loop_close(&loop);
+}
+
+/* Holds every frame it is given (conn_hold), counting them. */
+static void
+hold_cb(struct conn *c, struct frame *f, void *data)
+{
+	struct seen *s = data;
+
+	if (f->m.type == MSG_HEARTBEAT && s->frames < 8)
+		s->ts[s->frames] = f->m.u.HEARTBEAT.ts_ms;
+	s->frames++;
+	check_eq(conn_hold(c), 0);
+	frame_release(f);
+}
+
+TEST(held_frame_is_read_again_and_moves_whole)
+{
+	struct conn_opts o = { .max_queued = 1 << 20 };
+	struct conn_moved mv = { .fd = -1 };
+	struct seen a = { 0 }, b = { 0 };
+	int sp[2], fds0;
+	uv_loop_t loop;
+	size_t inlen;
+	struct conn *d, *c = open_cb(&loop, sp, &o, &a, &fds0, hold_cb);
+	uint8_t *in;
+
+	check_eq(conn_hold(c), -EINVAL);	/* only inside frame_cb */
+	in = heartbeat(91, &inlen);
+	require(write(sp[1], in, inlen) == (ssize_t)inlen, "request");
+	spin(&loop, 5);
+	check_eq(a.frames, 1);
+	/* Paused: nothing more is read, and the frame is still there. */
+	spin(&loop, 5);
+	check_eq(a.frames, 1);
+	conn_resume(c);
+	check_eq(conn_read_now(c, 4), 1);
+	check(a.frames == 2 && a.ts[1] == 91, "held frame delivered again");
+	/* Held again by hold_cb: it moves whole, and is served there. */
+	require(conn_export(c, &mv) == 0, "export");
+	check(mv.unread_len == inlen && memcmp(mv.unread, in, inlen) == 0,
+	    "the whole held frame travels (%zu of %zu)", mv.unread_len, inlen);
+	spin(&loop, 5);
+	require(conn_import(&loop, &mv, &o, frame_cb, close_cb, &b,
+	    &d) == 0, "import takes a whole frame");
+	check_eq(b.frames, 0);
+	check_eq(conn_read_now(d, 4), 1);
+	check(b.frames == 1 && b.ts[0] == 91, "served after the move");
+	conn_close(d);
+	spin(&loop, 5);
+	close(sp[1]);
+	free(in);
+	check_eq(tap_count_fds(), fds0);
+	check_eq(uv_loop_close(&loop), 0);
 }
 
 TEST(export_refuses_unsent_fds)

@@ -151,15 +151,16 @@ fsync_dir_of(const char *path)
 /*
  * temp file, write hdr and data, fsync, rename, fsync the directory
  * (without the fsyncs when !sync: atomic against a crash of any process,
- * not against a power loss).  Crash points only on durable checksummed
- * writes (the journal and the table).
+ * not against a power loss).  Crash points only on checksummed writes
+ * (the journal and the table), durable or not.
  */
 static int
 write_durable(const char *path, const uint8_t *hdr, size_t hlen,
     const void *data, size_t len, mode_t mode, bool sync)
 {
 	char tmp[PATH_MAX];
-	bool created = false, cp = hdr != NULL && sync;
+	/* Without fsync, j-after-tmp-fsync sits where the fsync would. */
+	bool created = false, cp = hdr != NULL;
 	int fd = -1, r, n;
 
 	n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());

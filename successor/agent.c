@@ -199,6 +199,7 @@ agent_open_ns(struct agent *a)
 		.max_body = a->cfg->max_frame,
 		.max_queued = a->cfg->max_buffered,
 		.preload = a->pre,
+		.sealed_digest = a->sealed_digest,
 	};
 	int r = nsserver_new(a->loop, &nc, &a->ns);
 

@@ -108,7 +108,8 @@ struct agent {
 	int xfer_fd;		/* incumbent: channel to the successor */
 	struct connxfer_out xout; /* incumbent: connections sent, copies */
 	struct connxfer_in *xin; /* successor: connections coming */
-	struct nsserver_preload *pre; /* successor: the table, checked early */
+	struct nsserver_preload *pre; /* successor: the table, read early */
+	const uint8_t *sealed_digest;	/* at BEGIN: nsserver_config */
 
 	struct conn *up;	/* successor: socketpair to the supervisor */
 	enum nstate nst;

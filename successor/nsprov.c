@@ -344,6 +344,23 @@ nsprov_report_failed(int wfd, int err, const char *what)
 	fail(wfd, err, what, NULL);
 }
 
+/*
+ * The helper's undo: only its own directory.  An agent that died leaves
+ * its helpers running; the next agent's sweep removes their directories
+ * and a client's retry may make the same id's directory again, which an
+ * old helper's undo must not take (seen in the crash matrix: the retry's
+ * bind mount found its pin file gone).
+ */
+static void
+undo_own(const struct nsprov_req *rq, const char *dir, const struct stat *own)
+{
+	struct stat st;
+
+	if (stat(dir, &st) == 0 && st.st_ino == own->st_ino &&
+	    st.st_dev == own->st_dev)
+		(void)nsprov_destroy(rq->pin_dir, rq->id, 0, 0);
+}
+
 static __attribute__((noreturn)) void
 helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 {
@@ -351,6 +368,7 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 	struct nsprov_report rep;
 	char dir[4096], path[4096], src[64], err[160], buf[32];
 	int fds[NSV_KINDS] = { -1, -1, -1 };
+	struct stat own;
 	pid_t init = 0;
 	unsigned k;
 	ssize_t w;
@@ -369,6 +387,8 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 		(void)nsprov_destroy(rq->pin_dir, rq->id, 0, 0);
 		r = mkdir(dir, 0700) < 0 ? -errno : 0;
 	}
+	if (r == 0 && stat(dir, &own) < 0)
+		r = -errno;
 	if (r < 0) {
 		fail(wfd, r, "mkdir", dir);
 		_exit(1);
@@ -463,7 +483,7 @@ undo:
 			close(fds[k]);
 	if (init > 0)
 		(void)kill(init, SIGKILL);
-	(void)nsprov_destroy(rq->pin_dir, rq->id, 0, 0);
+	undo_own(rq, dir, &own);
 	_exit(1);
 }
 

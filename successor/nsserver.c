@@ -8,7 +8,8 @@
 
 static void tick_cb(uv_timer_t *t);
 static bool known_cb(const char *id, void *data);
-static int load(struct nsserver *s, struct nsserver_preload *pre);
+static int load(struct nsserver *s, struct nsserver_preload *pre,
+    const uint8_t *sealed);
 static void free_server(struct nsserver *s);
 static void drain_timer_cb(uv_timer_t *t);
 static void close_idle(struct nsserver *s, bool fresh_too);
@@ -96,7 +97,6 @@ known_cb(const char *id, void *data)
 struct nsserver_preload {
 	struct ns_table t;
 	uint8_t digest[NSSERVER_DIGEST_LEN];	/* of the file read */
-	unsigned checked;
 	/* The allocation cgroups, resolved from a mountinfo that every pin
 	 * makes longer (20,000 lines with 10,000 allocations). */
 	struct nscgroup cg;
@@ -105,12 +105,11 @@ struct nsserver_preload {
 };
 
 int
-nsserver_preload(const char *state_path, const char *pin_dir,
-    const char *alloc_cgroup, struct nsserver_preload **ret)
+nsserver_preload(const char *state_path, const char *alloc_cgroup,
+    struct nsserver_preload **ret)
 {
 	struct nsserver_preload *p;
-	struct ns_alloc *a;
-	const char *why;
+	uint64_t t0 = clock_mono_us(), t1, t2;
 	void *buf = NULL;
 	size_t len;
 	int r;
@@ -121,6 +120,7 @@ nsserver_preload(const char *state_path, const char *pin_dir,
 		return -ENOMEM;
 	r = atomicfile_read_sum(state_path, ATOMICFILE_MAX, &buf, &len,
 	    p->digest);
+	t1 = clock_mono_us();
 	if (r == 0)
 		r = nsstate_decode(buf, len, &p->t);
 	free(buf);
@@ -128,16 +128,13 @@ nsserver_preload(const char *state_path, const char *pin_dir,
 		nsserver_preload_free(p);
 		return r;
 	}
-	for (a = p->t.head; a; a = a->next) {
-		a->checked = nsprov_check(pin_dir, a->id, a->mask, a->ino,
-		    a->reaper, &why) == 0;
-		p->checked += a->checked;
-	}
+	t2 = clock_mono_us();
 	p->cg_spec = nss_dup_or_null(alloc_cgroup);
 	p->cg_open = (!alloc_cgroup || p->cg_spec) &&
 	    nscgroup_open(alloc_cgroup, NULL, NULL, &p->cg) == 0;
-	log_info("ns.preloaded", NULL, "allocations=%u checked=%u seq=%" PRIu64,
-	    p->t.n, p->checked, p->t.seq);
+	log_info("ns.preloaded", NULL, "allocations=%u seq=%" PRIu64
+	    " read_us=%" PRIu64 " decode_us=%" PRIu64 " cgroup_us=%" PRIu64,
+	    p->t.n, p->t.seq, t1 - t0, t2 - t1, clock_mono_us() - t2);
 	*ret = p;
 	return 0;
 }
@@ -168,19 +165,8 @@ take_preloaded_cg(struct nsserver_preload *p, const char *spec,
 	return true;
 }
 
-/* Checked whole by the preload, and recorded the same since. */
-static bool
-preloaded_ok(const struct nsserver_preload *p, const struct ns_alloc *a)
-{
-	const struct ns_alloc *q = p ? nsstate_find(&p->t, a->id) : NULL;
-
-	return q && q->checked && q->mask == a->mask &&
-	    q->reaper == a->reaper && memcmp(q->ino, a->ino,
-	    sizeof(a->ino)) == 0;
-}
-
 static int
-load(struct nsserver *s, struct nsserver_preload *pre)
+load(struct nsserver *s, struct nsserver_preload *pre, const uint8_t *sealed)
 {
 	struct ns_alloc *a, *next;
 	void *buf = NULL;
@@ -191,6 +177,15 @@ load(struct nsserver *s, struct nsserver_preload *pre)
 
 	s->preload_use = "none";
 	(void)atomicfile_cleanup(s->state_path);
+	/* The sealed table is the one the head start read: it is in memory. */
+	if (sealed && pre && memcmp(pre->digest, sealed,
+	    NSSERVER_DIGEST_LEN) == 0) {
+		memcpy(s->digest, pre->digest, NSSERVER_DIGEST_LEN);
+		s->t = pre->t;
+		memset(&pre->t, 0, sizeof(pre->t));
+		s->preload_use = "sealed";
+		goto loaded;
+	}
 	r = atomicfile_read_sum(s->state_path, ATOMICFILE_MAX, &buf, &len,
 	    s->digest);
 	if (r == -ENOENT) {
@@ -201,7 +196,7 @@ load(struct nsserver *s, struct nsserver_preload *pre)
 		return r;
 	/* The file the head start read, unchanged: take its table whole. */
 	same = pre && memcmp(pre->digest, s->digest, NSSERVER_DIGEST_LEN) == 0;
-	s->preload_use = same ? "whole" : pre ? "checks" : "none";
+	s->preload_use = same ? "whole" : pre ? "changed" : "none";
 	if (same) {
 		s->t = pre->t;
 		memset(&pre->t, 0, sizeof(pre->t));
@@ -210,13 +205,17 @@ load(struct nsserver *s, struct nsserver_preload *pre)
 		if (r < 0)
 			goto out;
 	}
+loaded:
 	s->written_seq = s->t.seq;	/* what is on disk is durable */
 	for (a = s->t.head; a; a = next) {
 		next = a->next;
 		why = "";
-		r = (same ? a->checked : preloaded_ok(pre, a)) ? 0 :
-		    nsprov_check(s->pin_dir, a->id, a->mask, a->ino, a->reaper,
-		    &why);
+		if (sealed)	/* nsserver_config.sealed_digest */
+			r = a->mask & NSVM_PID ? nsprov_check_init(a->reaper,
+			    a->ino[NSV_PID], &why) : 0;
+		else
+			r = nsprov_check(s->pin_dir, a->id, a->mask, a->ino,
+			    a->reaper, &why);
 		if (r == 0)
 			continue;
 		if (r == -ESRCH) {	/* pins fine, init gone: kept, dead */
@@ -328,7 +327,7 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 		    cfg->alloc_cgroup);
 		goto fail;
 	}
-	r = load(s, cfg->preload);
+	r = load(s, cfg->preload, cfg->sealed_digest);
 	if (r < 0) {
 		log_error("ns.load", strerror(-r), "path=%s", s->state_path);
 		goto fail;

@@ -47,27 +47,37 @@ struct nsserver_config {
 	unsigned max_body;		/* request frame body; 0 = 64 KiB */
 	unsigned max_queued;		/* bytes queued per conn; 0 = 256 KiB */
 	/*
-	 * Borrowed, may be NULL: the table as nsserver_preload() checked it
+	 * Borrowed, may be NULL: the table as nsserver_preload() read it
 	 * before the lock was ours.  When the file is still the one it read
-	 * (same digest) its table is taken whole (the preload keeps none);
-	 * otherwise an allocation recorded the same there (id, namespaces,
-	 * inodes, reaper) and found whole is not checked again.  Anything
-	 * else is.  The pin sweep then waits for the first tick, after
-	 * serving has begun.
+	 * (same digest) its table is taken whole (the preload keeps none)
+	 * and its cgroups are used as resolved.  The pin sweep then waits
+	 * for the first tick, after serving has begun.
 	 */
 	struct nsserver_preload *preload;
+	/*
+	 * A successor's load at BEGIN: BEGIN's state_digest
+	 * (NSSERVER_DIGEST_LEN bytes).  The table is then the one the
+	 * incumbent sealed (the caller compares the digest loaded with it
+	 * next) and served until then: when the preload read that very
+	 * table it is taken without reading the file again, and its pins
+	 * are not checked again (a pid namespace's init still is; every
+	 * answer opens the pins and checks the init anyway).  NULL (cold
+	 * start, restart, a promoted successor, a resuming incumbent):
+	 * every pin is checked.
+	 */
+	const uint8_t *sealed_digest;
 };
 
 /*
- * A successor's head start, while the incumbent still serves: read the
- * table (replaced atomically, so it needs no lock) and check every
- * allocation's pins, so that at BEGIN only what changed since is checked.
+ * A successor's head start, while the incumbent still serves: read and
+ * decode the table (replaced atomically, so it needs no lock) and resolve
+ * the allocation cgroups, so that BEGIN only compares digests.
  * Read-only: nothing on the host changes.  0 or -errno (*ret NULL: no
  * head start, nothing else lost).
  */
 struct nsserver_preload;
-int nsserver_preload(const char *state_path, const char *pin_dir,
-    const char *alloc_cgroup, struct nsserver_preload **ret);
+int nsserver_preload(const char *state_path, const char *alloc_cgroup,
+    struct nsserver_preload **ret);
 void nsserver_preload_free(struct nsserver_preload *p);
 
 /*

@@ -25,7 +25,6 @@ struct ns_alloc {
 	/* Runtime only, never persisted. */
 	int cg_wd;			/* inotify watch on cgroup.events, -1 */
 	bool dead;			/* pid namespace init died */
-	bool checked;			/* pins found as recorded (preload) */
 	struct ns_alloc *next;		/* the table's list */
 	struct ns_alloc *hnext;		/* its hash bucket */
 };

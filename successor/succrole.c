@@ -170,7 +170,11 @@ do_begin(struct agent *a)
 		return successor_fail(a, "could not take the data-dir lock");
 	}
 	CRASHPOINT(n_after_lock);
+	/* The sealed table is served as sealed (nsserver_config). */
+	a->sealed_digest = !promoted && want->len == NSSERVER_DIGEST_LEN ?
+	    want->p : NULL;
 	rc = agent_open_ns(a);
+	a->sealed_digest = NULL;	/* a later reload checks everything */
 	nsserver_preload_free(a->pre);
 	a->pre = NULL;
 	if (rc < 0)
@@ -440,11 +444,11 @@ successor_start(struct agent *a)
 	if (r < 0)
 		return 78;
 	/*
-	 * The head start: the table read and its pins checked now, while
-	 * the incumbent serves, so BEGIN checks only what changed since.
+	 * The head start: the table read and the cgroups resolved now,
+	 * while the incumbent serves, so BEGIN only compares digests.
 	 */
-	r = nsserver_preload(a->cfg->paths.allocations, a->cfg->paths.pin_dir,
-	    a->cfg->alloc_cgroup, &a->pre);
+	r = nsserver_preload(a->cfg->paths.allocations, a->cfg->alloc_cgroup,
+	    &a->pre);
 	if (r < 0 && r != -ENOENT)
 		log_warn("successor.preload", proto_strerror(r), NULL);
 	CRASHPOINT(n_before_handshake);

@@ -10,7 +10,8 @@
  *   from /proc/<pid>/ns of the process that made it).
  *
  * nsmake() forks a child C that unshares the namespaces and sets them
- * up; with a pid namespace C forks the init I (pid 1 there).  C reports
+ * up (or, for a net namespace alone and a caller that is a throwaway
+ * process, nsmake_opts.in_place, the caller unshares it itself); with a pid namespace C forks the init I (pid 1 there).  C reports
  * on a pipe and then waits until the caller has opened
  * /proc/C/ns/{net,mnt} and /proc/I/ns/pid, so the caller never needs to
  * enter the namespaces itself.  I blocks every signal and reaps in a
@@ -313,6 +314,31 @@ open_ns(pid_t pid, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
+/* nsmake_opts.in_place: a net namespace for this very process. */
+static int
+make_net_here(int ret_fds[NSV_KINDS], pid_t *ret_init, char *errbuf,
+    size_t errlen)
+{
+	int fd, r;
+
+	if (unshare(CLONE_NEWNET) < 0) {
+		r = -errno;
+		snprintf(errbuf, errlen, "unshare");
+		return r;
+	}
+	lo_up();
+	fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(errbuf, errlen, "open net namespace");
+		return r;
+	}
+	ret_fds[NSV_PID] = ret_fds[NSV_MNT] = -1;
+	ret_fds[NSV_NET] = fd;
+	*ret_init = 0;
+	return 0;
+}
+
 int
 nsmake(const struct nsmake_opts *o,
     int ret_fds[NSV_KINDS], pid_t *ret_init, char *errbuf,
@@ -333,6 +359,8 @@ nsmake(const struct nsmake_opts *o,
 		r = -EINVAL;
 		goto out;
 	}
+	if (o->in_place && o->mask == NSVM_NET)
+		return make_net_here(ret_fds, ret_init, errbuf, errlen);
 	if (pipe2(rp, O_CLOEXEC) < 0 || pipe2(gp, O_CLOEXEC) < 0) {
 		r = -errno;
 		snprintf(errbuf, errlen, "pipe");

@@ -6,6 +6,7 @@
 #ifndef BATON_NSMAKE_H
 #define BATON_NSMAKE_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "common/nsvocab.h"
@@ -16,6 +17,13 @@ struct nsmake_opts {
 	const char *uenv_base;
 	const char *uenv_path;
 	const char *hide_dir;
+	/*
+	 * The caller is a throwaway process of its own (the provider's
+	 * helper): a net namespace alone is then made by the caller itself,
+	 * which saves the child's fork and exit (~0.3 ms of a creation).
+	 * The caller ends up in that namespace; its mounts are unchanged.
+	 */
+	bool in_place;
 };
 
 /*

@@ -19,6 +19,13 @@ enum sandbox_role {
 	SANDBOX_NROLES,
 };
 
+/*
+ * The nice value a namespace helper gives itself (setpriority(2) on
+ * itself, with exactly this value, is the one setpriority the filters
+ * allow): creation is bulk work, the loop that answers comes first.
+ */
+#define SANDBOX_HELPER_NICE	10
+
 /* "supervisor", "agent", "nshelper". */
 const char *sandbox_role_name(enum sandbox_role role);
 

@@ -41,6 +41,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -419,6 +420,7 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 	mo.uenv_base = rq->uenv_base;
 	mo.uenv_path = rq->uenv_path;
 	mo.hide_dir = rq->pin_dir;
+	mo.in_place = true;	/* this process ends with the creation */
 	r = nsmake(&mo, fds, &init, err, sizeof(err));
 	if (r < 0) {
 		fail(wfd, r, err, NULL);
@@ -556,6 +558,12 @@ nsprov_spawn(const struct nsprov_req *rq, int wfd, pid_t *ret_pid)
 			local.image_fd = 4;
 		}
 		close_range(local.image_fd >= 0 ? 5 : 4, ~0U, 0);
+		/*
+		 * Creation is the agent's bulk work: behind the loop that
+		 * answers everyone (nice, never raised back; the init and
+		 * the namespace child inherit it).
+		 */
+		(void)setpriority(PRIO_PROCESS, 0, SANDBOX_HELPER_NICE);
 		/* Under a sandboxed agent: the narrower helper filter. */
 		if (sandbox_enter_child(SANDBOX_NSHELPER) < 0) {
 			fail(3, -EPERM, "install the helper's seccomp filter",

@@ -17,12 +17,14 @@
  * - until BEGIN it dies with the supervisor (PDEATHSIG, set by the
  *   spawner), from BEGIN on it outlives it;
  * - n_timer runs only in hello-sent and wait-begin: BEGIN stops it and
- *   every failure leaves the process.
+ *   every failure leaves the process; BEGIN then starts it once more,
+ *   for the generation bump a loop turn later (bump_cb).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,7 @@
 
 #define HELLO_ACK_MS		10000
 #define BEGIN_WAIT_MS		(300000 + 10000)
+#define BUMP_DELAY_MS		1	/* after BEGIN: see do_begin */
 #define XFER_WAIT_MS		2000	/* the rest of the moved connections */
 
 static const char *const state_names[NST_NSTATES] = {
@@ -142,6 +145,23 @@ generation_durable_cb(void *data, int err)
 		log_info("successor.conns_adopted", NULL, "conns=%d", n);
 }
 
+/* The generation bump, once the first accepts had their loop turn. */
+static void
+bump_cb(uv_timer_t *t)
+{
+	struct agent *a = t->data;
+	int rc;
+
+	if (!a->ns)
+		return;
+	rc = nsserver_bump_generation_async(a->ns, generation_durable_cb, a);
+	if (rc < 0) {
+		log_warn("successor.generation", proto_strerror(rc), NULL);
+		connxfer_in_free(a->xin);
+		a->xin = NULL;
+	}
+}
+
 /* Take the lock, load, check against BEGIN, serve, READY. */
 static enum nstate
 do_begin(struct agent *a)
@@ -199,16 +219,11 @@ do_begin(struct agent *a)
 		return successor_fail(a, "state mismatch");
 	}
 	/*
-	 * The generation goes to disk with the writer, off this path: new
-	 * connections are served at once, moved ones once it is durable
-	 * (generation_durable_cb).
+	 * The generation goes to disk with the writer, a loop turn from now
+	 * (bump_cb): new connections are served at once, before the table is
+	 * even encoded, moved ones once it is durable (generation_durable_cb).
 	 */
-	rc = nsserver_bump_generation_async(a->ns, generation_durable_cb, a);
-	if (rc < 0) {
-		log_warn("successor.generation", proto_strerror(rc), NULL);
-		connxfer_in_free(a->xin);
-		a->xin = NULL;
-	}
+	uv_timer_start(&a->n_timer, bump_cb, BUMP_DELAY_MS, 0);
 	rc = nsserver_start(a->ns, a->ns_fd);
 	start_us = clock_mono_us();
 	if (rc < 0) {
@@ -451,6 +466,12 @@ successor_start(struct agent *a)
 	    &a->pre);
 	if (r < 0 && r != -ENOENT)
 		log_warn("successor.preload", proto_strerror(r), NULL);
+	/*
+	 * The decoder's scratch (msgpack zone chunks between the entries it
+	 * made) is free now: give its pages back, or a successor of a large
+	 * table holds a few MiB more than the agent that built it.
+	 */
+	(void)malloc_trim(0);
 	CRASHPOINT(n_before_handshake);
 	agent_send_hello(a, a->up, "successor");
 	a->nst = NST_HELLO_SENT;

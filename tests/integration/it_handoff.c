@@ -397,22 +397,27 @@ TEST_T(binary_outside_allowed_dir_refused, 60)
 
 /*
  * Invariant 4: a supervisor that hangs after PREPARE cannot keep the
- * incumbent drained.  The incumbent's own watchdog (deadline + 1 s)
- * resumes it; queued requests are answered by it, not refused.
+ * incumbent drained.  While it drains it still answers reads (its
+ * connections move, PROTOCOL.md "Moving connections") and holds changes;
+ * its own watchdog (deadline + 1 s) resumes it, and the change it held is
+ * answered by it, not refused.
  */
 TEST_T(incumbent_enforces_deadline, 60)
 {
+	struct baton_paths bp;
+	struct nsclient *c = NULL;
 	struct itest t;
 	char out[2048];
 	pid_t old, up, now = -1;
 	uint64_t t0, took = 0;
-	int status = 0;
+	int status = 0, r;
 
 	it_setup(&t);
 	require(it_start_supervisor(&t, (const char *[]){
 	    "HANDOFF_STALL_AT=s-after-prepare-sent", NULL }) > 0, "supervisor");
 	require(it_wait_serving(&t, SERVE_MS) > 0, "serving");
 	old = it_ns_status(&t, NULL, NULL);
+	paths_init(&bp, t.root);
 	t0 = clock_mono_ms();
 	up = fork();
 	if (up == 0)
@@ -421,11 +426,15 @@ TEST_T(incumbent_enforces_deadline, 60)
 	/* Wait for the supervisor to stop itself after PREPARE. */
 	check(itc_wait_stalled(&t, "s-after-prepare-sent", 10000) == t.sup,
 	    "the supervisor stopped after PREPARE");
-	/* A request now waits in the backlog until the incumbent resumes. */
 	now = it_ns_status(&t, NULL, NULL);
+	check(now == old, "the draining incumbent answers a read (%d, was %d)",
+	    (int)now, (int)old);
+	/* A change waits, held, until the incumbent resumes on its own. */
+	require(nsclient_open(bp.ns_socket, &c) == 0, "client");
+	r = nsclient_release(c, "deadline-unknown");
 	took = clock_mono_ms() - t0;
-	check(now == old, "the incumbent answers again (%d, was %d)", (int)now,
-	    (int)old);
+	nsclient_close(c);
+	check(r == -ENOENT, "the held change is answered (%d)", r);
 	check(took >= 1500 && took < 6000, "after its own deadline: %llu ms",
 	    (unsigned long long)took);
 	tap_diag("incumbent resumed on its own after %llu ms",

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "successor/agent.h"
+#include "successor/nsstate.h"
 
 #define MAX_ALLOW 32
 
@@ -49,7 +50,7 @@ usage(FILE *f)
 "  --allow-gid GID       namespace socket: also accept this gid\n"
 "  --max-conns N         namespace-socket connections (1024)\n"
 "  --max-pending N       namespace creations in flight (64)\n"
-"  --max-allocations N   allocations held (4096)\n"
+"  --max-allocations N   allocations held, at most 131072 (4096)\n"
 "  --max-subscribers N   SUBSCRIBE connections (64)\n"
 "  --max-frame-bytes N   request frame body, at most 1048576 (65536)\n"
 "  --max-buffered-bytes N  answers queued per connection (262144)\n"
@@ -156,8 +157,10 @@ main(int argc, char **argv)
 				gids[cfg.n_allow_gids++] = id;
 			break;
 		case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 8:
+			/* A table must read back what it was let hold. */
 			if (parse_id(optarg, &id) < 0 || id == 0 ||
-			    id > (c == 5 ? 1048576u : 1u << 30)) {
+			    id > (c == 5 ? 1048576u : c == 3 ?
+			    NSSTATE_MAX_ALLOCS : 1u << 30)) {
 				fprintf(stderr, "baton-agent: bad limit '%s' for "
 				    "--%s\n", optarg, opts[9 + c].name); /* 10.. */
 				return 64;

@@ -22,7 +22,6 @@
 #include "proto/msg.h"
 #include "successor/nsstate.h"
 
-#define MAX_ALLOCS 65536
 
 struct ns_alloc *
 nsstate_alloc_new(void)
@@ -534,7 +533,7 @@ nsstate_decode(const void *buf, size_t len, struct ns_table *ret)
 		goto out;
 	arr = get(root, "allocations");
 	if (!arr || arr->type != MSGPACK_OBJECT_ARRAY ||
-	    arr->via.array.size > MAX_ALLOCS)
+	    arr->via.array.size > NSSTATE_MAX_ALLOCS)
 		goto out;
 	r = decode_events(root, &t);
 	if (r < 0)

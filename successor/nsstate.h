@@ -37,6 +37,12 @@ struct ns_event {
 };
 
 #define NSSTATE_EVENTS_MAX 1024		/* the log keeps the newest ones */
+/*
+ * The most allocations a table file may hold (and --max-allocations may
+ * ask for): that many of the largest entries (128-character id and image
+ * name, three namespaces) stay inside ATOMICFILE_MAX (test_nsstate).
+ */
+#define NSSTATE_MAX_ALLOCS 131072
 
 struct ns_table {
 	uint64_t seq;			/* +1 per ended allocation, and +1 for

@@ -285,6 +285,13 @@ TEST_T(faults_during_upgrades, 240)
 			agent = it_ns_status(&t, NULL, NULL);
 			if (agent > 0 && fiu_ctrl(&t, agent) == 0)
 				switched++;
+			/*
+			 * Only the agent's table writes fsync (a handoff's
+			 * journal does not): give the switched agent's writes
+			 * under the load time to meet the ENOSPC fault before
+			 * the next upgrade replaces it.
+			 */
+			usleep(2000000);
 		}
 		rc = it_ctl(&t, out, sizeof(out), (const char *[]){ "upgrade",
 		    "--json", NULL });

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/atomicfile.h"
 #include "successor/nsstate.h"
 #include "tests/lib/tap.h"
 
@@ -86,6 +87,65 @@ TEST(round_trip_keeps_every_entry_and_rejects_duplicates)
 	require(nsstate_encode(&t, &buf, &len) == 0, "encode");
 	check(nsstate_decode(buf, len, &d) < 0, "duplicate id rejected");
 	free(buf);
+	nsstate_clear(&t);
+}
+
+/*
+ * A table as large as --max-allocations may make it reads back: 70,000
+ * entries did not (the decoder stopped at 65,536 while the option took
+ * up to 2^30, so such an agent could not load its own table).
+ */
+TEST(large_table_reads_back)
+{
+	struct ns_table t = { .seq = 1 }, d = { 0 };
+	uint8_t *buf = NULL;
+	size_t len;
+	int i;
+
+	for (i = 0; i < 70000; i++)
+		require(nsstate_insert(&t, mk("big", i)) == 0, "insert");
+	require(nsstate_encode(&t, &buf, &len) == 0, "encode");
+	check(nsstate_decode(buf, len, &d) == 0 && d.n == 70000,
+	    "70,000 entries read back (%u)", d.n);
+	check(nsstate_find(&d, "big69999") != NULL, "the last one is there");
+	nsstate_clear(&d);
+	nsstate_clear(&t);
+	free(buf);
+}
+
+/* The cap: that many of the largest entries, and a full event log, fit. */
+TEST(largest_table_fits_one_file)
+{
+	struct ns_table t = { .seq = 1 };
+	struct ns_alloc *a;
+	uint8_t *buf = NULL;
+	size_t empty, one;
+	char img[NSV_ID_MAX + 1];
+	int i;
+
+	for (i = 0; i < NSSTATE_EVENTS_MAX; i++)
+		require(nsstate_event_add(&t, "an-ended-allocation-id-of-some-"
+		    "length-0123456789012345678901234567890123456789") == 0,
+		    "event");
+	require(nsstate_encode(&t, &buf, &empty) == 0, "encode");
+	free(buf);
+	a = mk("", 0);
+	memset(a->id, 'x', NSV_ID_MAX);
+	a->id[NSV_ID_MAX] = '\0';
+	memset(img, 'i', sizeof(img));
+	memcpy(img + NSV_ID_MAX - 5, ".sqfs", 6);
+	a->image = strdup(img);
+	a->mask = NSVM_ALL;
+	for (i = 0; i < NSV_KINDS; i++)
+		a->ino[i] = UINT64_MAX;
+	a->reaper = INT32_MAX;
+	a->created_ms = UINT64_MAX;
+	require(a->image && nsstate_insert(&t, a) == 0, "insert");
+	require(nsstate_encode(&t, &buf, &one) == 0, "encode");
+	free(buf);
+	check((uint64_t)empty + (uint64_t)(one - empty) * NSSTATE_MAX_ALLOCS <
+	    ATOMICFILE_MAX, "%u entries of %zu bytes and %zu more fit in %u",
+	    NSSTATE_MAX_ALLOCS, one - empty, empty, ATOMICFILE_MAX);
 	nsstate_clear(&t);
 }
 

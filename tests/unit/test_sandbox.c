@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -99,6 +100,7 @@ struct probe {
 	int seccomp_mode, filters;
 	int ptrace_err, bpf_err, keyctl_err, userns_err, clone3_err;
 	int execve_err, unix_err, inet_err, ioctl_err, getpid_ok, open_ok;
+	int nice_raise_err, nice_other_err, nice_ok_err;
 	int alive;
 };
 
@@ -151,6 +153,11 @@ probe_main(int role, int child, int wfd, int logfd)
 	p.userns_err = err_of(unshare(CLONE_NEWUSER));
 	p.clone3_err = err_of(syscall(SYS_clone3, NULL, 0));
 	p.execve_err = err_of(execve("/nonexistent/baton-x", argv, argv + 1));
+	/* Only the helper's own nice value, never a raise (root could). */
+	p.nice_raise_err = err_of(setpriority(PRIO_PROCESS, 0, -5));
+	p.nice_other_err = err_of(setpriority(PRIO_PROCESS, 0, 3));
+	p.nice_ok_err = err_of(setpriority(PRIO_PROCESS, 0,
+	    SANDBOX_HELPER_NICE));
 sockets:
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	p.unix_err = err_of(fd);
@@ -267,6 +274,9 @@ TEST(helper_filter_stacks_on_agent)
 	check_eq(p.unix_err, EPERM);	/* the helper talks to nobody */
 	check_eq(p.inet_err, 0);	/* lo up in a new net namespace */
 	check_eq(p.execve_err, EPERM);
+	check_eq(p.nice_raise_err, EPERM);
+	check_eq(p.nice_other_err, EPERM);
+	check_eq(p.nice_ok_err, 0);	/* the helper lowers its priority */
 	check(p.getpid_ok && p.open_ok, "allowed calls still work");
 	expect_denied_logged(log, "socket");
 	check(strstr(log, "role=nshelper") != NULL, "log names the helper");

@@ -171,7 +171,13 @@ echo "== floor (p50 of $(json_num "$OUT/floor.json" exec_runs) runs, us):" \
     "rtt $(json_num "$OUT/floor.json" rtt_p50_us)"
 echo
 
-# 1b. Where a creation's time goes: bare unshare against the provider.
+# 2. STATUS, a new connection per request, K upgrades.
+handoff_scenario baton "$K" --mix status
+set -- "$OUT/baton.json"
+
+# 2b. Where a creation's time goes: bare unshare against the provider.
+# After the STATUS scenario: the kernel tears the namespaces down for a
+# while after they are released, which would be noise in that scenario.
 # The test libraries need the crash-point build (make bench builds it).
 if [ "$(id -u)" = 0 ] && [ -x "$bin-cp/tests/test_nsserver" ]; then
 	echo "== create latency: bare unshare vs the provider"
@@ -179,10 +185,6 @@ if [ "$(id -u)" = 0 ] && [ -x "$bin-cp/tests/test_nsserver" ]; then
 	    grep '^#' | tee "$OUT/create.txt"
 	echo
 fi
-
-# 2. STATUS, a new connection per request, K upgrades.
-handoff_scenario baton "$K" --mix status
-set -- "$OUT/baton.json"
 
 # 3 and 4 need root: namespaces are created for real.
 if [ "$(id -u)" = 0 ] && [ "$NS_K" -gt 0 ]; then

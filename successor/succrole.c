@@ -145,15 +145,19 @@ generation_durable_cb(void *data, int err)
 		log_info("successor.conns_adopted", NULL, "conns=%d", n);
 }
 
-/* The generation bump, once the first accepts had their loop turn. */
+/*
+ * The generation bump and the readiness file, once the first accepts had
+ * their loop turn (the supervisor reads that file at a cold start only).
+ */
 static void
 bump_cb(uv_timer_t *t)
 {
 	struct agent *a = t->data;
 	int rc;
 
-	if (!a->ns)
+	if (!a->ns || a->stopping)
 		return;
+	agent_write_ready(a);
 	rc = nsserver_bump_generation_async(a->ns, generation_durable_cb, a);
 	if (rc < 0) {
 		log_warn("successor.generation", proto_strerror(rc), NULL);
@@ -225,7 +229,6 @@ do_begin(struct agent *a)
 	 */
 	uv_timer_start(&a->n_timer, bump_cb, BUMP_DELAY_MS, 0);
 	rc = nsserver_start(a->ns, a->ns_fd);
-	start_us = clock_mono_us();
 	if (rc < 0) {
 		lock_release(a->lock);
 		a->lock = NULL;
@@ -238,7 +241,6 @@ do_begin(struct agent *a)
 		    a->cfg->paths.agent_socket);
 	}
 	a->ctl_tmp[0] = '\0';
-	agent_write_ready(a);
 	for (i = 0; i < a->nlfds; i++)
 		names[i] = a->lfds[i].name;
 	r.u.READY.listening_on.n = a->nlfds;
@@ -248,6 +250,8 @@ do_begin(struct agent *a)
 	agent_send(a->up, &r);
 	uv_timer_stop(&a->hb_timer);
 	crashpoint_set_role("incumbent");
+	/* Back to the loop next: the first accept can happen from here. */
+	start_us = clock_mono_us();
 	log_info("agent.serving", promoted ? "successor promoted" :
 	    "successor took over", "handoff_id=%s allocations=%u "
 	    "state_seq=%" PRIu64 " accept_start_us=%" PRIu64, a->hid,

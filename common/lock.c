@@ -140,8 +140,9 @@ write_pidfile(const char *path)
 	return atomicfile_write_plain(path, buf, (size_t)n, 0600);
 }
 
-int
-lock_acquire(const char *dir, struct dirlock **ret, pid_t *ret_holder)
+static int
+acquire(const char *dir, struct dirlock **ret, pid_t *ret_holder,
+    bool with_pid)
 {
 	struct dirlock *l = NULL;
 	char path[PATH_MAX];
@@ -173,7 +174,7 @@ lock_acquire(const char *dir, struct dirlock **ret, pid_t *ret_holder)
 	r = join(l->pidpath, sizeof(l->pidpath), dir, PID_NAME);
 	if (r < 0)
 		goto out;
-	r = write_pidfile(l->pidpath);
+	r = with_pid ? write_pidfile(l->pidpath) : 0;
 	if (r < 0)
 		goto out;
 	l->fd = fd;
@@ -197,15 +198,27 @@ mono_ms(void)
 }
 
 int
-lock_acquire_wait(const char *dir, int timeout_ms, struct dirlock **ret,
-    pid_t *ret_holder)
+lock_acquire(const char *dir, struct dirlock **ret, pid_t *ret_holder)
+{
+	return acquire(dir, ret, ret_holder, true);
+}
+
+int
+lock_write_pid(struct dirlock *l)
+{
+	return write_pidfile(l->pidpath);
+}
+
+static int
+acquire_wait(const char *dir, int timeout_ms, struct dirlock **ret,
+    pid_t *ret_holder, bool with_pid)
 {
 	long deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 	struct timespec nap = { 0, RETRY_MS * 1000000L };
 	int r;
 
 	for (;;) {
-		r = lock_acquire(dir, ret, ret_holder);
+		r = acquire(dir, ret, ret_holder, with_pid);
 		/*
 		 * A pidfile write that failed with a transient I/O error
 		 * dropped the flock again: retry it like a busy lock rather
@@ -217,6 +230,20 @@ lock_acquire_wait(const char *dir, int timeout_ms, struct dirlock **ret,
 			return r;
 		nanosleep(&nap, NULL);
 	}
+}
+
+int
+lock_acquire_wait(const char *dir, int timeout_ms, struct dirlock **ret,
+    pid_t *ret_holder)
+{
+	return acquire_wait(dir, timeout_ms, ret, ret_holder, true);
+}
+
+int
+lock_acquire_wait_nopid(const char *dir, int timeout_ms,
+    struct dirlock **ret, pid_t *ret_holder)
+{
+	return acquire_wait(dir, timeout_ms, ret, ret_holder, false);
 }
 
 void

@@ -22,6 +22,16 @@ int lock_acquire(const char *dir, struct dirlock **ret, pid_t *ret_holder);
 int lock_acquire_wait(const char *dir, int timeout_ms, struct dirlock **ret,
     pid_t *ret_holder);
 
+/*
+ * The same without writing the pidfile (the flock is the truth, and
+ * lock_probe reads the kernel's record): for a caller on a clock, which
+ * writes it with lock_write_pid() once it can spare the write (a
+ * successor at BEGIN, after its first accepts).
+ */
+int lock_acquire_wait_nopid(const char *dir, int timeout_ms,
+    struct dirlock **ret, pid_t *ret_holder);
+int lock_write_pid(struct dirlock *l);
+
 /* Remove the pidfile, drop the flock, free. NULL is fine. */
 void lock_release(struct dirlock *l);
 

@@ -118,6 +118,8 @@ nsserver_preload(const char *state_path, const char *alloc_cgroup,
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	/* Dead writers' leftovers (their owners are gone: no lock needed). */
+	(void)atomicfile_cleanup(state_path);
 	r = atomicfile_read_sum(state_path, ATOMICFILE_MAX, &buf, &len,
 	    p->digest);
 	t1 = clock_mono_us();
@@ -176,8 +178,10 @@ load(struct nsserver *s, struct nsserver_preload *pre, const uint8_t *sealed)
 	int r;
 
 	s->preload_use = "none";
-	(void)atomicfile_cleanup(s->state_path);
-	/* The sealed table is the one the head start read: it is in memory. */
+	/*
+	 * The sealed table is the one the head start read: it is in memory,
+	 * and the head start removed dead writers' leftovers already.
+	 */
 	if (sealed && pre && memcmp(pre->digest, sealed,
 	    NSSERVER_DIGEST_LEN) == 0) {
 		memcpy(s->digest, pre->digest, NSSERVER_DIGEST_LEN);
@@ -186,6 +190,7 @@ load(struct nsserver *s, struct nsserver_preload *pre, const uint8_t *sealed)
 		s->preload_use = "sealed";
 		goto loaded;
 	}
+	(void)atomicfile_cleanup(s->state_path);
 	r = atomicfile_read_sum(s->state_path, ATOMICFILE_MAX, &buf, &len,
 	    s->digest);
 	if (r == -ENOENT) {

@@ -71,9 +71,10 @@ struct nsserver_config {
 /*
  * A successor's head start, while the incumbent still serves: read and
  * decode the table (replaced atomically, so it needs no lock) and resolve
- * the allocation cgroups, so that BEGIN only compares digests.
- * Read-only: nothing on the host changes.  0 or -errno (*ret NULL: no
- * head start, nothing else lost).
+ * the allocation cgroups, so that BEGIN only compares digests.  Nothing
+ * on the host changes but dead writers' leftovers of the table file
+ * (atomicfile_cleanup: a live owner's are kept).  0 or -errno (*ret
+ * NULL: no head start, nothing else lost).
  */
 struct nsserver_preload;
 int nsserver_preload(const char *state_path, const char *alloc_cgroup,

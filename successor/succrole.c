@@ -146,8 +146,9 @@ generation_durable_cb(void *data, int err)
 }
 
 /*
- * The generation bump and the readiness file, once the first accepts had
- * their loop turn (the supervisor reads that file at a cold start only).
+ * The lock's pidfile, the readiness file and the generation bump, once
+ * the first accepts had their loop turn (the flock is the lock, and the
+ * supervisor reads the readiness file at a cold start only).
  */
 static void
 bump_cb(uv_timer_t *t)
@@ -157,6 +158,8 @@ bump_cb(uv_timer_t *t)
 
 	if (!a->ns || a->stopping)
 		return;
+	if (a->lock && (rc = lock_write_pid(a->lock)) < 0)
+		log_warn("successor.pidfile", proto_strerror(rc), NULL);
 	agent_write_ready(a);
 	rc = nsserver_bump_generation_async(a->ns, generation_durable_cb, a);
 	if (rc < 0) {
@@ -177,7 +180,7 @@ do_begin(struct agent *a)
 	const struct bin *want = &m->u.BEGIN.state_digest;
 	bool promoted = want->len == 0;
 	bool match;
-	uint64_t seq, start_us;
+	uint64_t seq, start_us, t_begin = clock_mono_us();
 	pid_t holder = 0;
 	unsigned i;
 	int rc;
@@ -186,8 +189,9 @@ do_begin(struct agent *a)
 	/* From here on this process outlives a dying supervisor. */
 	(void)prctl(PR_SET_PDEATHSIG, 0);
 	CRASHPOINT(n_after_begin);
-	rc = lock_acquire_wait(a->cfg->paths.state_dir, AGENT_RELOCK_MS + 1000,
-	    &a->lock, &holder);
+	/* The pidfile waits for bump_cb: ~150 us of nobody accepting. */
+	rc = lock_acquire_wait_nopid(a->cfg->paths.state_dir,
+	    AGENT_RELOCK_MS + 1000, &a->lock, &holder);
 	if (rc < 0) {
 		log_error("successor.lock", proto_strerror(rc), "holder=%d",
 		    (int)holder);
@@ -254,8 +258,9 @@ do_begin(struct agent *a)
 	start_us = clock_mono_us();
 	log_info("agent.serving", promoted ? "successor promoted" :
 	    "successor took over", "handoff_id=%s allocations=%u "
-	    "state_seq=%" PRIu64 " accept_start_us=%" PRIu64, a->hid,
-	    nsserver_count(a->ns), seq, start_us);
+	    "state_seq=%" PRIu64 " accept_start_us=%" PRIu64 " begin_us=%"
+	    PRIu64, a->hid, nsserver_count(a->ns), seq, start_us,
+	    start_us - t_begin);
 	CRASHPOINT(n_after_ready_sent);
 	return NST_OFF;
 }

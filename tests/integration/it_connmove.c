@@ -480,7 +480,7 @@ crash_case(const char *point, bool incumbent, bool whole, int want_rc)
 	} else {
 		rc = it_upgrade(&u.t, out, sizeof(out), args);
 	}
-	check(itc_crashed(&u.t, point), "%s: crashed there", point);
+	check(itc_wait_crashed(&u.t, point, 5000), "%s: crashed there", point);
 	check(rc == want_rc, "%s: the upgrade %s (exit %d): %s", point,
 	    want_rc == 0 ? "commits" : "rolls back", rc, out);
 	usleep(300000);

@@ -51,10 +51,10 @@ matrix_case(void)
 	struct itc_load l;
 	struct itm_case c;
 	struct itest t;
-	uint64_t t_crash, until;
+	uint64_t t_crash;
 	long took;
 	int rc = 0, status = 0;
-	bool sup_died;
+	bool sup_died, reached;
 
 	if (geteuid() != 0)
 		tap_skip("needs root: the load creates network namespaces");
@@ -63,12 +63,10 @@ matrix_case(void)
 	itm_start(&t, &c, env, HELD, &l);
 	if (c.how != ITM_PROVIDER)
 		rc = itm_upgrade(&t, &c, env, NULL, out, sizeof(out));
-	until = clock_mono_ms() + 10000;
-	while (!itc_crashed(&t, c.point) && clock_mono_ms() < until)
-		usleep(5000);
+	reached = itc_wait_crashed(&t, c.point, 10000);
 	t_crash = clock_mono_ms();
-	check(itc_crashed(&t, c.point), "%s: the point was reached (marker; "
-	    "upgrade rc %d)", c.point, rc);
+	check(reached, "%s: the point was reached (marker; upgrade rc %d)",
+	    c.point, rc);
 	sup_died = itc_restart_if_dead(&t, c.how == ITM_SUPERVISOR ? 3000 : 200,
 	    &status);
 	if (c.how == ITM_SUPERVISOR)

@@ -357,6 +357,19 @@ itc_crashed(struct itest *t, const char *point)
 	return found;
 }
 
+bool
+itc_wait_crashed(struct itest *t, const char *point, int wait_ms)
+{
+	uint64_t until = clock_mono_ms() + (uint64_t)wait_ms;
+
+	while (!itc_crashed(t, point)) {
+		if (clock_mono_ms() >= until)
+			return false;
+		usleep(10000);
+	}
+	return true;
+}
+
 /* A process of this root stopped (T) with HANDOFF_STALL_AT=point, or -1. */
 static pid_t
 stopped_at(struct itest *t, const char *point)

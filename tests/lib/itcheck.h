@@ -75,6 +75,12 @@ unsigned long long itc_served_ino(struct itest *t, const char *id,
 /* A crash marker (SPEC §7) naming point exists. */
 bool itc_crashed(struct itest *t, const char *point);
 /*
+ * The same, waiting up to wait_ms for it: for a point reached after the
+ * upgrade has already returned (the successor's moved connections are
+ * served once its generation is durable, after READY).
+ */
+bool itc_wait_crashed(struct itest *t, const char *point, int wait_ms);
+/*
  * The pid of the process that logged event=crashpoint.stall for point
  * (HANDOFF_STALL_AT) and is now stopped, waiting up to wait_ms; or -1.
  */

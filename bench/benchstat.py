@@ -78,7 +78,8 @@ US = re.compile(r' accept_(stop|start)_us=(\d+)')
 def log_gaps(path):
     """ms from the incumbent's last accept to the successor's first, per
     handoff_id: accept_stop_us (handoff.prepare, or handoff.sealed when the
-    incumbent accepts until the seal; the first one logged counts) to
+    incumbent accepts until the seal and its prepare logs 0; the first
+    non-zero one counts) to
     agent.serving's accept_start_us, both CLOCK_MONOTONIC.  Logs without
     those fields fall back to the millisecond timestamps of
     handoff.prepare and agent.serving."""
@@ -96,7 +97,7 @@ def log_gaps(path):
                 start_ts[hid] = ts
                 if u:
                     start_us[hid] = int(u.group(2)) / 1000.0
-            elif u:
+            elif u and int(u.group(2)):     # 0: still accepting
                 stop_us.setdefault(hid, int(u.group(2)) / 1000.0)
             elif ev == 'handoff.prepare':
                 stop_ts[hid] = ts

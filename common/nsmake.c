@@ -11,13 +11,14 @@
  *
  * nsmake() forks a child C that unshares the namespaces and sets them
  * up (or, for a net namespace alone and a caller that is a throwaway
- * process, nsmake_opts.in_place, the caller unshares it itself); with a pid namespace C forks the init I (pid 1 there).  C reports
- * on a pipe and then waits until the caller has opened
- * /proc/C/ns/{net,mnt} and /proc/I/ns/pid, so the caller never needs to
- * enter the namespaces itself.  I blocks every signal and reaps in a
- * sigwaitinfo loop: only SIGKILL from outside ends it.  The children are
- * made with _Fork(): atfork handlers (libuv's re-creates its signal lock
- * pipe) must not renumber fds under the child's feet.
+ * process, nsmake_opts.in_place, the caller unshares it itself); with a
+ * pid namespace C forks the init I (pid 1 there).  C reports on a pipe
+ * and then waits until the caller has opened /proc/C/ns/{net,mnt} and
+ * /proc/I/ns/pid, so the caller never needs to enter the namespaces
+ * itself.  I blocks every signal and reaps in a sigwaitinfo loop: only
+ * SIGKILL from outside ends it.  The children are made with _Fork():
+ * atfork handlers (libuv's re-creates its signal lock pipe) must not
+ * renumber fds under the child's feet.
  */
 #include <errno.h>
 #include <fcntl.h>

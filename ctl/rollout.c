@@ -179,7 +179,6 @@ in_path(const char *prog)
 	return found;
 }
 
-/* Preflight: status everywhere, then the binary everywhere.  Fail closed. */
 /*
  * A host whose supervisor did not answer its status in time, or that
  * gave no result at all, is asked once more: on a loaded node one missed
@@ -214,6 +213,7 @@ retry_unreachable(struct rollout *r)
 	return rc < 0 ? rc : 0;
 }
 
+/* Preflight: status everywhere, then the binary everywhere.  Fail closed. */
 static int
 preflight(struct rollout *r, size_t *idx)
 {

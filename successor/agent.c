@@ -174,7 +174,7 @@ agent_reclaim_paths(struct agent *a)
 }
 
 int
-agent_open_ns(struct agent *a)
+agent_open_ns(struct agent *a, const uint8_t *sealed_digest)
 {
 	const struct baton_paths *p = &a->cfg->paths;
 	struct nsserver_config nc = {
@@ -199,7 +199,7 @@ agent_open_ns(struct agent *a)
 		.max_body = a->cfg->max_frame,
 		.max_queued = a->cfg->max_buffered,
 		.preload = a->pre,
-		.sealed_digest = a->sealed_digest,
+		.sealed_digest = sealed_digest,
 	};
 	int r = nsserver_new(a->loop, &nc, &a->ns);
 
@@ -224,7 +224,7 @@ agent_reload_ns(struct agent *a)
 	if (old)
 		nsserver_state(old, &seq_before, d);
 	a->ns = NULL;
-	if (agent_open_ns(a) < 0) {
+	if (agent_open_ns(a, NULL) < 0) {
 		a->ns = old;
 		return -EIO;
 	}
@@ -276,7 +276,7 @@ cold_start(struct agent *a)
 		    a->cfg->paths.state_dir, (int)holder);
 		return 69;
 	}
-	if (agent_find_ns_listener(a) < 0 || agent_open_ns(a) < 0)
+	if (agent_find_ns_listener(a) < 0 || agent_open_ns(a, NULL) < 0)
 		return 78;
 	r = nsserver_start(a->ns, a->ns_fd);
 	if (r < 0) {

@@ -109,7 +109,6 @@ struct agent {
 	struct connxfer_out xout; /* incumbent: connections sent, copies */
 	struct connxfer_in *xin; /* successor: connections coming */
 	struct nsserver_preload *pre; /* successor: the table, read early */
-	const uint8_t *sealed_digest;	/* at BEGIN: nsserver_config */
 
 	struct conn *up;	/* successor: socketpair to the supervisor */
 	enum nstate nst;
@@ -157,7 +156,8 @@ void agent_hb_cb(uv_timer_t *t);	/* hb_timer: the role's OE/NE_TICK */
 void agent_exit(struct agent *a, int code);
 /* Stop serving: close the control socket, drain clients, then exit 0. */
 void agent_stop(struct agent *a);
-int agent_open_ns(struct agent *a);
+/* The table (and the head start, a->pre); sealed_digest: nsserver_config. */
+int agent_open_ns(struct agent *a, const uint8_t *sealed_digest);
 int agent_reload_ns(struct agent *a);
 int agent_find_ns_listener(struct agent *a);
 int agent_start_control(struct agent *a);

@@ -219,6 +219,7 @@ a_prepare(struct agent *a)
 {
 	const struct msg *m = a->cur;
 	uint64_t now, budget;
+	bool accepting;
 
 	if (!id_matches(a, m->u.PREPARE_HANDOFF.handoff_id))
 		return a->ost;
@@ -241,20 +242,17 @@ a_prepare(struct agent *a)
 	CRASHPOINT(o_inside_drain);
 	/* Its end may come at once: then OE_DRAINED runs after this. */
 	nsserver_drain(a->ns, now + budget, drained_cb, a);
-	/* accept_stop_us (CLOCK_MONOTONIC): the bench's accept gap. */
-	if (nsserver_accepting(a->ns))
-		log_info("handoff.prepare", "accepting until the seal",
-		    "handoff_id=%s successor_pid=%u deadline_ms=%" PRIu64
-		    " move_conns=%d", a->hid,
-		    m->u.PREPARE_HANDOFF.successor_pid,
-		    m->u.PREPARE_HANDOFF.deadline_ms, a->xfer_fd >= 0);
-	else
-		log_info("handoff.prepare", NULL, "handoff_id=%s "
-		    "successor_pid=%u deadline_ms=%" PRIu64 " move_conns=%d "
-		    "accept_stop_us=%" PRIu64, a->hid,
-		    m->u.PREPARE_HANDOFF.successor_pid,
-		    m->u.PREPARE_HANDOFF.deadline_ms, a->xfer_fd >= 0,
-		    clock_mono_us());
+	/*
+	 * accept_stop_us (CLOCK_MONOTONIC; 0: still accepting, until the
+	 * seal, a_seal): the bench's accept gap.
+	 */
+	accepting = nsserver_accepting(a->ns);
+	log_info("handoff.prepare", accepting ? "accepting until the seal" :
+	    NULL, "handoff_id=%s successor_pid=%u deadline_ms=%" PRIu64
+	    " move_conns=%d accept_stop_us=%" PRIu64, a->hid,
+	    m->u.PREPARE_HANDOFF.successor_pid,
+	    m->u.PREPARE_HANDOFF.deadline_ms, a->xfer_fd >= 0,
+	    accepting ? 0 : clock_mono_us());
 	return OS_DRAINING;
 }
 

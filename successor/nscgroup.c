@@ -23,12 +23,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,8 +39,6 @@
 #include "successor/nsprov.h"
 
 #define SWEEP_MIN_AGE_S	2	/* a younger cgroup may be mid-creation */
-#define CGROUP2_MAGIC	0x63677270	/* linux/magic.h */
-#define CGROUP1_MAGIC	0x27e0eb
 
 enum { H_V2, H_SYSTEMD };
 
@@ -113,10 +111,10 @@ usual_mounts(struct hier h[NSCGROUP_MAX])
 	unsigned i;
 
 	for (i = 0; i < 2 && !h[H_V2].mnt[0]; i++)
-		if (fs_is(v2[i], CGROUP2_MAGIC))
+		if (fs_is(v2[i], CGROUP2_SUPER_MAGIC))
 			snprintf(h[H_V2].mnt, sizeof(h[H_V2].mnt), "%s", v2[i]);
 	if (h[H_SYSTEMD].self[0] && fs_is("/sys/fs/cgroup/systemd",
-	    CGROUP1_MAGIC))
+	    CGROUP_SUPER_MAGIC))
 		snprintf(h[H_SYSTEMD].mnt, sizeof(h[H_SYSTEMD].mnt), "%s",
 		    "/sys/fs/cgroup/systemd");
 	return (!h[H_V2].self[0] || h[H_V2].mnt[0]) &&

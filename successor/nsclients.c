@@ -105,17 +105,15 @@ nss_send_error(struct client *cl, const char *id, const char *kind,
 }
 
 /*
- * The client's request is answered: read again; when draining, leave, or
- * stay parked (not read) for the move to a successor.
+ * The client's request is answered: read again, also while draining when
+ * connections move (the next change is held, frame_cb); when they do not,
+ * leave.
  */
 void
 nss_client_done(struct client *cl)
 {
 	cl->w = NULL;
-	if (cl->s->draining && cl->s->keep_conns) {
-		if (!cl->held)
-			conn_resume(cl->c);
-	} else if (cl->s->draining)
+	if (cl->s->draining && !cl->s->keep_conns)
 		conn_close_after_flush(cl->c);
 	else
 		conn_resume(cl->c);

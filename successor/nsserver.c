@@ -167,6 +167,14 @@ take_preloaded_cg(struct nsserver_preload *p, const char *spec,
 	return true;
 }
 
+/* The head start's table becomes ours (the preload keeps none). */
+static void
+take_preloaded_table(struct nsserver *s, struct nsserver_preload *pre)
+{
+	s->t = pre->t;
+	memset(&pre->t, 0, sizeof(pre->t));
+}
+
 static int
 load(struct nsserver *s, struct nsserver_preload *pre, const uint8_t *sealed)
 {
@@ -185,8 +193,7 @@ load(struct nsserver *s, struct nsserver_preload *pre, const uint8_t *sealed)
 	if (sealed && pre && memcmp(pre->digest, sealed,
 	    NSSERVER_DIGEST_LEN) == 0) {
 		memcpy(s->digest, pre->digest, NSSERVER_DIGEST_LEN);
-		s->t = pre->t;
-		memset(&pre->t, 0, sizeof(pre->t));
+		take_preloaded_table(s, pre);
 		s->preload_use = "sealed";
 		goto loaded;
 	}
@@ -203,8 +210,7 @@ load(struct nsserver *s, struct nsserver_preload *pre, const uint8_t *sealed)
 	same = pre && memcmp(pre->digest, s->digest, NSSERVER_DIGEST_LEN) == 0;
 	s->preload_use = same ? "whole" : pre ? "changed" : "none";
 	if (same) {
-		s->t = pre->t;
-		memset(&pre->t, 0, sizeof(pre->t));
+		take_preloaded_table(s, pre);
 	} else {
 		r = nsstate_decode(buf, len, &s->t);
 		if (r < 0)
@@ -557,9 +563,17 @@ nsserver_resume(struct nsserver *s, int listen_fd)
 	s->draining = false;
 	s->keep_conns = false;
 	s->drain_cb = NULL;
-	for (cl = s->clients; cl; cl = cl->next)
-		if (!cl->w && !cl->rel)
-			conn_resume(cl->c);
+	/* Read again; a change held by the drain is served now. */
+	for (cl = s->clients; cl; cl = next) {
+		next = cl->next;
+		if (cl->w || cl->rel)
+			continue;
+		conn_resume(cl->c);
+		if (cl->held) {
+			cl->held = false;
+			(void)conn_read_now(cl->c, 1);
+		}
+	}
 	uv_timer_stop(&s->drain_timer);
 	uv_timer_stop(&s->grace_timer);
 	if (s->dirty && !nswriter_pending(s->wr))
@@ -568,14 +582,6 @@ nsserver_resume(struct nsserver *s, int listen_fd)
 	r = nsserver_start(s, listen_fd);
 	if (r < 0)
 		log_error("ns.resume", strerror(-r), NULL);
-	/* Changes held by the drain are served now, in the order held. */
-	for (cl = s->clients; cl; cl = next) {
-		next = cl->next;
-		if (cl->held) {
-			cl->held = false;
-			(void)conn_read_now(cl->c, 1);
-		}
-	}
 }
 
 void

@@ -195,7 +195,7 @@ struct nsserver {
 	struct nscgroup cg;		/* allocation cgroups (nscgroup.h) */
 	bool cg_dirty;			/* one may be left to remove */
 	bool pins_dirty;		/* the pin sweep is still to run */
-	const char *preload_use;	/* ns.loaded: whole, checks or none */
+	const char *preload_use;	/* ns.loaded's preload= */
 	pid_t dying[DYING_MAX];		/* killed reapers not yet reaped */
 	unsigned ndying;
 

@@ -22,7 +22,6 @@
 #include "proto/msg.h"
 #include "successor/nsstate.h"
 
-
 struct ns_alloc *
 nsstate_alloc_new(void)
 {
@@ -319,35 +318,64 @@ nsstate_encode(const struct ns_table *t, uint8_t **ret_buf, size_t *ret_len)
 	return 0;
 }
 
+/* A map key and its length, known at compile time: KEY("id"). */
+struct key {
+	const char *s;
+	uint32_t len;
+};
+#define KEY(str) { str, sizeof(str) - 1 }
+
+/* The first value under each of keys[0..n) in map o, in one pass. */
+static void
+get_fields(const msgpack_object *o, const struct key *keys, unsigned n,
+    const msgpack_object **fields)
+{
+	const msgpack_object_kv *kv;
+	uint32_t i;
+	unsigned k;
+
+	memset(fields, 0, n * sizeof(*fields));
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return;
+	for (i = 0; i < o->via.map.size; i++) {
+		kv = &o->via.map.ptr[i];
+		if (kv->key.type != MSGPACK_OBJECT_STR)
+			continue;
+		for (k = 0; k < n; k++)
+			if (!fields[k] && kv->key.via.str.size == keys[k].len &&
+			    memcmp(kv->key.via.str.ptr, keys[k].s,
+			    keys[k].len) == 0) {
+				fields[k] = &kv->val;
+				break;
+			}
+	}
+}
+
 /* The value under key in map o, or NULL. */
 static const msgpack_object *
 get(const msgpack_object *o, const char *key)
 {
-	uint32_t i;
-	size_t n = strlen(key);
+	const struct key k = { key, (uint32_t)strlen(key) };
+	const msgpack_object *v;
 
-	if (o->type != MSGPACK_OBJECT_MAP)
-		return NULL;
-	for (i = 0; i < o->via.map.size; i++) {
-		const msgpack_object_kv *kv = &o->via.map.ptr[i];
+	get_fields(o, &k, 1, &v);
+	return v;
+}
 
-		if (kv->key.type == MSGPACK_OBJECT_STR &&
-		    kv->key.via.str.size == n &&
-		    memcmp(kv->key.via.str.ptr, key, n) == 0)
-			return &kv->val;
-	}
-	return NULL;
+/* A positive integer value: 0, or -EBADMSG (missing or another type). */
+static int
+u64_of(const msgpack_object *v, uint64_t *ret)
+{
+	if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return -EBADMSG;
+	*ret = v->via.u64;
+	return 0;
 }
 
 static int
 get_u64(const msgpack_object *o, const char *key, uint64_t *ret)
 {
-	const msgpack_object *v = get(o, key);
-
-	if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-		return -EBADMSG;
-	*ret = v->via.u64;
-	return 0;
+	return u64_of(get(o, key), ret);
 }
 
 /* Copy a msgpack string into buf (NUL-terminated); -EBADMSG if too long. */
@@ -362,38 +390,13 @@ get_str(const msgpack_object *v, char *buf, size_t len)
 	return 0;
 }
 
-/* The first value of each key of map o, in one pass: fields[k]. */
-static void
-get_fields(const msgpack_object *o, const char *const *keys,
-    const uint32_t *lens, unsigned n, const msgpack_object **fields)
-{
-	const msgpack_object_kv *kv;
-	uint32_t i;
-	unsigned k;
-
-	memset(fields, 0, n * sizeof(*fields));
-	if (o->type != MSGPACK_OBJECT_MAP)
-		return;
-	for (i = 0; i < o->via.map.size; i++) {
-		kv = &o->via.map.ptr[i];
-		if (kv->key.type != MSGPACK_OBJECT_STR)
-			continue;
-		for (k = 0; k < n; k++)
-			if (!fields[k] && kv->key.via.str.size == lens[k] &&
-			    memcmp(kv->key.via.str.ptr, keys[k], lens[k]) == 0) {
-				fields[k] = &kv->val;
-				break;
-			}
-	}
-}
-
 static int
 decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
 {
 	enum { F_ID, F_NS, F_IMAGE, F_REAPER, F_INO, F_CREATED, F_CG, F_N };
-	static const char *const keys[F_N] = { "id", "ns", "image", "reaper",
-	    "ino", "created_at_ms", "cg_seen" };
-	static const uint32_t lens[F_N] = { 2, 2, 5, 6, 3, 13, 7 };
+	static const struct key keys[F_N] = { KEY("id"), KEY("ns"),
+	    KEY("image"), KEY("reaper"), KEY("ino"), KEY("created_at_ms"),
+	    KEY("cg_seen") };
 	const msgpack_object *f[F_N];
 	struct ns_alloc *a = nsstate_alloc_new();
 	const msgpack_object *v;
@@ -405,7 +408,7 @@ decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
 	if (!a)
 		return -ENOMEM;
 	/* One pass over the entry's keys: 10,000 entries at every start. */
-	get_fields(o, keys, lens, F_N, f);
+	get_fields(o, keys, F_N, f);
 	r = -EBADMSG;
 	if (get_str(f[F_ID], a->id, sizeof(a->id)) < 0 ||
 	    !nsvocab_id_ok(a->id))
@@ -435,11 +438,8 @@ decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
 			goto out;
 		}
 	}
-	v = f[F_REAPER];
-	if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-		goto out;
-	u = v->via.u64;
-	if (u > INT32_MAX || (u != 0) != !!(a->mask & NSVM_PID))
+	if (u64_of(f[F_REAPER], &u) < 0 || u > INT32_MAX ||
+	    (u != 0) != !!(a->mask & NSVM_PID))
 		goto out;
 	a->reaper = (pid_t)u;
 	v = f[F_INO];
@@ -453,10 +453,8 @@ decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
 		if ((a->ino[i] != 0) != !!(a->mask & (1u << i)))
 			goto out;
 	}
-	v = f[F_CREATED];
-	if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+	if (u64_of(f[F_CREATED], &a->created_ms) < 0)
 		goto out;
-	a->created_ms = v->via.u64;
 	v = f[F_CG];
 	if (!v || v->type != MSGPACK_OBJECT_BOOLEAN)
 		goto out;

@@ -199,10 +199,8 @@ do_begin(struct agent *a)
 	}
 	CRASHPOINT(n_after_lock);
 	/* The sealed table is served as sealed (nsserver_config). */
-	a->sealed_digest = !promoted && want->len == NSSERVER_DIGEST_LEN ?
-	    want->p : NULL;
-	rc = agent_open_ns(a);
-	a->sealed_digest = NULL;	/* a later reload checks everything */
+	rc = agent_open_ns(a, !promoted && want->len == NSSERVER_DIGEST_LEN ?
+	    want->p : NULL);
 	nsserver_preload_free(a->pre);
 	a->pre = NULL;
 	if (rc < 0)

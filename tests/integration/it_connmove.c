@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -528,7 +527,7 @@ TEST_T(successor_dies_after_adopting, 300)
  * DRAINED: the incumbent resumes on its own).
  */
 struct held_req {
-	struct nsclient *c;	/* persistent, opened before the upgrade */
+	struct nsclient *c;	/* opened before the upgrade, or NULL: new */
 	const char *id;
 	int err;
 	unsigned long long ino;
@@ -536,37 +535,16 @@ struct held_req {
 	atomic_bool done;
 };
 
-static struct itest *held_t;	/* for held_fresh_worker */
+static struct itest *held_t;	/* for a request on a new connection */
 
 static void *
 held_worker(void *arg)
 {
 	struct held_req *h = arg;
-	struct nsclient_req req = { .allocation_id = h->id, .namespaces = net,
-	    .n = 1 };
-	struct nsclient_ns ns;
-	struct stat sb;
-	int r;
-
-	r = nsclient_request(h->c, &req, &ns);
-	if (r == 0) {
-		r = fstat(ns.fds[0], &sb) < 0 ? -errno : 0;
-		h->ino = (unsigned long long)sb.st_ino;
-		nsclient_ns_free(&ns);
-	}
-	h->err = r;
-	h->done_ms = clock_mono_ms();
-	atomic_store(&h->done, true);
-	return NULL;
-}
-
-static void *
-held_fresh_worker(void *arg)
-{
-	struct held_req *h = arg;
 	int err = 0;
 
-	h->ino = itc_served_ino(held_t, h->id, &err);
+	h->ino = h->c ? itc_served_ino_on(h->c, h->id, &err) :
+	    itc_served_ino(held_t, h->id, &err);
 	h->err = -err;
 	h->done_ms = clock_mono_ms();
 	atomic_store(&h->done, true);
@@ -609,8 +587,7 @@ held_case(bool commit)
 	    (int)now, (unsigned long long)(clock_mono_ms() - t0));
 	/* Changes: held, on an old connection and on one accepted now. */
 	require(pthread_create(&th[0], NULL, held_worker, &h[0]) == 0, "t0");
-	require(pthread_create(&th[1], NULL, held_fresh_worker, &h[1]) == 0,
-	    "t1");
+	require(pthread_create(&th[1], NULL, held_worker, &h[1]) == 0, "t1");
 	usleep(500000);
 	check(!atomic_load(&h[0].done) && !atomic_load(&h[1].done),
 	    "changes are held while the incumbent drains");

@@ -319,6 +319,9 @@ TEST_T(faults_during_upgrades, 240)
 	tap_diag("faults: %u upgrades: %u committed, %u rolled back, %u "
 	    "unavailable; fiu-ctrl switched %u processes", i, committed, rolled,
 	    unavailable, switched);
+	/* Invariant 3: each ends committed or rolled back, and says which. */
+	check(unavailable == 0, "every upgrade under faults answered "
+	    "committed or rolled back (%u did not)", unavailable);
 	eio = log_count(&t, "Input/output error");
 	enospc = log_count(&t, "No space left on device");
 	emfile = log_count(&t, "Too many open files");

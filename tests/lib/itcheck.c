@@ -205,6 +205,22 @@ hist_get(struct hist **v, size_t *n, size_t *cap, const char *id)
 	return &(*v)[(*n)++];
 }
 
+/* The inodes of the n fds a request handed back (freed here). */
+static int
+ns_inodes(struct nsclient_ns *ns, unsigned n, unsigned long long *ret_ino)
+{
+	struct stat sb;
+	unsigned i;
+	int r = 0;
+
+	for (i = 0; i < n && r == 0; i++) {
+		r = fstat(ns->fds[i], &sb) < 0 ? -errno : 0;
+		ret_ino[i] = (unsigned long long)sb.st_ino;
+	}
+	nsclient_ns_free(ns);
+	return r;
+}
+
 int
 itc_served_inodes(struct itest *t, const char *id, const char *const *kinds,
     unsigned n, unsigned long long *ret_ino)
@@ -213,20 +229,27 @@ itc_served_inodes(struct itest *t, const char *id, const char *const *kinds,
 	    .n = n };
 	struct nsclient_ns ns;
 	char sock[PATH_MAX + 32];
-	struct stat sb;
-	unsigned i;
 	int r;
 
 	snprintf(sock, sizeof(sock), "%s/run/pact/handoff.sock", t->root);
 	r = nsclient_request_path(sock, &req, NSCLIENT_NO_FALLBACK, &ns);
-	if (r < 0)
-		return r;
-	for (i = 0; i < n && r == 0; i++) {
-		r = fstat(ns.fds[i], &sb) < 0 ? -errno : 0;
-		ret_ino[i] = (unsigned long long)sb.st_ino;
-	}
-	nsclient_ns_free(&ns);
-	return r;
+	return r < 0 ? r : ns_inodes(&ns, n, ret_ino);
+}
+
+unsigned long long
+itc_served_ino_on(struct nsclient *c, const char *id, int *ret_err)
+{
+	static const char *const net[] = { "net" };
+	struct nsclient_req req = { .allocation_id = id, .namespaces = net,
+	    .n = 1 };
+	unsigned long long ino = 0;
+	struct nsclient_ns ns;
+	int r = nsclient_request(c, &req, &ns);
+
+	if (r == 0)
+		r = ns_inodes(&ns, 1, &ino);
+	*ret_err = -r;
+	return r < 0 ? 0 : ino;
 }
 
 unsigned long long

@@ -11,6 +11,8 @@
 
 #include "tests/lib/itest.h"
 
+struct nsclient;
+
 /*
  * A background client load of ITC_WORKERS processes in one of three
  * shapes:
@@ -70,6 +72,9 @@ int itc_served_inodes(struct itest *t, const char *id,
     const char *const *kinds, unsigned n, unsigned long long *ret_ino);
 /* The same for {net}: its inode, or 0 and the errno in *ret_err. */
 unsigned long long itc_served_ino(struct itest *t, const char *id,
+    int *ret_err);
+/* The same on a connection the caller keeps open. */
+unsigned long long itc_served_ino_on(struct nsclient *c, const char *id,
     int *ret_err);
 
 /* A crash marker (SPEC §7) naming point exists. */

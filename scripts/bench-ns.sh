@@ -4,6 +4,10 @@
 #   1 client   {net} create+release, a new connection each (baton-load --mix ns)
 #   8 clients  the same with 8 clients
 #   STATUS     p99 idle, then p99 while 8 clients create and release
+#   kernel     the machine's share, nothing of baton in it: 8 bare
+#              processes creating and releasing (baton-floor --ns-workers
+#              8), their rate, and STATUS p99 while they run, at nice 0
+#              and at the helpers' nice 10
 #
 #   scripts/bench-ns.sh BUILD_DIR [SECONDS]
 #
@@ -59,11 +63,34 @@ load --workers 1 --mix ns --id-prefix one | sed 's/^/  /'
 echo "== {net} create+release, 8 clients"
 load --workers 8 --mix ns --id-prefix eight | sed 's/^/  /'
 echo "== STATUS while 8 clients create and release"
-load --workers 8 --mix ns --id-prefix bg >/dev/null &
+# The background runs a second longer: it covers the whole measurement.
+"$bin/baton-load" --socket "$sock" --seconds $((secs + 1)) --workers 8 \
+    --mix ns --id-prefix bg >/dev/null &
 bg=$!
 sleep 0.5
 load --workers 1 | sed 's/^/  /'
 wait "$bg" || true
+echo "== the kernel alone: 8 bare processes create and release {net}" \
+    "(baton-floor --ns-workers 8, nothing of baton in their path)"
+kdir=$(mktemp -d /tmp/baton-bench-ns-kernel.XXXXXX)
+"$bin/baton-floor" --ns-workers 8 --seconds "$secs" --dir "$kdir" |
+    sed 's/^/  /'
+echo "== STATUS while 8 bare processes create and release, nice 0"
+"$bin/baton-floor" --ns-workers 8 --seconds $((secs + 1)) --dir "$kdir" \
+    >/dev/null &
+bg=$!
+sleep 0.5
+load --workers 1 | sed 's/^/  /'
+wait "$bg" || true
+echo "== STATUS while 8 bare processes create and release, nice 10" \
+    "(as baton's helpers)"
+nice -n 10 "$bin/baton-floor" --ns-workers 8 --seconds $((secs + 1)) \
+    --dir "$kdir" >/dev/null &
+bg=$!
+sleep 0.5
+load --workers 1 | sed 's/^/  /'
+wait "$bg" || true
+rmdir "$kdir"
 echo "== where creation time goes (ns.create, us; undo_us: ns.release), p50 / p90 over the run"
 python3 - "$root/sup.log" <<'PY'
 import re, sys

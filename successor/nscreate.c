@@ -604,10 +604,10 @@ spawn_later_cb(void *arg, int err)
 
 /*
  * Start a creation: its report pipe watched on the loop, its helper
- * forked now, or, while a table write is in flight (forking then would
- * wait for the disk on the loop), as soon as that write ended.  Until
- * then the creation has no helper (helper 0, reaped: nothing to kill or
- * wait for).
+ * forked now, or, where a fork waits for the writer (nswriter_fork_waits)
+ * and a table write is in flight (forking then would wait for the disk
+ * on the loop), as soon as that write ended.  Until then the creation
+ * has no helper (helper 0, reaped: nothing to kill or wait for).
  */
 int
 nss_start_creation(struct nsserver *s, const char *id, unsigned mask,
@@ -658,7 +658,7 @@ nss_start_creation(struct nsserver *s, const char *id, unsigned mask,
 		r = -EIO;
 		goto out;
 	}
-	if (!nswriter_busy(s->wr)) {
+	if (!nswriter_fork_waits() || !nswriter_busy(s->wr)) {
 		r = spawn_helper(cr, wfd, img, upath);
 		if (r < 0) {
 			snprintf(errbuf, errlen, "fork helper: %s",

@@ -95,9 +95,17 @@ nsprov_prepare_pin_dir(const char *pin_dir)
 	if (statx(AT_FDCWD, pin_dir, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS,
 	    &stx) < 0)
 		return -errno;
+	/*
+	 * Its own tmpfs, as /run is on a systemd host, wherever the state
+	 * root lies: a pin is a few inodes that live as long as the host's
+	 * mount, and on a disk file system creating them cost the helper
+	 * as much CPU as its network namespace (ext4's inode allocator;
+	 * docs/BENCH.md).  Mounted once; a later agent keeps what it finds.
+	 */
 	if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
 	    !(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
-		if (mount(pin_dir, pin_dir, NULL, MS_BIND, NULL) < 0)
+		if (mount("baton-pins", pin_dir, "tmpfs",
+		    MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755") < 0)
 			return -errno;
 	}
 	if (mount(NULL, pin_dir, NULL, MS_PRIVATE, NULL) < 0)

@@ -62,9 +62,10 @@ int nsprov_open_report(int *ret_rfd, int *ret_wfd);
 /*
  * Fork the helper, which reports on wfd (borrowed: the caller closes its
  * copy after).  Returns 0 and its pid, or -errno.  The helper touches no
- * libuv state and closes every fd it does not need.  The fork waits for
- * the table writer's fork lock (nswriter_fork_lock()): call it when no
- * write is in flight, or the loop waits for that write.
+ * libuv state and closes every fd it does not need.  The fork takes the
+ * table writer's fork lock (nswriter_fork_lock()): where that lock is in
+ * use, call it when no write is in flight, or the loop waits for that
+ * write.
  */
 int nsprov_spawn(const struct nsprov_req *r, int wfd, pid_t *ret_pid);
 
@@ -113,7 +114,9 @@ int nsprov_check_init(pid_t reaper, uint64_t pid_ino, const char **ret_why);
 
 /*
  * Make pin_dir exist and be a private mount point of its own, so pins
- * neither propagate nor follow into new mount namespaces' peers.
+ * neither propagate nor follow into new mount namespaces' peers: a
+ * tmpfs mounted there unless pin_dir already is a mount point (kept as
+ * found: a running or earlier agent's, with its pins).
  */
 int nsprov_prepare_pin_dir(const char *pin_dir);
 

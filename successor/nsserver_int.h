@@ -10,10 +10,12 @@
  * - The loop never blocks on a creation: nsprov_spawn() forks a helper
  *   and its report pipe is watched with uv_poll.  A creation is final
  *   only at the pipe's EOF (the helper has finished or undone its work).
- *   Nor on the disk through it: while a table write is in flight (its
- *   thread holds the fork lock) the fork waits for the moment between
- *   that write and the next (nswriter_between()); until then the
- *   creation has no helper (helper 0, reaped) and its pipe is open.
+ *   Nor on the disk through it: where a fork waits for the writer
+ *   (nswriter_fork_waits(): an interposed libc) and a table write is in
+ *   flight (its thread holds the fork lock) the fork waits for the
+ *   moment between that write and the next (nswriter_between()); until
+ *   then the creation has no helper (helper 0, reaped) and its pipe is
+ *   open.
  * - Nothing is answered before it is durable: a change is made in memory
  *   and handed to nswriter, whose thread writes the table (atomicfile)
  *   off the loop; NS_RESPONSE and ALLOCATION_RELEASED go out from the

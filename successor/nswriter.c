@@ -15,8 +15,9 @@
  * this thread at that moment would stay locked forever in the child.
  * The loop allocates the snapshot and frees it once the write ended.
  * Even system calls can take locks in a library interposed on them (a
- * fault injector, a sanitizer): each write runs under fork_mu, which a
- * fork of the helper takes first (nswriter_fork_lock()).  After a
+ * fault injector, a sanitizer): there each write runs under fork_mu,
+ * which a fork of the helper takes first (nswriter_fork_lock()); with
+ * plain glibc a fork does not wait for the write (nswriter_fork_waits).  After a
  * write that succeeded, the thread runs the post hooks of the changes in
  * it (the host's undo of a release: system calls only) before it posts
  * the result; the loop does not touch `inflight` until then.
@@ -26,6 +27,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/atomicfile.h"
 #include "common/log.h"
@@ -118,19 +120,57 @@ clist_fire(struct nswriter *w, struct clist *l, int err)
 	w->firing = was;
 }
 
-/* Held by a writer for a whole write, and by the loop around a fork. */
+/*
+ * Held by a writer for a whole write, and by the loop around a fork:
+ * only where fork_waits.  Plain glibc takes no lock in the calls a
+ * write makes (open, write, fsync, rename, umount2, unlink: system call
+ * wrappers) nor does the thread allocate, so a child forked mid-write
+ * inherits nothing held.  A library interposed on those calls (a
+ * sanitizer's runtime, anything preloaded, e.g. libfiu's fault
+ * injector) may take locks inside them: then a fork waits for a moment
+ * with no write in flight.
+ */
 static pthread_mutex_t fork_mu = PTHREAD_MUTEX_INITIALIZER;
+static int fork_waits = -1;	/* unknown until nswriter_decide_fork() */
+
+bool
+nswriter_fork_waits_for(bool sanitizer, const char *ld_preload,
+    const char *preload_file)
+{
+	struct stat st;
+
+	if (sanitizer || (ld_preload && *ld_preload))
+		return true;
+	return preload_file && stat(preload_file, &st) == 0 && st.st_size > 0;
+}
+
+bool
+nswriter_fork_waits(void)
+{
+	if (fork_waits < 0) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+		const bool san = true;
+#else
+		const bool san = false;
+#endif
+		fork_waits = nswriter_fork_waits_for(san, getenv("LD_PRELOAD"),
+		    "/etc/ld.so.preload");
+	}
+	return fork_waits;
+}
 
 void
 nswriter_fork_lock(void)
 {
-	pthread_mutex_lock(&fork_mu);
+	if (nswriter_fork_waits())
+		pthread_mutex_lock(&fork_mu);
 }
 
 void
 nswriter_fork_unlock(void)
 {
-	pthread_mutex_unlock(&fork_mu);
+	if (nswriter_fork_waits())
+		pthread_mutex_unlock(&fork_mu);
 }
 
 /* Post hooks of l's changes: l is durable. */
@@ -163,7 +203,7 @@ writer_main(void *p)
 		len = w->job_len;
 		pthread_mutex_unlock(&w->mu);
 		/* Every call of the write, and the wake-up, under fork_mu. */
-		pthread_mutex_lock(&fork_mu);
+		nswriter_fork_lock();
 		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
 		if (r == 0)
 			run_posts(&w->inflight);
@@ -176,7 +216,7 @@ writer_main(void *p)
 		w->job_done = true;
 		pthread_cond_broadcast(&w->cv);
 		uv_async_send(&w->async);
-		pthread_mutex_unlock(&fork_mu);
+		nswriter_fork_unlock();
 	}
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
@@ -299,6 +339,7 @@ nswriter_new(uv_loop_t *loop, const char *path,
 	if (r < 0)
 		goto fail;
 	w->async.data = w;
+	(void)nswriter_fork_waits();	/* decided before any thread reads it */
 	r = -pthread_create(&w->th, NULL, writer_main, w);
 	if (r < 0) {
 		uv_close((uv_handle_t *)&w->async, NULL);

@@ -71,14 +71,26 @@ int nswriter_flush_sync(struct nswriter *w, int force);
 
 /*
  * Around a fork without atfork handlers (the namespace helper's _Fork):
- * the lock waits until no writer thread is inside a write, and keeps any
- * from starting one, so the child inherits no lock held by a thread it
- * does not have.  Taken while a write is in flight it waits for that
- * write (the disk): the loop forks only when nswriter_busy() is false,
- * and otherwise from nswriter_between().
+ * where nswriter_fork_waits(), the lock waits until no writer thread is
+ * inside a write, and keeps any from starting one, so the child inherits
+ * no lock held by a thread it does not have.  Taken while a write is in
+ * flight it waits for that write (the disk): the loop then forks only
+ * when nswriter_busy() is false, and otherwise from nswriter_between().
+ * Elsewhere both are no-ops and a fork never waits for the disk.
  */
 void nswriter_fork_lock(void);
 void nswriter_fork_unlock(void);
+
+/*
+ * Whether a fork must wait for a moment with no write in flight: when a
+ * library may be interposed on the write's calls and hold a lock inside
+ * them (a sanitizer build, LD_PRELOAD set, /etc/ld.so.preload not
+ * empty).  Decided once per process.
+ */
+bool nswriter_fork_waits(void);
+/* The decision itself, for tests. */
+bool nswriter_fork_waits_for(bool sanitizer, const char *ld_preload,
+    const char *preload_file);
 
 /* A write is in flight: its thread may hold the fork lock. */
 bool nswriter_busy(const struct nswriter *w);

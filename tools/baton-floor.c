@@ -13,7 +13,7 @@
  *   netns    with --ns (root): the bare cost of one {net} allocation, the
  *            floor under NS_REQUEST{net}: fork a child, unshare(NEWNET),
  *            bind-mount its /proc/self/ns/net onto a file (the pin) in a
- *            private mount of DIR, child reaped; the unpin (umount +
+ *            private tmpfs under DIR, child reaped; the unpin (umount +
  *            unlink) is not timed
  *
  * Each is repeated and reported as p50/p99/max in microseconds, readable
@@ -151,58 +151,143 @@ measure_rtt(struct series *s, size_t n)
 	return s->n == n ? 0 : -EIO;
 }
 
-/* fork, unshare(NEWNET), pin, reap: the floor of a {net} creation. */
+/*
+ * Like the agent's pin directory: a private tmpfs of its own under dir,
+ * made (dir/pins) or removed (make false).
+ */
+static int
+pin_mount(const char *dir, char *pins, size_t len, bool make)
+{
+	snprintf(pins, len, "%s/pins", dir);
+	if (!make) {
+		(void)umount2(pins, MNT_DETACH);
+		(void)rmdir(pins);
+		return 0;
+	}
+	if (mkdir(pins, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (mount("baton-floor", pins, "tmpfs", MS_NOSUID | MS_NODEV |
+	    MS_NOEXEC, "mode=0700") < 0 ||
+	    mount(NULL, pins, NULL, MS_PRIVATE, NULL) < 0) {
+		int r = -errno;
+
+		(void)pin_mount(dir, pins, len, false);
+		return r;
+	}
+	return 0;
+}
+
+/* One bare {net} allocation on pin: fork, unshare(NEWNET), pin, reap. */
+static int
+netns_create(const char *pin)
+{
+	pid_t pid;
+	int st, fd;
+
+	fd = open(pin, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		if (unshare(CLONE_NEWNET) < 0 ||
+		    mount("/proc/self/ns/net", pin, NULL, MS_BIND, NULL) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		return -EPERM;
+	return 0;
+}
+
+/* ... and its release: unpin, remove. */
+static void
+netns_release(const char *pin)
+{
+	(void)umount2(pin, MNT_DETACH);
+	(void)unlink(pin);
+}
+
+/* The floor of a {net} creation, n times one after another. */
 static int
 measure_netns(const char *dir, struct series *s, size_t n)
 {
 	char pins[4096], pin[4200];
 	uint64_t t0;
 	size_t i;
-	pid_t pid;
-	int st, fd, r = 0;
+	int r;
 
-	snprintf(pins, sizeof(pins), "%s/pins", dir);
-	if (mkdir(pins, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	/* Like the agent's pin directory: a private mount of its own. */
-	if (mount(pins, pins, NULL, MS_BIND, NULL) < 0)
-		return -errno;
-	if (mount(NULL, pins, NULL, MS_PRIVATE, NULL) < 0) {
+	if ((r = pin_mount(dir, pins, sizeof(pins), true)) < 0)
+		return r;
+	snprintf(pin, sizeof(pin), "%s/net", pins);
+	for (i = 0; i < n && r == 0; i++) {
+		t0 = clock_mono_us();
+		r = netns_create(pin);
+		if (r == 0)
+			s->v[s->n++] = clock_mono_us() - t0;
+		netns_release(pin);
+	}
+	(void)pin_mount(dir, pins, sizeof(pins), false);
+	return r;
+}
+
+/*
+ * The kernel's ceiling: workers processes create and release bare {net}
+ * allocations for secs seconds; prints their total rate.  0 or -errno.
+ */
+static int
+measure_netns_parallel(const char *dir, long workers, long secs)
+{
+	char pins[4096], pin[4200];
+	uint64_t end, total = 0, n;
+	int p[2], r, st, failed = 0;
+	long w;
+	pid_t pid;
+
+	if ((r = pin_mount(dir, pins, sizeof(pins), true)) < 0)
+		return r;
+	if (pipe2(p, O_CLOEXEC) < 0) {
 		r = -errno;
 		goto out;
 	}
-	for (i = 0; i < n && r == 0; i++) {
-		snprintf(pin, sizeof(pin), "%s/net", pins);
-		t0 = clock_mono_us();
-		fd = open(pin, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
-		if (fd < 0) {
-			r = -errno;
-			break;
-		}
-		close(fd);
+	end = clock_mono_us() + (uint64_t)secs * 1000000u;
+	for (w = 0; w < workers; w++) {
 		pid = fork();
 		if (pid < 0) {
 			r = -errno;
 			break;
 		}
-		if (pid == 0) {
-			if (unshare(CLONE_NEWNET) < 0 ||
-			    mount("/proc/self/ns/net", pin, NULL, MS_BIND,
-			    NULL) < 0)
+		if (pid > 0)
+			continue;
+		close(p[0]);
+		snprintf(pin, sizeof(pin), "%s/net%ld", pins, w);
+		n = 0;
+		while (clock_mono_us() < end) {
+			if (netns_create(pin) < 0)
 				_exit(1);
-			_exit(0);
+			netns_release(pin);
+			n++;
 		}
-		if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) ||
-		    WEXITSTATUS(st) != 0)
-			r = -EPERM;
-		else
-			s->v[s->n++] = clock_mono_us() - t0;
-		(void)umount2(pin, MNT_DETACH);
-		(void)unlink(pin);
+		_exit(write(p[1], &n, sizeof(n)) == sizeof(n) ? 0 : 1);
 	}
+	close(p[1]);
+	while (read(p[0], &n, sizeof(n)) == sizeof(n))
+		total += n;
+	close(p[0]);
+	while (wait(&st) > 0)
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			failed++;
+	if (r == 0 && failed)
+		r = -EPERM;
+	if (r == 0)
+		printf("netns x%ld  %" PRIu64 " bare {net} create+release in "
+		    "%ld s: %.0f ops/s\n", workers, total, secs,
+		    (double)total / (double)secs);
 out:
-	(void)umount2(pins, MNT_DETACH);
-	(void)rmdir(pins);
+	(void)pin_mount(dir, pins, sizeof(pins), false);
 	return r;
 }
 
@@ -219,7 +304,13 @@ usage(FILE *f)
 "microseconds; --json prints one object.  DIR should be on the file\n"
 "system of the state directory.  --ns (root) adds the floor of a {net}\n"
 "allocation: fork, unshare(CLONE_NEWNET), bind-mount the namespace onto a\n"
-"file in a private mount under DIR, reap (N runs).\n");
+"file in a private tmpfs under DIR, reap (N runs).\n"
+"\n"
+"       baton-floor --ns-workers W --dir DIR [--seconds S]\n"
+"\n"
+"The kernel's ceiling for {net} allocations (root): W processes create\n"
+"and release bare ones as above for S seconds (default 3); prints the\n"
+"rate.  Nothing of baton is in their path.\n");
 }
 
 int
@@ -231,6 +322,8 @@ main(int argc, char **argv)
 		{ "runs", required_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "ns", no_argument, NULL, 's' },
+		{ "ns-workers", required_argument, NULL, 'w' },
+		{ "seconds", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -238,7 +331,7 @@ main(int argc, char **argv)
 	struct series s[4] = { { .name = "exec" }, { .name = "journal" },
 	    { .name = "rtt" }, { .name = "netns" } };
 	const char *agent = NULL, *dir = NULL;
-	long runs = 200;
+	long runs = 200, workers = 0, secs = 3;
 	bool json = false, ns = false;
 	int c, i, r, nser = 3;
 
@@ -249,10 +342,25 @@ main(int argc, char **argv)
 		case 'n': runs = atol(optarg); break;
 		case 'j': json = true; break;
 		case 's': ns = true; break;
+		case 'w': workers = atol(optarg); break;
+		case 'S': secs = atol(optarg); break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("baton-floor %s\n", baton_version); return 0;
 		default: usage(stderr); return 64;
 		}
+	}
+	if (workers) {
+		if (!dir || workers < 1 || workers > 256 || secs < 1 ||
+		    secs > 3600) {
+			usage(stderr);
+			return 64;
+		}
+		if ((r = measure_netns_parallel(dir, workers, secs)) < 0) {
+			fprintf(stderr, "baton-floor: netns x%ld in %s: %s\n",
+			    workers, dir, strerror(-r));
+			return 77;
+		}
+		return 0;
 	}
 	if (!agent || !dir || runs < 1 || runs > 100000) {
 		usage(stderr);

@@ -1,6 +1,7 @@
 /*
  * test_nswriter: group commit and the moments between writes (where the
- * namespace helper is forked without waiting for the disk).
+ * namespace helper is forked without waiting for the disk, in builds
+ * where a fork waits for the writer), and when it does.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -149,6 +150,33 @@ TEST_T(between_cancelled_by_free, 30)
 	check_eq(uv_loop_close(&f.loop), 0);
 	(void)unlink(f.path);
 	(void)rmdir(f.dir);
+}
+
+/* A fork waits for the writer only where a library may sit in its calls. */
+TEST(fork_waits_only_where_interposed)
+{
+	char dir[] = "/tmp/baton-test-nsw.XXXXXX", file[64];
+	FILE *fp;
+
+	require(mkdtemp(dir) != NULL, "mkdtemp");
+	snprintf(file, sizeof(file), "%s/ld.so.preload", dir);
+	check(!nswriter_fork_waits_for(false, NULL, file), "plain glibc");
+	check(!nswriter_fork_waits_for(false, "", file), "LD_PRELOAD empty");
+	check(nswriter_fork_waits_for(false, "/usr/lib/fiu/"
+	    "fiu_posix_preload.so", file), "LD_PRELOAD set");
+	check(nswriter_fork_waits_for(true, NULL, file), "sanitizer");
+	require((fp = fopen(file, "w")) != NULL, "create %s", file);
+	fclose(fp);
+	check(!nswriter_fork_waits_for(false, NULL, file), "preload file empty");
+	require((fp = fopen(file, "w")) != NULL, "open %s", file);
+	fputs("/usr/lib/libeatmydata.so\n", fp);
+	fclose(fp);
+	check(nswriter_fork_waits_for(false, NULL, file), "preload file set");
+#if defined(__SANITIZE_ADDRESS__)
+	check(nswriter_fork_waits(), "this sanitizer build waits");
+#endif
+	(void)unlink(file);
+	(void)rmdir(dir);
 }
 
 int

@@ -157,6 +157,7 @@ static const struct rule agent_rules[] = {
 	NS_RULES,
 	SERVE_RULES,
 	C(socket, C_SOCK_UNIX_INET),
+	A(socketpair),		/* the spawner's socket (nsspawn) */
 };
 
 /*

@@ -516,13 +516,27 @@ nsprov_open_report(int *ret_rfd, int *ret_wfd)
 	return 0;
 }
 
-int
-nsprov_spawn(const struct nsprov_req *rq, int wfd, pid_t *ret_pid)
+void
+nsprov_child_signals(void)
+{
+	struct sigaction sa;
+	int sig;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (sig = 1; sig < NSIG; sig++)
+		(void)sigaction(sig, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	(void)sigaction(SIGPIPE, &sa, NULL);
+}
+
+static int
+spawn(const struct nsprov_req *rq, int wfd, pid_t *ret_pid, bool lock)
 {
 	uint64_t t[NSPROV_T_N] = { 0 };
 	sigset_t all, old;
 	struct nsprov_req local;
-	int r, sig;
+	int r;
 	pid_t pid;
 
 	/* No signal may run a libuv handler in the child before the reset. */
@@ -531,24 +545,20 @@ nsprov_spawn(const struct nsprov_req *rq, int wfd, pid_t *ret_pid)
 	/*
 	 * _Fork runs no atfork handler: no other thread may hold a lock the
 	 * child could need (the allocator's, an interposed library's).  The
-	 * table's writer thread is the only other thread; it is parked.
+	 * table's writer thread is the only other thread: it never
+	 * allocates, and is parked where a library may sit in its calls
+	 * (nswriter_fork_lock).  The spawner has no other thread (!lock).
 	 */
-	nswriter_fork_lock();
+	if (lock)
+		nswriter_fork_lock();
 	pid = _Fork();
-	if (pid != 0)
+	if (pid != 0 && lock)
 		nswriter_fork_unlock();
 	if (pid == 0) {
-		struct sigaction sa;
-
 		t[NSPROV_T_START] = clock_mono_us();
 		/* Named, so ps and process counts tell it from the agent. */
 		(void)prctl(PR_SET_NAME, "baton-nshelper", 0, 0, 0);
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = SIG_DFL;
-		for (sig = 1; sig < NSIG; sig++)
-			(void)sigaction(sig, &sa, NULL);
-		sa.sa_handler = SIG_IGN;
-		(void)sigaction(SIGPIPE, &sa, NULL);
+		nsprov_child_signals();
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
 		/*
@@ -587,4 +597,16 @@ nsprov_spawn(const struct nsprov_req *rq, int wfd, pid_t *ret_pid)
 	if (r == 0)
 		*ret_pid = pid;
 	return r;
+}
+
+int
+nsprov_spawn(const struct nsprov_req *rq, int wfd, pid_t *ret_pid)
+{
+	return spawn(rq, wfd, ret_pid, true);
+}
+
+int
+nsprov_spawn_alone(const struct nsprov_req *rq, int wfd, pid_t *ret_pid)
+{
+	return spawn(rq, wfd, ret_pid, false);
 }

@@ -69,6 +69,15 @@ int nsprov_open_report(int *ret_rfd, int *ret_wfd);
  */
 int nsprov_spawn(const struct nsprov_req *r, int wfd, pid_t *ret_pid);
 
+/*
+ * In a child forked from the loop: every signal back to its default
+ * action (no libuv handler may run there), SIGPIPE ignored.
+ */
+void nsprov_child_signals(void);
+
+/* The same from a process with no other thread (the spawner, nsspawn). */
+int nsprov_spawn_alone(const struct nsprov_req *r, int wfd, pid_t *ret_pid);
+
 /* Write a FAILED report on wfd from the agent (the helper never ran). */
 void nsprov_report_failed(int wfd, int err, const char *what);
 

@@ -61,7 +61,7 @@ tick_cb(uv_timer_t *t)
 		if (!cr->timed_out && !cr->reaped &&
 		    now - cr->started_ms > CREATE_TIMEOUT_MS) {
 			cr->timed_out = true;
-			(void)kill(cr->helper, SIGKILL);
+			nss_creation_kill(cr);
 		}
 	}
 	if (s->dirty && !s->sealed && !nswriter_pending(s->wr))
@@ -450,7 +450,7 @@ drain_timer_cb(uv_timer_t *t)
 			if (cr->reaped)
 				continue;	/* only its write is left */
 			cr->timed_out = true;
-			(void)kill(cr->helper, SIGKILL);
+			nss_creation_kill(cr);
 		}
 		for (cl = s->clients; cl; cl = next) {
 			next = cl->next;
@@ -638,7 +638,6 @@ nsserver_free(struct nsserver *s)
 {
 	struct client *cl, *next;
 	struct creation *cr;
-	int st;
 
 	if (!s)
 		return;
@@ -653,18 +652,20 @@ nsserver_free(struct nsserver *s)
 		conn_close(cl->c);
 	}
 	/* A creation nobody will answer: stop it and undo its leftovers. */
+	if (s->spawner)
+		nsspawn_flush(s->spawner);	/* every helper named */
 	while ((cr = s->creations)) {
 		s->creations = cr->next;
 		s->ncreations--;
 		nss_uid_put(s, cr->uid, false);
-		if (!cr->reaped)
-			(void)kill(cr->helper, SIGKILL);
-		if (!cr->reaped)
-			(void)waitpid(cr->helper, &st, 0);
+		nss_creation_kill(cr);
+		nss_creation_wait(cr);
 		(void)nsprov_destroy(s->pin_dir, cr->id, 0, 0);
 		nss_answer_waiters(cr, NULL, "creation_failed", "shutting down");
 		uv_close((uv_handle_t *)&cr->poll, nss_creation_closed_cb);
 	}
+	nsspawn_free(s->spawner);
+	s->spawner = NULL;
 	uv_close((uv_handle_t *)&s->tick, nss_handle_closed_cb);
 	uv_close((uv_handle_t *)&s->kick, nss_handle_closed_cb);
 	uv_close((uv_handle_t *)&s->drain_timer, nss_handle_closed_cb);
@@ -685,7 +686,8 @@ nsserver_reap(struct nsserver *s, pid_t pid, int status)
 	unsigned i;
 
 	for (cr = s->creations; cr; cr = cr->next) {
-		if (cr->helper == pid) {
+		/* The spawner's helpers are its children, not ours. */
+		if (cr->pidfd < 0 && !cr->spawning && cr->helper == pid) {
 			cr->reaped = true;
 			return true;
 		}

@@ -63,8 +63,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,6 +85,7 @@
 #include "successor/nscgroup.h"
 #include "successor/nsprov.h"
 #include "successor/nsserver.h"
+#include "successor/nsspawn.h"
 #include "successor/nsstate.h"
 #include "successor/nswriter.h"
 
@@ -137,7 +140,10 @@ struct creation {
 	unsigned mask;
 	char *image;
 	pid_t helper;
-	bool reaped;
+	int pidfd;		/* the spawner's helper: kill and wait by it */
+	bool spawning;		/* asked the spawner, no answer yet */
+	bool kill_asked;	/* kill it once the answer names it */
+	bool reaped;		/* no helper left to kill or wait for */
 	bool timed_out;
 	int fd;
 	uv_poll_t poll;
@@ -182,6 +188,7 @@ struct nsserver {
 	bool dirty;			/* needs a write nothing has queued */
 	uint64_t written_seq;		/* seq of the newest durable table */
 	struct nswriter *wr;
+	struct nsspawn *spawner;	/* forks the helpers; NULL until needed */
 	struct release *releasing;
 	unsigned nreleasing;
 	bool ready, draining, sealed, freeing;
@@ -235,6 +242,10 @@ int nss_add_waiter(struct creation *cr, struct client *cl,
 void nss_answer_waiters(struct creation *cr, const struct ns_alloc *a,
     const char *kind, const char *message);
 void nss_creation_closed_cb(uv_handle_t *h);
+/* SIGKILL cr's helper, if it has one (or once the spawner names it). */
+void nss_creation_kill(struct creation *cr);
+/* Wait (blocking: shutdown) until cr's helper exited. */
+void nss_creation_wait(struct creation *cr);
 void nss_destroy_alloc(struct nsserver *s, struct ns_alloc *a);
 int nss_encode_cb(void *data, uint8_t **buf, size_t *len);
 void nss_ended_msg(struct msg *m, const char *id, uint64_t seq);

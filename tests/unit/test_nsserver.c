@@ -614,22 +614,30 @@ count_fds_of(pid_t pid)
 	return n;
 }
 
-static int
-count_children(pid_t pid)
+/* pid's children, as /proc lists them ("12 34 "); empty on error. */
+static void
+read_children(pid_t pid, char *buf, size_t len)
 {
-	char path[128], buf[4096];
-	int fd, n = 0;
-	ssize_t len;
-	char *p;
+	char path[128];
+	ssize_t n;
+	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid,
 	    (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	len = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[len > 0 ? len : 0] = '\0';
+	n = fd >= 0 ? read(fd, buf, len - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
+static int
+count_children(pid_t pid)
+{
+	char buf[4096], *p;
+	int n = 0;
+
+	read_children(pid, buf, sizeof(buf));
 	for (p = strtok(buf, " \n"); p; p = strtok(NULL, " \n"))
 		n++;
 	return n;
@@ -703,6 +711,73 @@ TEST_T(churn_1000_no_leaks, 240)
 	tap_diag("create latency (ASan build, client round trip) p50=%lluus "
 	    "p99=%lluus over %d cycles", (unsigned long long)lat[CHURN / 2],
 	    (unsigned long long)lat[CHURN * 99 / 100], CHURN);
+	env_fini(&e);
+}
+
+/* The server's child named comm (the spawner: baton-nsspawn), or 0. */
+static pid_t
+child_named(pid_t pid, const char *comm)
+{
+	char path[128], buf[4096], name[64];
+	pid_t kid, found = 0;
+	char *p, *end;
+	FILE *f;
+
+	read_children(pid, buf, sizeof(buf));
+	for (p = buf; !found && (kid = (pid_t)strtol(p, &end, 10)) > 0;
+	    p = end) {
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)kid);
+		f = fopen(path, "re");
+		if (f && fgets(name, sizeof(name), f)) {
+			name[strcspn(name, "\n")] = '\0';
+			if (strcmp(name, comm) == 0)
+				found = kid;
+		}
+		if (f)
+			fclose(f);
+	}
+	return found;
+}
+
+/*
+ * Helpers come from the spawner; one killed is replaced by the next
+ * creation, which succeeds; the spawner goes when the server does.
+ */
+TEST_T(spawner_killed_is_replaced, 60)
+{
+	struct env e;
+	struct nsclient_ns a;
+	pid_t sp1, sp2;
+	int i;
+
+	need_root();
+	env_init(&e, false);
+	srv_start(&e);
+	check_eq(child_named(e.srv, "baton-nsspawn"), 0);	/* lazily */
+	require(request(&e, "sp1", NET, 1, NULL, &a, NULL, 0) == 0, "create");
+	nsclient_ns_free(&a);
+	sp1 = child_named(e.srv, "baton-nsspawn");
+	require(sp1 > 0, "a spawner after the first creation");
+	require(kill(sp1, SIGKILL) == 0, "kill the spawner");
+	for (i = 0; i < 200 && child_named(e.srv, "baton-nsspawn") == sp1;
+	    i++)
+		usleep(10000);
+	require(request(&e, "sp2", PNM, 3, NULL, &a, NULL, 0) == 0,
+	    "create after the spawner died");
+	nsclient_ns_free(&a);
+	sp2 = child_named(e.srv, "baton-nsspawn");
+	check(sp2 > 0 && sp2 != sp1, "a new spawner %d (was %d)", (int)sp2,
+	    (int)sp1);
+	check_eq(release(&e, "sp1", NULL, 0), 0);
+	check_eq(release(&e, "sp2", NULL, 0), 0);
+	check_eq(mounts_under(e.pins), 1);
+	srv_stop(&e);
+	/* A zombie reparented to us (a subreaper) counts as gone. */
+	for (i = 0; i < 200 && kill(sp2, 0) == 0 &&
+	    waitpid(sp2, NULL, WNOHANG) != sp2; i++)
+		usleep(10000);
+	check(kill(sp2, 0) < 0 && errno == ESRCH, "spawner gone with the "
+	    "server");
 	env_fini(&e);
 }
 

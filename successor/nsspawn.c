@@ -1,0 +1,486 @@
+/*
+ * nsspawn: the spawner of namespace helpers (see nsspawn.h).
+ *
+ * Wire (SOCK_SEQPACKET, one datagram each way per creation):
+ *   agent -> spawner  struct spawn_req, SCM_RIGHTS [report wfd, image fd?]
+ *   spawner -> agent  struct spawn_ans, SCM_RIGHTS [pidfd] when pid > 0
+ * Both ends are this build: no versioning, sizes checked.  An answer
+ * names its request (cookie): one lost (a send that failed for good)
+ * never names another creation's helper.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "successor/nsspawn.h"
+#include "successor/nswriter.h"
+
+struct spawn_req {
+	uint64_t cookie;	/* echoed in the answer */
+	uint32_t mask;
+	uint32_t has_image;
+	uint32_t use_cg;	/* into base's cgroups (a pid namespace) */
+	char id[NSV_ID_MAX + 1];
+	char uenv_path[PATH_MAX];
+};
+
+struct spawn_ans {
+	uint64_t cookie;
+	int32_t pid;
+	int32_t err;
+};
+
+struct waiting {
+	uint64_t cookie;
+	nsspawn_fn fn;
+	void *arg;
+	struct waiting *next;
+};
+
+struct nsspawn {
+	uv_poll_t poll;
+	int fd;
+	pid_t pid;
+	bool dead;
+	struct waiting *head, **tailp;
+	unsigned pending;
+	uint64_t next_cookie;
+};
+
+/* ---- the spawner process ---- */
+
+static void
+chld_cb(int sig)
+{
+	(void)sig;	/* only to interrupt ppoll */
+}
+
+static void
+reap_all(void)
+{
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+}
+
+/* One request: fork its helper, answer.  Fds received are closed. */
+static void
+serve_one(int sock, const struct nsprov_req *base)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+	} c;
+	struct spawn_req rq;
+	struct spawn_ans ans = { 0, 0, 0 };
+	struct iovec iov = { &rq, sizeof(rq) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
+	struct nsprov_req r;
+	struct cmsghdr *cm;
+	int fds[2] = { -1, -1 }, pidfd = -1, nfds = 0, tries;
+	pid_t pid = 0;
+	ssize_t n;
+
+	n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n == 0)
+		_exit(0);	/* the agent closed: done */
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		_exit(1);
+	}
+	cm = CMSG_FIRSTHDR(&mh);
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+		nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		if (nfds > 2)
+			nfds = 2;
+		memcpy(fds, CMSG_DATA(cm), (size_t)nfds * sizeof(int));
+	}
+	if ((size_t)n >= sizeof(rq.cookie))
+		ans.cookie = rq.cookie;
+	if ((size_t)n != sizeof(rq) || nfds != 1 + (rq.has_image != 0) ||
+	    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		ans.err = -EBADMSG;	/* cannot happen between one build */
+	} else {
+		rq.id[sizeof(rq.id) - 1] = '\0';
+		rq.uenv_path[sizeof(rq.uenv_path) - 1] = '\0';
+		r = *base;
+		r.id = rq.id;
+		r.mask = rq.mask;
+		r.cg = rq.use_cg ? base->cg : NULL;
+		r.image_fd = rq.has_image ? fds[1] : -1;
+		r.uenv_path = rq.has_image ? rq.uenv_path : NULL;
+		ans.err = nsprov_spawn_alone(&r, fds[0], &pid);
+		if (ans.err < 0)
+			nsprov_report_failed(fds[0], ans.err, "fork helper");
+	}
+	if (pid > 0) {
+		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (pidfd < 0) {
+			/* Unnamed, it could not be stopped: not started. */
+			ans.err = -errno;
+			(void)kill(pid, SIGKILL);
+			pid = 0;
+		}
+	}
+	ans.pid = pid;
+	{
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} oc;
+		struct iovec oiov = { &ans, sizeof(ans) };
+		struct msghdr om = { .msg_iov = &oiov, .msg_iovlen = 1 };
+
+		if (pidfd >= 0) {
+			memset(&oc, 0, sizeof(oc));
+			om.msg_control = oc.buf;
+			om.msg_controllen = sizeof(oc.buf);
+			cm = CMSG_FIRSTHDR(&om);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &pidfd, sizeof(int));
+		}
+		/* Not lost to a passing EAGAIN (a fault injector's, say). */
+		for (tries = 0; sendmsg(sock, &om, MSG_NOSIGNAL) < 0 &&
+		    (errno == EINTR || errno == EAGAIN) && tries < 100;
+		    tries++) {
+			struct pollfd w = { .fd = sock, .events = POLLOUT };
+
+			(void)poll(&w, 1, 10);
+		}
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+}
+
+static __attribute__((noreturn)) void
+spawner_main(int sock, const struct nsprov_req *base, pid_t agent)
+{
+	struct sigaction sa;
+	struct pollfd pfd;
+	sigset_t chld, during;
+
+	(void)prctl(PR_SET_NAME, "baton-nsspawn", 0, 0, 0);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (getppid() != agent)
+		_exit(0);	/* the agent died before PDEATHSIG was set */
+	nsprov_child_signals();
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = chld_cb;	/* no SA_RESTART: ppoll returns */
+	(void)sigaction(SIGCHLD, &sa, NULL);
+	/* Only stdio and the socket (3); SIGCHLD only inside ppoll. */
+	if ((sock = fcntl(sock, F_DUPFD_CLOEXEC, 10)) < 0 || dup2(sock, 3) < 0)
+		_exit(1);
+	close_range(4, ~0U, 0);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_SETMASK, &chld, NULL);
+	sigemptyset(&during);
+	pfd.fd = 3;
+	pfd.events = POLLIN;
+	for (;;) {
+		reap_all();
+		pfd.revents = 0;
+		if (ppoll(&pfd, 1, NULL, &during) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(1);
+		}
+		if (pfd.revents & POLLIN)
+			serve_one(3, base);
+		else if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
+			_exit(0);
+	}
+}
+
+/* ---- the agent's side ---- */
+
+/* Take the request with cookie (or, with arg, the one for arg) off. */
+static struct waiting *
+take(struct nsspawn *sp, uint64_t cookie, const void *arg)
+{
+	struct waiting **pp, *w;
+
+	for (pp = &sp->head; (w = *pp); pp = &w->next) {
+		if (arg ? w->arg != arg : w->cookie != cookie)
+			continue;
+		*pp = w->next;
+		if (sp->tailp == &w->next)
+			sp->tailp = pp;
+		sp->pending--;
+		return w;
+	}
+	return NULL;
+}
+
+static void
+answer(struct nsspawn *sp, uint64_t cookie, pid_t pid, int pidfd, int err)
+{
+	struct waiting *w = take(sp, cookie, NULL);
+
+	if (!w) {
+		if (pidfd >= 0)
+			close(pidfd);	/* forgotten (nsspawn_forget) */
+		return;
+	}
+	w->fn(w->arg, pid, pidfd, err);
+	free(w);
+}
+
+static void
+mark_dead(struct nsspawn *sp)
+{
+	if (sp->dead)
+		return;
+	sp->dead = true;
+	uv_poll_stop(&sp->poll);
+	while (sp->head)
+		answer(sp, sp->head->cookie, 0, -1, -EPIPE);
+}
+
+/* Read one answer: 1 read, 0 none now, -1 the spawner is gone. */
+static int
+read_answer(struct nsspawn *sp, bool wait)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} c;
+	struct spawn_ans ans;
+	struct iovec iov = { &ans, sizeof(ans) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
+	struct cmsghdr *cm;
+	int pidfd = -1;
+	ssize_t n;
+
+	do
+		n = recvmsg(sp->fd, &mh, MSG_CMSG_CLOEXEC |
+		    (wait ? 0 : MSG_DONTWAIT));
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return 0;
+	cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (cm && cm->cmsg_level == SOL_SOCKET &&
+	    cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&pidfd, CMSG_DATA(cm), sizeof(int));
+	if (n != (ssize_t)sizeof(ans) || (ans.pid > 0) != (pidfd >= 0)) {
+		if (pidfd >= 0)
+			close(pidfd);
+		if (n != 0)
+			log_error("ns.spawner", n < 0 ? strerror(errno) :
+			    "malformed answer", "pid=%d", (int)sp->pid);
+		return -1;
+	}
+	answer(sp, ans.cookie, ans.pid > 0 ? ans.pid : 0, pidfd,
+	    ans.pid > 0 ? 0 : (ans.err < 0 ? ans.err : -EIO));
+	return 1;
+}
+
+static void
+poll_cb(uv_poll_t *p, int status, int events)
+{
+	struct nsspawn *sp = p->data;
+	int r = 0;
+
+	(void)events;
+	if (status < 0) {
+		mark_dead(sp);
+		return;
+	}
+	while (sp->head && (r = read_answer(sp, false)) > 0)
+		;
+	if (r < 0 || (!sp->head && read_answer(sp, false) < 0))
+		mark_dead(sp);
+}
+
+int
+nsspawn_start(uv_loop_t *loop, const struct nsprov_req *base,
+    struct nsspawn **ret)
+{
+	struct nsspawn *sp;
+	sigset_t all, old;
+	pid_t agent = getpid(), pid;
+	int sv[2], r;
+
+	sp = calloc(1, sizeof(*sp));
+	if (!sp)
+		return -ENOMEM;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		r = -errno;
+		free(sp);
+		return r;
+	}
+	/* As a helper's fork (nsprov.c): no libuv handler runs in it. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	nswriter_fork_lock();
+	pid = _Fork();
+	if (pid == 0)
+		spawner_main(sv[1], base, agent);
+	nswriter_fork_unlock();
+	r = pid < 0 ? -errno : 0;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(sv[1]);
+	if (r < 0) {
+		close(sv[0]);
+		free(sp);
+		return r;
+	}
+	sp->fd = sv[0];
+	sp->pid = pid;
+	sp->tailp = &sp->head;
+	uv_poll_init(loop, &sp->poll, sp->fd);
+	sp->poll.data = sp;
+	uv_poll_start(&sp->poll, UV_READABLE | UV_DISCONNECT, poll_cb);
+	log_info("ns.spawner", "started", "pid=%d", (int)pid);
+	*ret = sp;
+	return 0;
+}
+
+bool
+nsspawn_alive(const struct nsspawn *sp)
+{
+	return sp && !sp->dead;
+}
+
+unsigned
+nsspawn_pending(const struct nsspawn *sp)
+{
+	return sp ? sp->pending : 0;
+}
+
+int
+nsspawn_request(struct nsspawn *sp, const struct nsprov_req *rq, int wfd,
+    nsspawn_fn fn, void *arg)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+	} c;
+	struct spawn_req m;
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = c.buf };
+	struct cmsghdr *cm;
+	struct waiting *w;
+	int fds[2] = { wfd, rq->image_fd }, nfds = rq->image_fd >= 0 ? 2 : 1;
+	ssize_t n;
+
+	if (sp->dead)
+		return -EPIPE;
+	memset(&m, 0, sizeof(m));
+	m.cookie = ++sp->next_cookie;
+	m.mask = rq->mask;
+	m.has_image = rq->image_fd >= 0;
+	m.use_cg = rq->cg != NULL;
+	if (snprintf(m.id, sizeof(m.id), "%s", rq->id) >= (int)sizeof(m.id) ||
+	    (m.has_image && snprintf(m.uenv_path, sizeof(m.uenv_path), "%s",
+	    rq->uenv_path ? rq->uenv_path : "") >=
+	    (int)sizeof(m.uenv_path)))
+		return -ENAMETOOLONG;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	memset(&c, 0, sizeof(c));
+	mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
+	/* Small and answered in order: the buffer holds hundreds. */
+	do
+		n = sendmsg(sp->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(m)) {
+		int r = n < 0 ? -errno : -EIO;
+
+		free(w);
+		if (r != -EAGAIN)
+			mark_dead(sp);
+		return r;
+	}
+	w->cookie = m.cookie;
+	w->fn = fn;
+	w->arg = arg;
+	*sp->tailp = w;
+	sp->tailp = &w->next;
+	sp->pending++;
+	return 0;
+}
+
+void
+nsspawn_collect(struct nsspawn *sp)
+{
+	if (!sp->dead)
+		poll_cb(&sp->poll, 0, UV_READABLE);
+}
+
+void
+nsspawn_forget(struct nsspawn *sp, void *arg)
+{
+	free(take(sp, 0, arg));
+}
+
+/* How long shutdown waits for an answer before it gives up on them. */
+#define FLUSH_TIMEOUT_MS 5000
+
+void
+nsspawn_flush(struct nsspawn *sp)
+{
+	struct pollfd p = { .fd = sp->fd, .events = POLLIN };
+	int r;
+
+	while (!sp->dead && sp->head) {
+		while ((r = poll(&p, 1, FLUSH_TIMEOUT_MS)) < 0 && errno == EINTR)
+			;
+		if (r == 0) {
+			/* Alive (a dead one's socket reads EOF): not reaped. */
+			log_error("ns.spawner", "no answer", "pid=%d "
+			    "pending=%u timeout_ms=%d: killed", (int)sp->pid,
+			    sp->pending, FLUSH_TIMEOUT_MS);
+			(void)kill(sp->pid, SIGKILL);
+		}
+		if (r <= 0 || read_answer(sp, true) < 0)
+			mark_dead(sp);
+	}
+}
+
+static void
+closed_cb(uv_handle_t *h)
+{
+	struct nsspawn *sp = h->data;
+
+	close(sp->fd);
+	free(sp);
+}
+
+void
+nsspawn_free(struct nsspawn *sp)
+{
+	if (!sp)
+		return;
+	nsspawn_flush(sp);
+	mark_dead(sp);
+	(void)shutdown(sp->fd, SHUT_RDWR);	/* EOF: the spawner exits */
+	uv_close((uv_handle_t *)&sp->poll, closed_cb);
+}

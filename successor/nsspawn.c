@@ -18,12 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sandbox.h"
 #include "successor/nsspawn.h"
 #include "successor/nswriter.h"
 
@@ -182,6 +184,12 @@ spawner_main(int sock, const struct nsprov_req *base, pid_t agent)
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (getppid() != agent)
 		_exit(0);	/* the agent died before PDEATHSIG was set */
+	/*
+	 * Bulk work, like its helpers: a request's wake-up is a sync one
+	 * (unix socket), which puts the spawner on the loop's CPU; at nice 0
+	 * it preempted the loop there for the whole fork.
+	 */
+	(void)setpriority(PRIO_PROCESS, 0, SANDBOX_HELPER_NICE);
 	nsprov_child_signals();
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = chld_cb;	/* no SA_RESTART: ppoll returns */

@@ -518,11 +518,11 @@ load(enum sandbox_role role)
 }
 
 /*
- * Filters compiled once, before this process's own filter, for the
- * children it forks without exec (the agent's namespace helpers):
- * building one with libseccomp in each child cost ~0.5 ms of CPU per
- * creation (ns.create setup_us), loading the compiled program costs one
- * system call.  The program is what seccomp_load() would have loaded
+ * Filters compiled once (sandbox_prepare) for the children a process
+ * forks without exec (the spawner's namespace helpers): building one
+ * with libseccomp in each child cost ~0.5 ms of CPU per creation
+ * (ns.create setup_us), loading the compiled program costs one system
+ * call.  The program is what seccomp_load() would have loaded
  * (seccomp_export_bpf() of the same context).
  */
 static struct sock_fprog prepared[SANDBOX_NROLES];
@@ -542,9 +542,9 @@ prepare(enum sandbox_role role)
 	if (r < 0)
 		return r;
 	/*
-	 * Exported through a pipe (memfd_create is not in the filter this
-	 * process inherits): one write(2), non-blocking, so a pipe shrunk
-	 * below the program's size fails instead of hanging.
+	 * Exported through a pipe (memfd_create is in no filter): one
+	 * write(2), non-blocking, so a pipe shrunk below the program's size
+	 * fails instead of hanging.
 	 */
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0 || !(buf = malloc(cap))) {
 		r = buf ? -errno : -ENOMEM;
@@ -571,6 +571,28 @@ out:
 	free(buf);
 	seccomp_release(f);
 	return r > 0 ? -r : r;
+}
+
+int
+sandbox_prepare(enum sandbox_role role)
+{
+	int r;
+
+	if (role >= SANDBOX_NROLES)
+		return -EINVAL;
+	if (!active || prepared[role].filter)
+		return 0;
+	r = prepare(role);
+	if (r < 0)
+		log_warn("sandbox.prepare", strerror(-r), "role=%s: each "
+		    "child builds its filter", tables[role].name);
+	return r;
+}
+
+bool
+sandbox_prepared(enum sandbox_role role)
+{
+	return role < SANDBOX_NROLES && prepared[role].filter != NULL;
 }
 
 /* Load role's prepared program: a system call, no allocation. */
@@ -614,11 +636,6 @@ sandbox_install(enum sandbox_role role)
 		if (!names[nr])
 			names[nr] = seccomp_syscall_resolve_num_arch(
 			    SCMP_ARCH_NATIVE, nr);
-	/* The helper's filter, for sandbox_enter_child(); else built there. */
-	if (role == SANDBOX_AGENT && !prepared[SANDBOX_NSHELPER].filter &&
-	    (r = prepare(SANDBOX_NSHELPER)) < 0)
-		log_warn("sandbox.prepare", strerror(-r), "role=%s: each "
-		    "helper builds its filter", tables[SANDBOX_NSHELPER].name);
 	r = load(role);
 	if (r < 0) {
 		log_error("sandbox.install", strerror(-r), "role=%s",

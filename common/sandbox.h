@@ -51,6 +51,18 @@ int sandbox_start(enum sandbox_role role, bool off);
  */
 int sandbox_enter_child(enum sandbox_role role);
 
+/*
+ * Under a filter (sandbox_active()): compile role's filter now, so that
+ * sandbox_enter_child(role) in children forked later loads it with one
+ * system call instead of building it.  Call it in the process that forks
+ * them (the spawner does, once).  A failure is logged
+ * (event=sandbox.prepare) and children build their filter as before.
+ * 0 or -errno; 0 without a filter.
+ */
+int sandbox_prepare(enum sandbox_role role);
+/* Whether role's filter is compiled (sandbox_prepare) in this process. */
+bool sandbox_prepared(enum sandbox_role role);
+
 /* Whether sandbox_install() succeeded in this process or an ancestor. */
 bool sandbox_active(void);
 

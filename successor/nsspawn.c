@@ -201,6 +201,11 @@ spawner_main(int sock, const struct nsprov_req *base, pid_t agent)
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_SETMASK, &chld, NULL);
+	/*
+	 * The helpers' filter, compiled once here, off the agent's loop and
+	 * its start-up (single-threaded, allocating is fine).
+	 */
+	(void)sandbox_prepare(SANDBOX_NSHELPER);
 	sigemptyset(&during);
 	pfd.fd = 3;
 	pfd.events = POLLIN;

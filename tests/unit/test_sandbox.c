@@ -129,6 +129,9 @@ err_of(long rc)
 	return rc < 0 ? errno : 0;
 }
 
+/* Set by a case: probe_main compiles child's filter first (prepared). */
+static bool probe_prepare;
+
 /* Grandchild: install role (and then child, if >= 0), try things. */
 static __attribute__((noreturn)) void
 probe_main(int role, int child, int wfd, int logfd)
@@ -141,6 +144,10 @@ probe_main(int role, int child, int wfd, int logfd)
 	dup2(logfd, STDERR_FILENO);
 	if (role >= 0 && sandbox_install((enum sandbox_role)role) < 0)
 		_exit(3);
+	if (probe_prepare && child >= 0 &&
+	    (sandbox_prepare((enum sandbox_role)child) < 0 ||
+	    !sandbox_prepared((enum sandbox_role)child)))
+		_exit(6);
 	if (child >= 0 && sandbox_enter_child((enum sandbox_role)child) < 0)
 		_exit(4);
 	read_status(&p);
@@ -261,13 +268,17 @@ TEST(supervisor_filter)
 	expect_denied_logged(log, "ptrace");
 }
 
-TEST(helper_filter_stacks_on_agent)
+/* The helper's filter, built after the fork or prepared before it. */
+static void
+helper_filter(bool prep)
 {
 	static char log[16384];
 	struct probe p;
 
+	probe_prepare = prep;
 	check_eq(run_probe(SANDBOX_AGENT, SANDBOX_NSHELPER, &p, log,
 	    sizeof(log)), 0);
+	probe_prepare = false;
 	check_eq(p.seccomp_mode, 2);
 	check_eq(p.filters, 2);
 	check_eq(p.ptrace_err, EPERM);
@@ -282,6 +293,17 @@ TEST(helper_filter_stacks_on_agent)
 	check(strstr(log, "role=nshelper") != NULL, "log names the helper");
 }
 
+TEST(helper_filter_stacks_on_agent)
+{
+	helper_filter(false);
+}
+
+/* What the spawner does: the same filter, compiled once, one load. */
+TEST(prepared_helper_filter_is_the_same)
+{
+	helper_filter(true);
+}
+
 TEST(enter_child_without_parent_filter_is_noop)
 {
 	static char log[4096];
@@ -291,6 +313,8 @@ TEST(enter_child_without_parent_filter_is_noop)
 	check_eq(p.seccomp_mode, 0);
 	check_eq(p.unix_err, 0);
 	check(!sandbox_active(), "nothing installed in the test process");
+	check_eq(sandbox_prepare(SANDBOX_NSHELPER), 0);	/* nothing to do */
+	check(!sandbox_prepared(SANDBOX_NSHELPER), "nothing prepared");
 }
 
 int

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The footprint figures of issue 13: agent and supervisor RSS with N
 # allocations held (default 10,000 {net}), the same after one upgrade,
-# and the event loops' wake-ups while idle: epoll_wait calls that
+# the agent's spawner (RSS, and the part not shared with the agent), and
+# the wake-ups while idle: epoll_wait calls (the spawner: ppoll) that
 # returned, over 10 s, counted with strace (each process, every thread).
 #
 #   scripts/bench-footprint.sh BUILD_DIR [N]      (root: namespaces)
@@ -34,18 +35,34 @@ rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # Loop wake-ups: epoll_wait calls that return within 10 s of idling (the
 # one still blocked when strace detaches is not counted).
 wakeups() {
-	timeout -s INT 10 strace -f -qq -e trace=epoll_wait,epoll_pwait \
+	timeout -s INT 10 strace -f -qq -e trace="${2:-epoll_wait,epoll_pwait}" \
 	    -p "$1" 2>&1 | grep -c ') = [0-9]' || true
 }
+# The agent's spawner (baton-nsspawn): its child of that name.
+spawner() {
+	for c in $(cat "/proc/$1/task/$1/children"); do
+		[ "$(cat "/proc/$c/comm")" = baton-nsspawn ] && echo "$c"
+	done
+}
+# Pages only this process has (copied from, or never shared with, others).
+private() {
+	awk '/^Private_(Clean|Dirty):/ { k += $2 } END { print k }' \
+	    "/proc/$1/smaps_rollup"
+}
 a=$(agent)
+sp=$(spawner "$a")
 sleep 2
 echo "allocations $n: agent RSS $(rss "$a") KiB, supervisor RSS $(rss "$sup") KiB"
+echo "spawner: RSS $(rss "$sp") KiB, of which $(private "$sp") KiB its own" \
+    "(the rest shared with the agent, copy-on-write)"
 if command -v strace >/dev/null; then
 	wakeups "$a" >"$root/wa" &
 	w=$!
+	wakeups "$sp" ppoll >"$root/wp" &
+	wp=$!
 	wakeups "$sup" >"$root/ws"
-	wait "$w"
-	echo "idle 10 s: agent $(cat "$root/wa") loop wake-ups, supervisor $(cat "$root/ws")"
+	wait "$w" "$wp"
+	echo "idle 10 s: agent $(cat "$root/wa") loop wake-ups, supervisor $(cat "$root/ws"), spawner $(cat "$root/wp")"
 else
 	echo "idle 10 s: not measured (no strace)"
 fi

@@ -375,13 +375,14 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 {
 	struct nsmake_opts mo;
 	struct nsprov_report rep;
-	char dir[4096], path[4096], src[64], err[160], buf[32];
+	char dir[4096], path[4096], src[64], tgt[64], err[160], buf[32];
 	int fds[NSV_KINDS] = { -1, -1, -1 };
+	int pins[NSV_KINDS] = { -1, -1, -1 };
 	struct stat own;
 	pid_t init = 0;
 	unsigned k;
 	ssize_t w;
-	int r, fd, len;
+	int r, fd, dfd = -1, len;
 
 	if (nsprov_dir_path(rq->pin_dir, rq->id, dir, sizeof(dir)) < 0) {
 		fail(wfd, -ENAMETOOLONG, "pin path", NULL);
@@ -396,7 +397,16 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 		(void)nsprov_destroy(rq->pin_dir, rq->id, 0, 0);
 		r = mkdir(dir, 0700) < 0 ? -errno : 0;
 	}
-	if (r == 0 && stat(dir, &own) < 0)
+	/*
+	 * From here on only through this directory's fd and its files' fds:
+	 * a later helper for the same id (this agent died, the client asked
+	 * the next) removes this directory as a leftover and makes its own
+	 * at the same path, and nothing of ours may land in that one (a
+	 * bind mount on its pin file outlived its release).  In a removed
+	 * directory our calls fail instead (ENOENT).
+	 */
+	if (r == 0 && ((dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) < 0 || fstat(dfd, &own) < 0))
 		r = -errno;
 	if (r < 0) {
 		fail(wfd, r, "mkdir", dir);
@@ -405,15 +415,15 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 	for (k = 0; k < NSV_KINDS; k++) {
 		if (!(rq->mask & (1u << k)))
 			continue;
-		(void)nsprov_pin_path(rq->pin_dir, rq->id, k, path,
-		    sizeof(path));
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
-		if (fd < 0) {
+		pins[k] = openat(dfd, nsvocab_kind_proc(k), O_WRONLY | O_CREAT |
+		    O_EXCL | O_CLOEXEC, 0400);
+		if (pins[k] < 0) {
 			r = -errno;
+			(void)nsprov_pin_path(rq->pin_dir, rq->id, k, path,
+			    sizeof(path));
 			fail(wfd, r, "create pin", path);
 			goto undo;
 		}
-		close(fd);
 	}
 	t[NSPROV_T_DIR] = clock_mono_us();
 	/* Out of the service's cgroup before the init is forked. */
@@ -447,7 +457,8 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 		(void)nsprov_pin_path(rq->pin_dir, rq->id, k, path,
 		    sizeof(path));
 		snprintf(src, sizeof(src), "/proc/self/fd/%d", fds[k]);
-		if (mount(src, path, NULL, MS_BIND, NULL) < 0) {
+		snprintf(tgt, sizeof(tgt), "/proc/self/fd/%d", pins[k]);
+		if (mount(src, tgt, NULL, MS_BIND, NULL) < 0) {
 			r = -errno;
 			fail(wfd, r, "bind-mount pin", path);
 			goto undo;
@@ -466,7 +477,8 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 			fail(wfd, r, "reaper path", NULL);
 			goto undo;
 		}
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+		fd = openat(dfd, "reaper", O_WRONLY | O_CREAT | O_EXCL |
+		    O_CLOEXEC, 0400);
 		len = snprintf(buf, sizeof(buf), "%d\n", (int)init);
 		if (fd < 0 || write(fd, buf, (size_t)len) != len) {
 			r = -errno;

@@ -263,6 +263,24 @@ itc_served_ino(struct itest *t, const char *id, int *ret_err)
 	return r < 0 ? 0 : ino;
 }
 
+/* What a pin directory that should be gone holds, and who made it. */
+static void
+dump_pin(struct itest *t, const char *id)
+{
+	char cmd[3 * PATH_MAX + 512];
+
+	snprintf(cmd, sizeof(cmd), "{ ls -la --time-style=+%%T.%%N "
+	    "'%s/run/pact/ns/%s'; grep -F '/run/pact/ns/%s' "
+	    "/proc/self/mountinfo; ps -eo pid,ppid,stat,comm | "
+	    "grep -E 'nshelper|nsspawn|nsinit'; grep -E 'allocation_id=%s |"
+	    "event=(agent\\.(start|exited|ready|serving|stop)|handoff\\.|"
+	    "recover\\.|ns\\.(loaded|reloaded|sweep|leftover))' "
+	    "'%s/supervisor.log' | cut -c1-260 | tail -80; } 2>&1 | "
+	    "sed 's/^/#     /'", t->root, id, id, id, t->root);
+	fflush(stdout);
+	(void)system(cmd);
+}
+
 void
 itc_verify_load(struct itest *t, const struct itc_load *l, const char *label,
     unsigned max_failed, struct itc_result *res)
@@ -316,6 +334,7 @@ itc_verify_load(struct itest *t, const struct itc_load *l, const char *label,
 				check(false, "%s: allocation %s released but "
 				    "still pinned", label, h->id);
 				res->resurrected++;
+				dump_pin(t, h->id);
 			}
 			continue;
 		}

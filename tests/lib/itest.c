@@ -343,6 +343,40 @@ it_dump_log(struct itest *t)
 	fclose(f);
 }
 
+long
+it_log_mark(struct itest *t)
+{
+	char p[PATH_MAX + 16];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/supervisor.log", t->root);
+	return stat(p, &st) == 0 ? (long)st.st_size : 0;
+}
+
+uint64_t
+it_log_max_since(struct itest *t, long mark, const char *event,
+    const char *key)
+{
+	char p[PATH_MAX + 16], line[2048], ev[128], k[64];
+	uint64_t v, max = 0;
+	const char *at;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/supervisor.log", t->root);
+	snprintf(ev, sizeof(ev), "event=%s ", event);
+	snprintf(k, sizeof(k), " %s=", key);
+	f = fopen(p, "re");
+	if (!f)
+		return 0;
+	if (fseek(f, mark, SEEK_SET) == 0)
+		while (fgets(line, sizeof(line), f))
+			if (strstr(line, ev) && (at = strstr(line, k)) &&
+			    (v = strtoull(at + strlen(k), NULL, 10)) > max)
+				max = v;
+	fclose(f);
+	return max;
+}
+
 static void
 kill_wait(pid_t pid, int ms)
 {

@@ -49,6 +49,14 @@ pid_t it_ns_status_dead(struct itest *t, uint64_t *generation,
 void it_teardown(struct itest *t);
 /* Print the supervisor's log as TAP diagnostics. */
 void it_dump_log(struct itest *t);
+/* The supervisor's log size now: a mark for it_log_max_since(). */
+long it_log_mark(struct itest *t);
+/*
+ * The largest KEY=N over lines with "event=EVENT " the supervisor logged
+ * after mark; 0 when there is none.
+ */
+uint64_t it_log_max_since(struct itest *t, long mark, const char *event,
+    const char *key);
 
 /* Parent pid from /proc, or -1. */
 pid_t it_proc_ppid(pid_t pid);

@@ -535,7 +535,7 @@ prepare(enum sandbox_role role)
 	scmp_filter_ctx f;
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	ssize_t n;
+	ssize_t n = 0;
 	int p[2] = { -1, -1 }, r;
 
 	r = build(role, &f);
@@ -555,6 +555,8 @@ prepare(enum sandbox_role role)
 	p[1] = -1;
 	while (r == 0 && (n = read(p[0], buf + len, cap - len)) > 0)
 		len += (size_t)n;
+	if (r == 0 && n < 0)
+		r = -errno;	/* never a program cut short */
 	if (r == 0 && (len == 0 || len % sizeof(struct sock_filter) != 0))
 		r = -EINVAL;
 	if (r == 0) {

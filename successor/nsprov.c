@@ -454,12 +454,12 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 
 		if (!(rq->mask & (1u << k)))
 			continue;
-		(void)nsprov_pin_path(rq->pin_dir, rq->id, k, path,
-		    sizeof(path));
 		snprintf(src, sizeof(src), "/proc/self/fd/%d", fds[k]);
 		snprintf(tgt, sizeof(tgt), "/proc/self/fd/%d", pins[k]);
 		if (mount(src, tgt, NULL, MS_BIND, NULL) < 0) {
 			r = -errno;
+			(void)nsprov_pin_path(rq->pin_dir, rq->id, k, path,
+			    sizeof(path));
 			fail(wfd, r, "bind-mount pin", path);
 			goto undo;
 		}
@@ -471,12 +471,6 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 		rep.ino[k] = st.st_ino;
 	}
 	if (init > 0) {
-		len = snprintf(path, sizeof(path), "%s/reaper", dir);
-		if (len < 0 || (size_t)len >= sizeof(path)) {
-			r = -ENAMETOOLONG;
-			fail(wfd, r, "reaper path", NULL);
-			goto undo;
-		}
 		fd = openat(dfd, "reaper", O_WRONLY | O_CREAT | O_EXCL |
 		    O_CLOEXEC, 0400);
 		len = snprintf(buf, sizeof(buf), "%d\n", (int)init);
@@ -484,7 +478,7 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 			r = -errno;
 			if (fd >= 0)
 				close(fd);
-			fail(wfd, r, "write", path);
+			fail(wfd, r, "write the reaper file in", dir);
 			goto undo;
 		}
 		close(fd);

@@ -652,8 +652,6 @@ nsserver_free(struct nsserver *s)
 		conn_close(cl->c);
 	}
 	/* A creation nobody will answer: stop it and undo its leftovers. */
-	if (s->spawner)
-		nsspawn_flush(s->spawner);	/* every helper named */
 	while ((cr = s->creations)) {
 		s->creations = cr->next;
 		s->ncreations--;

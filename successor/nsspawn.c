@@ -319,9 +319,10 @@ poll_cb(uv_poll_t *p, int status, int events)
 		mark_dead(sp);
 		return;
 	}
-	while (sp->head && (r = read_answer(sp, false)) > 0)
+	/* Every answer there; EOF (nothing asked or not) is its death. */
+	while ((r = read_answer(sp, false)) > 0)
 		;
-	if (r < 0 || (!sp->head && read_answer(sp, false) < 0))
+	if (r < 0)
 		mark_dead(sp);
 }
 

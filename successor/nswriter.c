@@ -17,10 +17,11 @@
  * Even system calls can take locks in a library interposed on them (a
  * fault injector, a sanitizer): there each write runs under fork_mu,
  * which a fork of the helper takes first (nswriter_fork_lock()); with
- * plain glibc a fork does not wait for the write (nswriter_fork_waits).  After a
- * write that succeeded, the thread runs the post hooks of the changes in
- * it (the host's undo of a release: system calls only) before it posts
- * the result; the loop does not touch `inflight` until then.
+ * plain glibc a fork does not wait for the write (nswriter_fork_waits).
+ * After a write that succeeded, the thread runs the post hooks of the
+ * changes in it (the host's undo of a release: system calls only)
+ * before it posts the result; the loop does not touch `inflight` until
+ * then.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -131,7 +132,7 @@ clist_fire(struct nswriter *w, struct clist *l, int err)
  * with no write in flight.
  */
 static pthread_mutex_t fork_mu = PTHREAD_MUTEX_INITIALIZER;
-static int fork_waits = -1;	/* unknown until nswriter_decide_fork() */
+static int fork_waits = -1;	/* unknown until nswriter_fork_waits() */
 
 bool
 nswriter_fork_waits_for(bool sanitizer, const char *ld_preload,

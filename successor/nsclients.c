@@ -297,6 +297,13 @@ handle_release(struct client *cl, const char *id)
 	}
 	a = nsstate_find(&s->t, id);
 	if (!a) {
+		/*
+		 * Gone means gone: pins left under the id (its agent died
+		 * between the release's write and its undo, and the sweep
+		 * waits for a tick) go before the answer says so.
+		 */
+		if (!s->sealed && nsprov_sweep_one(s->pin_dir, id))
+			s->cg_dirty = true;
 		nss_send_error(cl, id, "allocation_not_found", "no such allocation");
 		return;
 	}

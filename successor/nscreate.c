@@ -241,6 +241,8 @@ undo_pins_post(void *arg)
 	struct release *rel = arg;
 	struct ns_alloc *a = rel->a;
 
+	/* Durable, not undone, not answered (the writer thread's _exit). */
+	CRASHPOINT(p_after_release_persist);
 	rel->pins_err = nsprov_destroy(rel->s->pin_dir, a->id, a->reaper,
 	    a->ino[NSV_PID]);
 	rel->pins_undone = true;

@@ -299,13 +299,22 @@ nsprov_check_init(pid_t reaper, uint64_t pid_ino, const char **ret_why)
 	return 0;
 }
 
+static void
+leftover_remove(const char *pin_dir, const char *id)
+{
+	int r = nsprov_destroy(pin_dir, id, 0, 0);
+
+	log_warn("ns.leftover_removed", "pin directory not in the table",
+	    "allocation_id=%s err=%d", id, r);
+}
+
 int
 nsprov_sweep(const char *pin_dir, bool (*known)(const char *id, void *data),
     void *data)
 {
 	DIR *d;
 	struct dirent *e;
-	int n = 0, r;
+	int n = 0;
 
 	d = opendir(pin_dir);
 	if (!d)
@@ -313,13 +322,25 @@ nsprov_sweep(const char *pin_dir, bool (*known)(const char *id, void *data),
 	while ((e = readdir(d))) {
 		if (!nsvocab_id_ok(e->d_name) || known(e->d_name, data))
 			continue;
-		r = nsprov_destroy(pin_dir, e->d_name, 0, 0);
-		log_warn("ns.leftover_removed", "pin directory not in the table",
-		    "allocation_id=%s err=%d", e->d_name, r);
+		leftover_remove(pin_dir, e->d_name);
 		n++;
 	}
 	closedir(d);
 	return n;
+}
+
+int
+nsprov_sweep_one(const char *pin_dir, const char *id)
+{
+	char path[4096];
+	struct stat st;
+
+	if (!nsvocab_id_ok(id) ||
+	    nsprov_dir_path(pin_dir, id, path, sizeof(path)) < 0 ||
+	    lstat(path, &st) < 0)
+		return 0;
+	leftover_remove(pin_dir, id);
+	return 1;
 }
 
 /* ---- the helper process ---- */

@@ -131,9 +131,16 @@ int nsprov_prepare_pin_dir(const char *pin_dir);
 
 /*
  * Remove every directory under pin_dir for which known(id) is false (a
- * creation that died before it was persisted).  Returns how many.
+ * creation that died before it was persisted, a release whose agent died
+ * between its durable write and its undo).  Returns how many.
  */
 int nsprov_sweep(const char *pin_dir, bool (*known)(const char *id,
     void *data), void *data);
+
+/*
+ * Remove id's directory under pin_dir, which no table names, when there
+ * is one (logged as nsprov_sweep does).  1 when there was, else 0.
+ */
+int nsprov_sweep_one(const char *pin_dir, const char *id);
 
 #endif

@@ -347,8 +347,17 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 	    .encode = nss_encode_cb, .written = nss_written_cb }, s, &s->wr);
 	if (r < 0)
 		goto fail;
-	/* With a head start, the sweeps wait for the first tick. */
-	if (cfg->preload) {
+	/*
+	 * A table an incumbent sealed names every pin but those of earlier
+	 * crashes, which their recovery swept: the sweeps wait for the first
+	 * tick, off the handoff's path.  Any other load (cold start, restart,
+	 * a successor promoted because its incumbent died) may follow a
+	 * crash between a release's durable write and its undo: those pins
+	 * go now, before the first client can be told the allocation is gone
+	 * while its namespaces stay (a tick may never come before the next
+	 * handoff).
+	 */
+	if (cfg->preload && cfg->sealed_digest) {
 		s->pins_dirty = true;
 		s->cg_dirty = true;
 	} else {

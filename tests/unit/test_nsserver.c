@@ -823,6 +823,18 @@ TEST_T(state_survives_restart, 60)
 	env_fini(&e);
 }
 
+/* An in-process server's configuration over e's paths. */
+static void
+env_config(const struct env *e, struct nsserver_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->root = e->root;
+	cfg->pin_dir = e->pins;
+	cfg->uenv_dir = e->uenv_dir;
+	cfg->uenv_mount_base = e->uenv_base;
+	cfg->state_path = e->state;
+}
+
 /* The generation bump's write ended: *data = err (1 until then). */
 static void
 bumped_cb(void *data, int err)
@@ -863,12 +875,7 @@ TEST_T(seal_matches_reload_and_drain, 60)
 	require(request(&e, "s-1", PNM, 3, NULL, &a, NULL, 0) == 0, "create");
 	nsclient_ns_free(&a);
 	srv_stop(&e);
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.root = e.root;
-	cfg.pin_dir = e.pins;
-	cfg.uenv_dir = e.uenv_dir;
-	cfg.uenv_mount_base = e.uenv_base;
-	cfg.state_path = e.state;
+	env_config(&e, &cfg);
 	uv_loop_init(&loop);
 	require(nsserver_new(&loop, &cfg, &s) == 0, "new 1");
 	check_eq(nsserver_count(s), 1);
@@ -918,13 +925,115 @@ TEST_T(seal_matches_reload_and_drain, 60)
 	env_fini(&e);
 }
 
+/* A pin directory no table names, with a net pin mounted in it. */
+static void
+plant_leftover(struct env *e, const char *id)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/%s && touch %s/%s/net && "
+	    "mount --bind /proc/self/ns/net %s/%s/net", e->pins, id, e->pins,
+	    id, e->pins, id);
+	check_eq(system(cmd), 0);
+}
+
+static bool
+planted(struct env *e, const char *id)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", e->pins, id);
+	return access(path, F_OK) == 0;
+}
+
+/*
+ * The load of a successor promoted after its incumbent died (a head
+ * start, no sealed digest) with a leftover planted: it is gone when
+ * nsserver_new returns.  With the sealed digest it waits for the tick.
+ */
+static void
+load_with_head_start(struct env *e, const uint8_t *sealed)
+{
+	struct nsserver_preload *pre;
+	struct nsserver_config cfg;
+	struct nsserver *s;
+	uv_loop_t loop;
+	uint64_t t0;
+
+	plant_leftover(e, "undone");
+	require(nsserver_preload(e->state, NULL, &pre) == 0, "preload");
+	env_config(e, &cfg);
+	cfg.preload = pre;
+	cfg.sealed_digest = sealed;
+	uv_loop_init(&loop);
+	require(nsserver_new(&loop, &cfg, &s) == 0, "new");
+	nsserver_preload_free(pre);
+	check_eq(nsserver_count(s), 1);
+	check(planted(e, "undone") == (sealed != NULL), "%s: leftover %s at "
+	    "load", sealed ? "sealed" : "promoted", sealed ? "kept" :
+	    "removed");
+	t0 = clock_mono_ms();
+	while (planted(e, "undone") && clock_mono_ms() - t0 < 5000)
+		uv_run(&loop, UV_RUN_ONCE);
+	check(!planted(e, "undone"), "leftover removed by the first tick");
+	check_eq(mounts_under(e->pins), 2);
+	run_until_free(&loop, s);
+	uv_loop_close(&loop);
+}
+
+/*
+ * Gone means gone: an agent that died between a release's durable write
+ * and its undo left pins that no table names.  Whoever next answers
+ * allocation_not_found for that id removes them first, and a load that
+ * follows such a death sweeps before it serves (the crash matrix's
+ * o-inside-drain, under create/release load, once found them kept).
+ */
+TEST_T(released_means_gone, 60)
+{
+	struct env e;
+	struct nsclient_ns a;
+	struct nsserver_config cfg;
+	struct nsserver *s;
+	uv_loop_t loop;
+	uint8_t digest[32];
+	uint64_t seq;
+	char kind[64];
+
+	need_root();
+	env_init(&e, false);
+	srv_start(&e);
+	require(request(&e, "kept", NET, 1, NULL, &a, NULL, 0) == 0, "kept");
+	nsclient_ns_free(&a);
+	plant_leftover(&e, "undone");
+	check_eq(mounts_under(e.pins), 3);
+	check_eq(release(&e, "undone", kind, sizeof(kind)), -ENOENT);
+	check(strcmp(kind, "allocation_not_found") == 0, "kind %s", kind);
+	check(!planted(&e, "undone"), "leftover removed before the answer");
+	check_eq(mounts_under(e.pins), 2);
+	srv_stop(&e);
+
+	load_with_head_start(&e, NULL);
+	/* The digest BEGIN would carry: the table as loaded. */
+	env_config(&e, &cfg);
+	uv_loop_init(&loop);
+	require(nsserver_new(&loop, &cfg, &s) == 0, "new");
+	nsserver_state(s, &seq, digest);
+	run_until_free(&loop, s);
+	uv_loop_close(&loop);
+	load_with_head_start(&e, digest);
+
+	srv_start(&e);
+	check_eq(release(&e, "kept", NULL, 0), 0);
+	env_fini(&e);
+}
+
 TEST_T(leftovers_swept_and_gone_pins_dropped, 60)
 {
 	struct env e;
 	struct nsclient_ns a;
 	struct nsclient *c;
 	struct nsclient_status st;
-	char path[512], cmd[1024];
+	char path[512];
 	int r;
 
 	need_root();
@@ -937,10 +1046,7 @@ TEST_T(leftovers_swept_and_gone_pins_dropped, 60)
 	snprintf(path, sizeof(path), "%s/gone/net", e.pins);
 	check_eq(umount2(path, MNT_DETACH), 0);
 	/* A creation that died before persisting left a pin dir. */
-	snprintf(cmd, sizeof(cmd), "mkdir -p %s/ghost && touch %s/ghost/net "
-	    "&& mount --bind /proc/self/ns/net %s/ghost/net", e.pins, e.pins,
-	    e.pins);
-	check_eq(system(cmd), 0);
+	plant_leftover(&e, "ghost");
 	srv_start(&e);
 	require(nsclient_open(e.sock, &c) == 0, "open");
 	check_eq(nsclient_status(c, &st), 0);

@@ -38,10 +38,11 @@ wakeups() {
 	timeout -s INT 10 strace -f -qq -e trace="${2:-epoll_wait,epoll_pwait}" \
 	    -p "$1" 2>&1 | grep -c ') = [0-9]' || true
 }
-# The agent's spawner (baton-nsspawn): its child of that name.
-spawner() {
+# $1's child named $2: the agent's spawner (baton-nsspawn), the
+# spawner's spare helper (baton-nsspare).
+child() {
 	for c in $(cat "/proc/$1/task/$1/children"); do
-		[ "$(cat "/proc/$c/comm")" = baton-nsspawn ] && echo "$c"
+		[ "$(cat "/proc/$c/comm")" = "$2" ] && echo "$c"
 	done
 }
 # Pages only this process has (copied from, or never shared with, others).
@@ -50,11 +51,18 @@ private() {
 	    "/proc/$1/smaps_rollup"
 }
 a=$(agent)
-sp=$(spawner "$a")
+sp=$(child "$a" baton-nsspawn)
 sleep 2
+sv=$(child "$sp" baton-nsspare)
 echo "allocations $n: agent RSS $(rss "$a") KiB, supervisor RSS $(rss "$sup") KiB"
 echo "spawner: RSS $(rss "$sp") KiB, of which $(private "$sp") KiB its own" \
     "(the rest shared with the agent, copy-on-write)"
+if [ -n "$sv" ]; then
+	echo "spare helper: RSS $(rss "$sv") KiB, of which $(private "$sv")" \
+	    "KiB its own"
+else
+	echo "spare helper: none"
+fi
 if command -v strace >/dev/null; then
 	wakeups "$a" >"$root/wa" &
 	w=$!

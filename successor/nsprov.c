@@ -557,6 +557,62 @@ nsprov_child_signals(void)
 	(void)sigaction(SIGPIPE, &sa, NULL);
 }
 
+/*
+ * Every helper's start, in the child of a fork: named (so ps and process
+ * counts tell it from the agent), no libuv handler left, nothing blocked,
+ * behind the loop that answers everyone (nice, never raised back; the
+ * init and the namespace child inherit it).
+ */
+static void
+helper_start(const char *name)
+{
+	sigset_t none;
+
+	(void)prctl(PR_SET_NAME, name, 0, 0, 0);
+	nsprov_child_signals();
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	(void)setpriority(PRIO_PROCESS, 0, SANDBOX_HELPER_NICE);
+}
+
+/*
+ * Keep only stdio, the pipe (3) and the image (4: local->image_fd);
+ * staging above 10 first so neither dup2 clobbers the other source.
+ * Exits on failure (nothing to report on yet).
+ */
+static void
+helper_fds(struct nsprov_req *local, int wfd)
+{
+	int r;
+
+	if ((wfd = fcntl(wfd, F_DUPFD_CLOEXEC, 10)) < 0 || dup2(wfd, 3) < 0)
+		_exit(1);
+	if (local->image_fd >= 0) {
+		if ((r = fcntl(local->image_fd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+		    dup2(r, 4) < 0)
+			_exit(1);
+		local->image_fd = 4;
+	}
+	close_range(local->image_fd >= 0 ? 5 : 4, ~0U, 0);
+}
+
+/*
+ * The helper's fds, then (under a sandboxed agent) the narrower helper
+ * filter, then its work, reporting on wfd.
+ */
+static __attribute__((noreturn)) void
+helper_run(struct nsprov_req *local, int wfd, uint64_t *t)
+{
+	helper_fds(local, wfd);
+	if (sandbox_enter_child(SANDBOX_NSHELPER) < 0) {
+		fail(3, -EPERM, "install the helper's seccomp filter", NULL);
+		_exit(1);
+	}
+	sandbox_test_forbidden(SANDBOX_NSHELPER);
+	t[NSPROV_T_SETUP] = clock_mono_us();
+	helper_main(local, 3, t);
+}
+
 static int
 spawn(const struct nsprov_req *rq, int wfd, pid_t *ret_pid, bool lock)
 {
@@ -583,47 +639,33 @@ spawn(const struct nsprov_req *rq, int wfd, pid_t *ret_pid, bool lock)
 		nswriter_fork_unlock();
 	if (pid == 0) {
 		t[NSPROV_T_START] = clock_mono_us();
-		/* Named, so ps and process counts tell it from the agent. */
-		(void)prctl(PR_SET_NAME, "baton-nshelper", 0, 0, 0);
-		nsprov_child_signals();
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		/*
-		 * Keep only stdio, the pipe (3) and the image (4); staging
-		 * above 10 first so neither dup2 clobbers the other source.
-		 */
+		helper_start("baton-nshelper");
 		local = *rq;
-		if ((wfd = fcntl(wfd, F_DUPFD_CLOEXEC, 10)) < 0 ||
-		    dup2(wfd, 3) < 0)
-			_exit(1);
-		if (rq->image_fd >= 0) {
-			if ((r = fcntl(rq->image_fd, F_DUPFD_CLOEXEC, 10)) < 0 ||
-			    dup2(r, 4) < 0)
-				_exit(1);
-			local.image_fd = 4;
-		}
-		close_range(local.image_fd >= 0 ? 5 : 4, ~0U, 0);
-		/*
-		 * Creation is the agent's bulk work: behind the loop that
-		 * answers everyone (nice, never raised back; the init and
-		 * the namespace child inherit it).
-		 */
-		(void)setpriority(PRIO_PROCESS, 0, SANDBOX_HELPER_NICE);
-		/* Under a sandboxed agent: the narrower helper filter. */
-		if (sandbox_enter_child(SANDBOX_NSHELPER) < 0) {
-			fail(3, -EPERM, "install the helper's seccomp filter",
-			    NULL);
-			_exit(1);
-		}
-		sandbox_test_forbidden(SANDBOX_NSHELPER);
-		t[NSPROV_T_SETUP] = clock_mono_us();
-		helper_main(&local, 3, t);
+		helper_run(&local, wfd, t);
 	}
 	r = pid < 0 ? -errno : 0;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (r == 0)
 		*ret_pid = pid;
 	return r;
+}
+
+void
+nsprov_spare_enter(void)
+{
+	helper_start("baton-nsspare");
+}
+
+void
+nsprov_spare_run(const struct nsprov_req *rq, int wfd, uint64_t t_start)
+{
+	uint64_t t[NSPROV_T_N] = { 0 };
+	struct nsprov_req local = *rq;
+
+	t[NSPROV_T_START] = t_start;
+	(void)prctl(PR_SET_NAME, "baton-nshelper", 0, 0, 0);
+	/* Only now: the helper's filter denies the recvmsg that got here. */
+	helper_run(&local, wfd, t);
 }
 
 int

@@ -78,6 +78,18 @@ void nsprov_child_signals(void);
 /* The same from a process with no other thread (the spawner, nsspawn). */
 int nsprov_spawn_alone(const struct nsprov_req *r, int wfd, pid_t *ret_pid);
 
+/*
+ * A spare helper, forked ahead of its creation by the spawner (nsspawn):
+ * nsprov_spare_enter() in the child makes it a helper but for its
+ * request (named baton-nsspare, signals, nice); when the request has
+ * come, nsprov_spare_run() runs it exactly as a forked helper would (its
+ * filter first: it denies recvmsg), reporting on wfd, t_start its arrival
+ * (never returns).
+ */
+void nsprov_spare_enter(void);
+__attribute__((noreturn)) void nsprov_spare_run(const struct nsprov_req *r,
+    int wfd, uint64_t t_start);
+
 /* Write a FAILED report on wfd from the agent (the helper never ran). */
 void nsprov_report_failed(int wfd, int err, const char *what);
 

@@ -144,6 +144,7 @@ struct creation {
 	bool spawning;		/* asked the spawner, no answer yet */
 	bool kill_asked;	/* kill it once the answer names it */
 	bool reaped;		/* no helper left to kill or wait for */
+	bool remote;		/* the spawner's helper, not our child */
 	bool timed_out;
 	int fd;
 	uv_poll_t poll;

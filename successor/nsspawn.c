@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/sandbox.h"
 #include "successor/nsspawn.h"
@@ -63,39 +64,239 @@ struct nsspawn {
 
 /* ---- the spawner process ---- */
 
+/*
+ * One spawn_req datagram and its fds (fds[0] the report pipe, fds[1] the
+ * image or -1).  recvmsg's result; *ret_nfds -1 when anything was cut.
+ */
+static ssize_t
+recv_req(int sock, int flags, struct spawn_req *rq, int *fds, int *ret_nfds)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+	} c;
+	struct iovec iov = { rq, sizeof(*rq) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
+	struct cmsghdr *cm;
+	ssize_t n;
+	int nfds = 0;
+
+	fds[0] = fds[1] = -1;
+	n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
+	cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+		nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		if (nfds > 2)
+			nfds = 2;
+		memcpy(fds, CMSG_DATA(cm), (size_t)nfds * sizeof(int));
+	}
+	*ret_nfds = n > 0 && (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ? -1 :
+	    nfds;
+	return n;
+}
+
+/* Send rq with nfds (1 or 2) fds, non-blocking: sendmsg's result. */
+static ssize_t
+send_req(int sock, const struct spawn_req *rq, const int *fds, int nfds)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+	} c;
+	struct iovec iov = { (void *)rq, sizeof(*rq) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = c.buf,
+	    .msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int)) };
+	struct cmsghdr *cm;
+
+	memset(&c, 0, sizeof(c));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
+	return sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Whether a datagram of n bytes with nfds fds is a whole rq. */
+static bool
+req_whole(ssize_t n, const struct spawn_req *rq, int nfds)
+{
+	return (size_t)n == sizeof(*rq) && nfds == 1 + (rq->has_image != 0);
+}
+
+/* The helper's request: base, with what the datagram names. */
+static void
+req_of(struct nsprov_req *r, const struct nsprov_req *base,
+    struct spawn_req *rq, int image_fd)
+{
+	rq->id[sizeof(rq->id) - 1] = '\0';
+	rq->uenv_path[sizeof(rq->uenv_path) - 1] = '\0';
+	*r = *base;
+	r->id = rq->id;
+	r->mask = rq->mask;
+	r->cg = rq->use_cg ? base->cg : NULL;
+	r->image_fd = rq->has_image ? image_fd : -1;
+	r->uenv_path = rq->has_image ? rq->uenv_path : NULL;
+}
+
 static void
 chld_cb(int sig)
 {
 	(void)sig;	/* only to interrupt ppoll */
 }
 
+/*
+ * The spare: a helper forked ahead of its request, named and niced,
+ * waiting on its own socket for one spawn_req.  A creation handed to it
+ * skips the fork and the helper's start (docs/BENCH.md).  The next spare
+ * is forked only when no helper of ours runs: forked beside a creation,
+ * it took that creation's CPU back (make_us and report_us grew by what
+ * start_us lost).  Under load there is none, and requests fork.  One that
+ * died idle is not replaced before the next request (no fork loop).  The
+ * spawner is single-threaded: file-scope state is its own.
+ */
+static struct {
+	pid_t pid;	/* 0: none */
+	int pidfd;
+	int sock;	/* the spawner's end */
+	bool wanted;	/* false after one died idle, until a request */
+	pid_t killed;	/* dropped, not reaped yet (no helper) */
+} spare = { 0, -1, -1, true, 0 };
+
+static unsigned running;	/* helpers started and not reaped */
+
+static void
+spare_drop(bool kill_it)
+{
+	if (spare.pid > 0 && kill_it) {
+		(void)syscall(SYS_pidfd_send_signal, spare.pidfd, SIGKILL, NULL,
+		    0);
+		spare.killed = spare.pid;
+	}
+	if (spare.pidfd >= 0)
+		close(spare.pidfd);
+	if (spare.sock >= 0)
+		close(spare.sock);
+	spare.pid = 0;
+	spare.pidfd = -1;
+	spare.sock = -1;
+}
+
 static void
 reap_all(void)
 {
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
+		if (pid == spare.pid) {
+			spare_drop(false);	/* died idle */
+			spare.wanted = false;
+		} else if (pid == spare.killed) {
+			spare.killed = 0;
+		} else if (running > 0) {
+			running--;
+		}
+	}
 }
 
-/* One request: fork its helper, answer.  Fds received are closed. */
+/* The spare's side: one request, then it is that creation's helper. */
+static __attribute__((noreturn)) void
+spare_main(int sock, const struct nsprov_req *base)
+{
+	struct spawn_req rq;
+	struct nsprov_req r;
+	int fds[2], nfds;
+	ssize_t n;
+
+	if ((sock = fcntl(sock, F_DUPFD_CLOEXEC, 10)) < 0 || dup2(sock, 3) < 0)
+		_exit(1);
+	close_range(4, ~0U, 0);
+	nsprov_spare_enter();
+	/* EOF: the spawner is gone (or dropped us), and with it the agent. */
+	while ((n = recv_req(3, 0, &rq, fds, &nfds)) < 0 && errno == EINTR)
+		;
+	if (n <= 0)
+		_exit(0);
+	/* Checked by the spawner before it was sent: the same bytes. */
+	if (!req_whole(n, &rq, nfds))
+		_exit(1);
+	req_of(&r, base, &rq, fds[1]);
+	nsprov_spare_run(&r, fds[0], clock_mono_us());
+}
+
+/* Fork the next spare (none on failure: requests fork as before). */
+static void
+spare_make(const struct nsprov_req *base)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (spare.pid > 0 || !spare.wanted || running > 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return;
+	pid = _Fork();
+	if (pid == 0) {
+		close(sv[0]);
+		spare_main(sv[1], base);
+	}
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return;
+	}
+	spare.pid = pid;
+	spare.sock = sv[0];
+	spare.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (spare.pidfd < 0) {
+		(void)kill(pid, SIGKILL);	/* our unreaped child: no reuse */
+		spare_drop(false);
+	}
+}
+
+/*
+ * Hand the request (its datagram and fds as received) to the spare: 0
+ * and the spare's pid and pidfd (ours now), or -errno (it died: dropped).
+ */
+static int
+spare_take(const struct spawn_req *rq, const int *fds, int nfds,
+    pid_t *ret_pid, int *ret_pidfd)
+{
+	ssize_t n;
+
+	if (spare.pid <= 0)
+		return -ESRCH;
+	n = send_req(spare.sock, rq, fds, nfds);
+	if (n != (ssize_t)sizeof(*rq)) {
+		int r = n < 0 ? -errno : -EIO;
+
+		spare_drop(true);
+		return r;
+	}
+	*ret_pid = spare.pid;
+	*ret_pidfd = spare.pidfd;
+	spare.pidfd = -1;
+	spare_drop(false);	/* our end closed: it has its datagram */
+	return 0;
+}
+
+/*
+ * One request: hand it to the spare or fork its helper, answer, make the
+ * next spare.  Fds received are closed.
+ */
 static void
 serve_one(int sock, const struct nsprov_req *base)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-	} c;
 	struct spawn_req rq;
 	struct spawn_ans ans = { 0, 0, 0 };
-	struct iovec iov = { &rq, sizeof(rq) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-	    .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
 	struct nsprov_req r;
 	struct cmsghdr *cm;
-	int fds[2] = { -1, -1 }, pidfd = -1, nfds = 0, tries;
+	int fds[2], pidfd = -1, nfds, tries;
 	pid_t pid = 0;
 	ssize_t n;
 
-	n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	n = recv_req(sock, MSG_DONTWAIT, &rq, fds, &nfds);
 	if (n == 0)
 		_exit(0);	/* the agent closed: done */
 	if (n < 0) {
@@ -103,32 +304,20 @@ serve_one(int sock, const struct nsprov_req *base)
 			return;
 		_exit(1);
 	}
-	cm = CMSG_FIRSTHDR(&mh);
-	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-		nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		if (nfds > 2)
-			nfds = 2;
-		memcpy(fds, CMSG_DATA(cm), (size_t)nfds * sizeof(int));
-	}
 	if ((size_t)n >= sizeof(rq.cookie))
 		ans.cookie = rq.cookie;
-	if ((size_t)n != sizeof(rq) || nfds != 1 + (rq.has_image != 0) ||
-	    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+	if (!req_whole(n, &rq, nfds)) {
 		ans.err = -EBADMSG;	/* cannot happen between one build */
-	} else {
-		rq.id[sizeof(rq.id) - 1] = '\0';
-		rq.uenv_path[sizeof(rq.uenv_path) - 1] = '\0';
-		r = *base;
-		r.id = rq.id;
-		r.mask = rq.mask;
-		r.cg = rq.use_cg ? base->cg : NULL;
-		r.image_fd = rq.has_image ? fds[1] : -1;
-		r.uenv_path = rq.has_image ? rq.uenv_path : NULL;
+	} else if (spare_take(&rq, fds, nfds, &pid, &pidfd) < 0) {
+		req_of(&r, base, &rq, fds[1]);
 		ans.err = nsprov_spawn_alone(&r, fds[0], &pid);
 		if (ans.err < 0)
 			nsprov_report_failed(fds[0], ans.err, "fork helper");
 	}
-	if (pid > 0) {
+	spare.wanted = true;
+	if (pid > 0)
+		running++;
+	if (pid > 0 && pidfd < 0) {
 		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 		if (pidfd < 0) {
 			/* Unnamed, it could not be stopped: not started. */
@@ -211,6 +400,7 @@ spawner_main(int sock, const struct nsprov_req *base, pid_t agent)
 	pfd.events = POLLIN;
 	for (;;) {
 		reap_all();
+		spare_make(base);
 		pfd.revents = 0;
 		if (ppoll(&pfd, 1, NULL, &during) < 0) {
 			if (errno == EINTR)
@@ -386,15 +576,7 @@ int
 nsspawn_request(struct nsspawn *sp, const struct nsprov_req *rq, int wfd,
     nsspawn_fn fn, void *arg)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-	} c;
 	struct spawn_req m;
-	struct iovec iov = { &m, sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-	    .msg_control = c.buf };
-	struct cmsghdr *cm;
 	struct waiting *w;
 	int fds[2] = { wfd, rq->image_fd }, nfds = rq->image_fd >= 0 ? 2 : 1;
 	ssize_t n;
@@ -414,16 +596,9 @@ nsspawn_request(struct nsspawn *sp, const struct nsprov_req *rq, int wfd,
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	memset(&c, 0, sizeof(c));
-	mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-	cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-	memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
 	/* Small and answered in order: the buffer holds hundreds. */
 	do
-		n = sendmsg(sp->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = send_req(sp->fd, &m, fds, nfds);
 	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)sizeof(m)) {
 		int r = n < 0 ? -errno : -EIO;

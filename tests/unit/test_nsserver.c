@@ -739,6 +739,37 @@ child_named(pid_t pid, const char *comm)
 	return found;
 }
 
+/* sp's spare helper (baton-nsspare) other than not, within 2 s; or 0. */
+static pid_t
+wait_spare(pid_t sp, pid_t not)
+{
+	pid_t p;
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		p = child_named(sp, "baton-nsspare");
+		if (p > 0 && p != not)
+			return p;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/* Whether pid is gone (reaped by its parent) within 2 s. */
+static bool
+gone(pid_t pid)
+{
+	int i;
+
+	for (i = 0; i < 200 && kill(pid, 0) == 0; i++) {
+		/* A zombie reparented to us (a subreaper) counts as gone. */
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return true;
+		usleep(10000);
+	}
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
 /*
  * Helpers come from the spawner; one killed is replaced by the next
  * creation, which succeeds; the spawner goes when the server does.
@@ -772,12 +803,52 @@ TEST_T(spawner_killed_is_replaced, 60)
 	check_eq(release(&e, "sp2", NULL, 0), 0);
 	check_eq(mounts_under(e.pins), 1);
 	srv_stop(&e);
-	/* A zombie reparented to us (a subreaper) counts as gone. */
-	for (i = 0; i < 200 && kill(sp2, 0) == 0 &&
-	    waitpid(sp2, NULL, WNOHANG) != sp2; i++)
-		usleep(10000);
-	check(kill(sp2, 0) < 0 && errno == ESRCH, "spawner gone with the "
-	    "server");
+	check(gone(sp2), "spawner gone with the server");
+	env_fini(&e);
+}
+
+/*
+ * The spawner keeps a spare helper once idle, holding only stdio and its
+ * socket; the next creation runs in it (it is gone after), a new one
+ * follows; one killed idle costs nothing but a fork, and the spare goes
+ * with the server.
+ */
+TEST_T(spare_helper_takes_the_next_creation, 60)
+{
+	struct env e;
+	struct nsclient_ns a;
+	pid_t sp, sv1, sv2, sv3;
+
+	need_root();
+	env_init(&e, false);
+	srv_start(&e);
+	require(request(&e, "sv1", NET, 1, NULL, &a, NULL, 0) == 0, "create");
+	nsclient_ns_free(&a);
+	sp = child_named(e.srv, "baton-nsspawn");
+	require(sp > 0, "a spawner");
+	sv1 = wait_spare(sp, 0);
+	require(sv1 > 0, "a spare once no helper runs");
+	check_eq(count_fds_of(sv1), 4);	/* stdio and its socket */
+	require(request(&e, "sv2", PNM, 3, NULL, &a, NULL, 0) == 0,
+	    "create through the spare");
+	check(in_ns(&a, only_lo, NULL) == 0, "its net namespace has lo only");
+	nsclient_ns_free(&a);
+	check(gone(sv1), "the spare ran that creation and exited");
+	sv2 = wait_spare(sp, sv1);
+	require(sv2 > 0, "a new spare");
+	require(kill(sv2, SIGKILL) == 0 && gone(sv2), "spare killed idle");
+	require(request(&e, "sv3", NET, 1, NULL, &a, NULL, 0) == 0,
+	    "create with no spare");
+	nsclient_ns_free(&a);
+	sv3 = wait_spare(sp, sv2);
+	check(sv3 > 0, "a spare again after that request");
+	check_eq(release(&e, "sv1", NULL, 0), 0);
+	check_eq(release(&e, "sv2", NULL, 0), 0);
+	check_eq(release(&e, "sv3", NULL, 0), 0);
+	check_eq(mounts_under(e.pins), 1);
+	srv_stop(&e);
+	check(gone(sp), "spawner gone with the server");
+	check(sv3 <= 0 || gone(sv3), "spare gone with it");
 	env_fini(&e);
 }
 

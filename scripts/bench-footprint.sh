@@ -68,9 +68,14 @@ if command -v strace >/dev/null; then
 	w=$!
 	wakeups "$sp" ppoll >"$root/wp" &
 	wp=$!
+	echo "-" >"$root/wv"
+	if [ -n "$sv" ]; then
+		wakeups "$sv" recvmsg >"$root/wv" &
+		wv=$!
+	fi
 	wakeups "$sup" >"$root/ws"
-	wait "$w" "$wp"
-	echo "idle 10 s: agent $(cat "$root/wa") loop wake-ups, supervisor $(cat "$root/ws"), spawner $(cat "$root/wp")"
+	wait "$w" "$wp" ${wv:+"$wv"}
+	echo "idle 10 s: agent $(cat "$root/wa") loop wake-ups, supervisor $(cat "$root/ws"), spawner $(cat "$root/wp"), spare helper $(cat "$root/wv")"
 else
 	echo "idle 10 s: not measured (no strace)"
 fi

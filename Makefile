@@ -189,8 +189,9 @@ fuzz-build:
 	@mkdir -p $(FB)
 	@for f in $(FUZZ_SRC); do \
 	  n=$$(basename $$f .c); \
+	  x=""; [ $$n = fuzz_nsstate ] && x=successor/nsstate.c; \
 	  clang $(CPPFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -o $(FB)/$$n $$f $(LIB_SRC) $(LDLIBS) || exit 1; \
+	    -o $(FB)/$$n $$f $$x $(LIB_SRC) $(LDLIBS) || exit 1; \
 	done
 fuzz: deps-check fuzz-build
 	@scripts/fuzz.sh $(FB) $(FUZZ_SECONDS)

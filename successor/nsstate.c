@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/mpread.h"
 #include "proto/msg.h"
 #include "successor/nsstate.h"
 
@@ -325,111 +326,113 @@ struct key {
 };
 #define KEY(str) { str, sizeof(str) - 1 }
 
-/* The first value under each of keys[0..n) in map o, in one pass. */
-static void
-get_fields(const msgpack_object *o, const struct key *keys, unsigned n,
-    const msgpack_object **fields)
+/*
+ * The map at c, consumed whole: a cursor at the first value under each of
+ * keys[0..n) (p NULL where the key is absent), in one pass.  Keys that
+ * are not strings, and values of other keys, are skipped (checked as
+ * msgpack all the same).  The value of keys[take] (take < n), instead of
+ * being skipped and read again later, is read where it stands by
+ * take_fn(c, arg), which must consume it: the table's allocations, most
+ * of its bytes, are walked once (take >= n: none).  0, -EBADMSG, or
+ * take_fn's error.
+ */
+static int
+map_fields(struct mpread *c, const struct key *keys, unsigned n,
+    struct mpread *fields, unsigned take,
+    int (*take_fn)(struct mpread *c, void *arg), void *arg)
 {
-	const msgpack_object_kv *kv;
-	uint32_t i;
+	const char *s;
+	uint32_t m, i, len;
 	unsigned k;
+	int r;
 
-	memset(fields, 0, n * sizeof(*fields));
-	if (o->type != MSGPACK_OBJECT_MAP)
-		return;
-	for (i = 0; i < o->via.map.size; i++) {
-		kv = &o->via.map.ptr[i];
-		if (kv->key.type != MSGPACK_OBJECT_STR)
-			continue;
-		for (k = 0; k < n; k++)
-			if (!fields[k] && kv->key.via.str.size == keys[k].len &&
-			    memcmp(kv->key.via.str.ptr, keys[k].s,
-			    keys[k].len) == 0) {
-				fields[k] = &kv->val;
-				break;
-			}
+	for (k = 0; k < n; k++)
+		fields[k].p = NULL;
+	if (mpread_map(c, &m) < 0)
+		return -EBADMSG;
+	for (i = 0; i < m; i++) {
+		k = n;
+		if (mpread_str(c, &s, &len) == 0) {
+			for (k = 0; k < n; k++)
+				if (!fields[k].p && len == keys[k].len &&
+				    memcmp(s, keys[k].s, len) == 0)
+					break;
+		} else if (mpread_skip(c) < 0) {
+			return -EBADMSG;
+		}
+		if (k < n)
+			fields[k] = *c;
+		if (k < n && k == take) {
+			r = take_fn(c, arg);
+			if (r < 0)
+				return r;
+		} else if (mpread_skip(c) < 0) {
+			return -EBADMSG;
+		}
 	}
+	return 0;
 }
 
-/* The value under key in map o, or NULL. */
-static const msgpack_object *
-get(const msgpack_object *o, const char *key)
-{
-	const struct key k = { key, (uint32_t)strlen(key) };
-	const msgpack_object *v;
-
-	get_fields(o, &k, 1, &v);
-	return v;
-}
-
-/* A positive integer value: 0, or -EBADMSG (missing or another type). */
+/* A non-negative integer at v (a field cursor): 0, or -EBADMSG. */
 static int
-u64_of(const msgpack_object *v, uint64_t *ret)
+u64_of(struct mpread *v, uint64_t *ret)
 {
-	if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+	return v->p ? mpread_u64(v, ret) : -EBADMSG;
+}
+
+/* Copy a string at v into buf (NUL-terminated); -EBADMSG if too long. */
+static int
+str_of(struct mpread *v, char *buf, size_t len)
+{
+	const char *s;
+	uint32_t n;
+
+	if (!v->p || mpread_str(v, &s, &n) < 0 || n >= len ||
+	    memchr(s, '\0', n))
 		return -EBADMSG;
-	*ret = v->via.u64;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
 	return 0;
 }
 
 static int
-get_u64(const msgpack_object *o, const char *key, uint64_t *ret)
-{
-	return u64_of(get(o, key), ret);
-}
-
-/* Copy a msgpack string into buf (NUL-terminated); -EBADMSG if too long. */
-static int
-get_str(const msgpack_object *v, char *buf, size_t len)
-{
-	if (!v || v->type != MSGPACK_OBJECT_STR || v->via.str.size >= len ||
-	    memchr(v->via.str.ptr, '\0', v->via.str.size))
-		return -EBADMSG;
-	memcpy(buf, v->via.str.ptr, v->via.str.size);
-	buf[v->via.str.size] = '\0';
-	return 0;
-}
-
-static int
-decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
+decode_alloc(struct mpread *c, struct ns_alloc **ret)
 {
 	enum { F_ID, F_NS, F_IMAGE, F_REAPER, F_INO, F_CREATED, F_CG, F_N };
 	static const struct key keys[F_N] = { KEY("id"), KEY("ns"),
 	    KEY("image"), KEY("reaper"), KEY("ino"), KEY("created_at_ms"),
 	    KEY("cg_seen") };
-	const msgpack_object *f[F_N];
+	struct mpread f[F_N];
 	struct ns_alloc *a = nsstate_alloc_new();
-	const msgpack_object *v;
 	char name[16], img[NSV_ID_MAX + 1];
 	uint64_t u;
-	uint32_t i;
-	int r, k;
+	uint32_t i, n;
+	int r, k, b;
 
 	if (!a)
 		return -ENOMEM;
-	/* One pass over the entry's keys: 10,000 entries at every start. */
-	get_fields(o, keys, F_N, f);
 	r = -EBADMSG;
-	if (get_str(f[F_ID], a->id, sizeof(a->id)) < 0 ||
+	/* One pass over the entry's keys: 10,000 entries at every start. */
+	if (map_fields(c, keys, F_N, f, F_N, NULL, NULL) < 0)
+		goto out;
+	if (str_of(&f[F_ID], a->id, sizeof(a->id)) < 0 ||
 	    !nsvocab_id_ok(a->id))
 		goto out;
-	v = f[F_NS];
-	if (!v || v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size == 0 ||
-	    v->via.array.size > NSV_KINDS)
+	if (!f[F_NS].p || mpread_array(&f[F_NS], &n) < 0 || n == 0 ||
+	    n > NSV_KINDS)
 		goto out;
-	for (i = 0; i < v->via.array.size; i++) {
-		if (get_str(&v->via.array.ptr[i], name, sizeof(name)) < 0)
+	for (i = 0; i < n; i++) {
+		if (str_of(&f[F_NS], name, sizeof(name)) < 0)
 			goto out;
 		k = nsvocab_kind_parse(name);
 		if (k < 0 || (a->mask & (1u << k)))
 			goto out;
 		a->mask |= 1u << k;
 	}
-	v = f[F_IMAGE];
-	if (!v)
+	if (!f[F_IMAGE].p)
 		goto out;
-	if (v->type != MSGPACK_OBJECT_NIL) {
-		if (get_str(v, img, sizeof(img)) < 0 ||
+	if (mpread_nil(&f[F_IMAGE]) < 0) {
+		if (str_of(&f[F_IMAGE], img, sizeof(img)) < 0 ||
 		    !nsvocab_image_ok(img) || !(a->mask & NSVM_MNT))
 			goto out;
 		a->image = strdup(img);
@@ -438,27 +441,22 @@ decode_alloc(const msgpack_object *o, struct ns_alloc **ret)
 			goto out;
 		}
 	}
-	if (u64_of(f[F_REAPER], &u) < 0 || u > INT32_MAX ||
+	if (u64_of(&f[F_REAPER], &u) < 0 || u > INT32_MAX ||
 	    (u != 0) != !!(a->mask & NSVM_PID))
 		goto out;
 	a->reaper = (pid_t)u;
-	v = f[F_INO];
-	if (!v || v->type != MSGPACK_OBJECT_ARRAY ||
-	    v->via.array.size != NSV_KINDS)
+	if (!f[F_INO].p || mpread_array(&f[F_INO], &n) < 0 || n != NSV_KINDS)
 		goto out;
 	for (i = 0; i < NSV_KINDS; i++) {
-		if (v->via.array.ptr[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-			goto out;
-		a->ino[i] = v->via.array.ptr[i].via.u64;
-		if ((a->ino[i] != 0) != !!(a->mask & (1u << i)))
+		if (mpread_u64(&f[F_INO], &a->ino[i]) < 0 ||
+		    (a->ino[i] != 0) != !!(a->mask & (1u << i)))
 			goto out;
 	}
-	if (u64_of(f[F_CREATED], &a->created_ms) < 0)
+	if (u64_of(&f[F_CREATED], &a->created_ms) < 0)
 		goto out;
-	v = f[F_CG];
-	if (!v || v->type != MSGPACK_OBJECT_BOOLEAN)
+	if (!f[F_CG].p || mpread_bool(&f[F_CG], &b) < 0)
 		goto out;
-	a->cg_seen = v->via.boolean;
+	a->cg_seen = b != 0;
 	*ret = a;
 	a = NULL;
 	r = 0;
@@ -469,84 +467,108 @@ out:
 
 /* The optional event log: stamped, in order, ids valid. */
 static int
-decode_events(const msgpack_object *root, struct ns_table *t)
+decode_events(struct mpread *arr, struct mpread *floor, struct ns_table *t)
 {
-	const msgpack_object *arr = get(root, "events"), *e;
 	struct ns_event *ev;
-	uint64_t prev = 0;
-	uint32_t i;
+	uint64_t prev = 0, seq;
+	const char *id;
+	uint32_t i, n, k, len;
 
-	if (get(root, "events_floor") &&
-	    get_u64(root, "events_floor", &t->ev_floor) < 0)
+	if (floor->p && u64_of(floor, &t->ev_floor) < 0)
 		return -EBADMSG;
-	if (!arr)
+	if (!arr->p)
 		return 0;
-	if (arr->type != MSGPACK_OBJECT_ARRAY ||
-	    arr->via.array.size > NSSTATE_EVENTS_MAX)
+	if (mpread_array(arr, &n) < 0 || n > NSSTATE_EVENTS_MAX)
 		return -EBADMSG;
-	for (i = 0; i < arr->via.array.size; i++) {
-		e = &arr->via.array.ptr[i];
-		if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
-		    e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-		    e->via.array.ptr[1].type != MSGPACK_OBJECT_STR ||
-		    e->via.array.ptr[1].via.str.size > NSV_ID_MAX ||
-		    e->via.array.ptr[0].via.u64 < prev ||
-		    e->via.array.ptr[0].via.u64 == 0)
+	for (i = 0; i < n; i++) {
+		if (mpread_array(arr, &k) < 0 || k != 2 ||
+		    mpread_u64(arr, &seq) < 0 ||
+		    mpread_str(arr, &id, &len) < 0 || len > NSV_ID_MAX ||
+		    seq < prev || seq == 0)
 			return -EBADMSG;
-		prev = e->via.array.ptr[0].via.u64;
+		prev = seq;
 		if (nsstate_event_add(t, "") < 0)
 			return -ENOMEM;
 		ev = &t->ev[(t->ev_first + t->ev_n - 1) % NSSTATE_EVENTS_MAX];
-		ev->seq = prev;
-		memcpy(ev->id, e->via.array.ptr[1].via.str.ptr,
-		    e->via.array.ptr[1].via.str.size);
-		ev->id[e->via.array.ptr[1].via.str.size] = '\0';
+		ev->seq = seq;
+		memcpy(ev->id, id, len);
+		ev->id[len] = '\0';
 		if (!nsvocab_id_ok(ev->id))
 			return -EBADMSG;
 	}
 	return 0;
 }
 
+/* The allocations, decoded where they stand in the file (map_fields). */
+struct allocs {
+	struct ns_alloc **v;
+	uint32_t n;
+};
+
+static int
+take_allocs(struct mpread *c, void *arg)
+{
+	struct allocs *al = arg;
+	uint32_t i, n;
+	int r;
+
+	if (mpread_array(c, &n) < 0 || n > NSSTATE_MAX_ALLOCS)
+		return -EBADMSG;
+	al->v = calloc(n ? n : 1, sizeof(*al->v));
+	if (!al->v)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		r = decode_alloc(c, &al->v[i]);
+		if (r < 0)
+			return r;
+		al->n = i + 1;
+	}
+	return 0;
+}
+
+/*
+ * One pass over the bytes with mpread, no msgpack-c object tree: at
+ * 10,000 entries the tree was ~5 MB of fresh zone memory, and a cold
+ * decode (a successor's head start) was mostly its page faults.
+ */
 int
 nsstate_decode(const void *buf, size_t len, struct ns_table *ret)
 {
-	msgpack_unpacked up;
+	enum { R_V, R_SEQ, R_GEN, R_ALLOCS, R_EVENTS, R_FLOOR, R_N };
+	static const struct key keys[R_N] = { KEY("v"), KEY("seq"),
+	    KEY("generation"), KEY("allocations"), KEY("events"),
+	    KEY("events_floor") };
+	struct mpread c, f[R_N];
 	struct ns_table t = { 0 };
-	struct ns_alloc *a = NULL;
-	const msgpack_object *root, *arr;
-	size_t off = 0;
-	uint64_t v;
+	struct allocs al = { NULL, 0 };
+	struct ns_alloc *a;
+	uint64_t ver;
 	uint32_t i;
 	int r;
 
-	msgpack_unpacked_init(&up);
+	mpread_init(&c, buf, len);
+	r = map_fields(&c, keys, R_N, f, R_ALLOCS, take_allocs, &al);
+	if (r == 0 && mpread_left(&c) != 0)
+		r = -EBADMSG;
+	if (r < 0)
+		goto out;
 	r = -EBADMSG;
-	if (msgpack_unpack_next(&up, buf, len, &off) !=
-	    MSGPACK_UNPACK_SUCCESS || off != len)
+	if (u64_of(&f[R_V], &ver) < 0 || ver != NSSTATE_VERSION ||
+	    u64_of(&f[R_SEQ], &t.seq) < 0 ||
+	    u64_of(&f[R_GEN], &t.generation) < 0 || !f[R_ALLOCS].p)
 		goto out;
-	root = &up.data;
-	if (get_u64(root, "v", &v) < 0 || v != NSSTATE_VERSION ||
-	    get_u64(root, "seq", &t.seq) < 0 ||
-	    get_u64(root, "generation", &t.generation) < 0)
-		goto out;
-	arr = get(root, "allocations");
-	if (!arr || arr->type != MSGPACK_OBJECT_ARRAY ||
-	    arr->via.array.size > NSSTATE_MAX_ALLOCS)
-		goto out;
-	r = decode_events(root, &t);
+	r = decode_events(&f[R_EVENTS], &f[R_FLOOR], &t);
 	if (r < 0)
 		goto out;
 	/* Sized once, not doubled all the way up while inserting. */
-	if (grow_to(&t, arr->via.array.size) < 0) {
+	if (grow_to(&t, al.n) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
-	r = -EBADMSG;
-	/* Walk backwards so head insertion keeps the file's order. */
-	for (i = arr->via.array.size; i-- > 0;) {
-		r = decode_alloc(&arr->via.array.ptr[i], &a);
-		if (r < 0)
-			goto out;
+	/* Backwards, so that head insertion keeps the file's order. */
+	for (i = al.n; i-- > 0;) {
+		a = al.v[i];
+		al.v[i] = NULL;
 		if (nsstate_find(&t, a->id)) {
 			nsstate_alloc_free(a);
 			r = -EBADMSG;
@@ -562,7 +584,9 @@ nsstate_decode(const void *buf, size_t len, struct ns_table *ret)
 	memset(&t, 0, sizeof(t));	/* ownership went to *ret */
 	r = 0;
 out:
+	for (i = 0; i < al.n; i++)
+		nsstate_alloc_free(al.v[i]);
+	free(al.v);
 	nsstate_clear(&t);
-	msgpack_unpacked_destroy(&up);
 	return r;
 }

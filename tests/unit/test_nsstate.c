@@ -1,6 +1,8 @@
 /*
  * test_nsstate: the allocation table's index and its on-disk form.
  */
+#include <errno.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +90,107 @@ TEST(round_trip_keeps_every_entry_and_rejects_duplicates)
 	check(nsstate_decode(buf, len, &d) < 0, "duplicate id rejected");
 	free(buf);
 	nsstate_clear(&t);
+}
+
+/* Pack a string (msgpack-c), for the hand-made tables below. */
+static void
+ps(msgpack_packer *pk, const char *s)
+{
+	msgpack_pack_str(pk, strlen(s));
+	msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+/*
+ * A hand-made table of one {net} entry "h1": its fields in reverse
+ * order, with keys the decoder does not know (skipped), integers in
+ * signed encodings, and what flaw says (0 none) made wrong.
+ */
+static void
+pack_table(msgpack_sbuffer *sb, int flaw)
+{
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, flaw == 1 ? 5 : 6);
+	ps(&pk, "extra");		/* unknown: skipped, nested and all */
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_int8(&pk, -3);
+	msgpack_pack_map(&pk, 1);
+	msgpack_pack_nil(&pk);		/* a key that is not a string */
+	msgpack_pack_double(&pk, 1.5);
+	ps(&pk, "allocations");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 8);
+	ps(&pk, "cg_seen");
+	msgpack_pack_false(&pk);
+	ps(&pk, "created_at_ms");
+	msgpack_pack_int64(&pk, 1764000000000LL);
+	ps(&pk, "ino");
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_uint8(&pk, 0);
+	msgpack_pack_int32(&pk, 77);
+	msgpack_pack_uint8(&pk, flaw == 2 ? 5 : 0);	/* 2: mnt ino, no mnt */
+	ps(&pk, "reaper");
+	msgpack_pack_uint8(&pk, flaw == 3 ? 9 : 0);	/* 3: reaper, no pid */
+	ps(&pk, "image");
+	if (flaw == 4)
+		ps(&pk, "u.sqfs");	/* 4: an image without mount */
+	else
+		msgpack_pack_nil(&pk);
+	ps(&pk, "ns");
+	msgpack_pack_array(&pk, 1);
+	ps(&pk, "net");
+	ps(&pk, "id");
+	ps(&pk, flaw == 5 ? "bad id" : "h1");	/* 5: not a valid id */
+	ps(&pk, "id");			/* the first one counts */
+	ps(&pk, "h2");
+	ps(&pk, "generation");
+	msgpack_pack_int16(&pk, flaw == 6 ? -2 : 2);	/* 6: negative */
+	ps(&pk, "seq");
+	msgpack_pack_uint16(&pk, 9);
+	ps(&pk, "seq");
+	msgpack_pack_uint16(&pk, 10);	/* a second one: not read */
+	if (flaw != 1) {		/* 1: no version */
+		ps(&pk, "v");
+		msgpack_pack_int8(&pk, flaw == 7 ? 2 : 1);	/* 7: v2 */
+	}
+}
+
+TEST(decode_takes_any_order_and_refuses_what_it_must)
+{
+	struct ns_table d = { 0 };
+	struct ns_alloc *a;
+	msgpack_sbuffer sb;
+	size_t cut, bad = 0;
+	uint8_t *buf;
+	int flaw;
+
+	pack_table(&sb, 0);
+	require(nsstate_decode(sb.data, sb.size, &d) == 0, "decodes");
+	a = nsstate_find(&d, "h1");
+	check(d.seq == 9 && d.generation == 2 && d.n == 1 && a &&
+	    a->mask == NSVM_NET && a->ino[NSV_NET] == 77 && !a->image &&
+	    a->created_ms == 1764000000000ULL, "read as written");
+	nsstate_clear(&d);
+	/* Every value cut short, and a byte too many, are refused. */
+	for (cut = 0; cut < sb.size; cut++)
+		bad += nsstate_decode(sb.data, cut, &d) == 0;
+	check_eq(bad, 0);
+	buf = malloc(sb.size + 1);
+	require(buf, "memory");
+	memcpy(buf, sb.data, sb.size);
+	buf[sb.size] = 0xc0;
+	check(nsstate_decode(buf, sb.size + 1, &d) == -EBADMSG, "trailing");
+	free(buf);
+	msgpack_sbuffer_destroy(&sb);
+	for (flaw = 1; flaw <= 7; flaw++) {
+		pack_table(&sb, flaw);
+		if (!check(nsstate_decode(sb.data, sb.size, &d) == -EBADMSG,
+		    "flaw %d refused", flaw))
+			nsstate_clear(&d);
+		msgpack_sbuffer_destroy(&sb);
+	}
 }
 
 /*

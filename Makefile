@@ -185,13 +185,14 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FB := build-fuzz
 FUZZ_SECONDS ?= 20
 FUZZ_LIB_SRC := $(filter-out %/log.c,$(LIB_SRC))
+# The agent's decoders that depend on nothing else of it (fuzz_nsstate).
+FUZZ_AGENT_SRC := successor/nsstate.c
 fuzz-build:
 	@mkdir -p $(FB)
 	@for f in $(FUZZ_SRC); do \
 	  n=$$(basename $$f .c); \
-	  x=""; [ $$n = fuzz_nsstate ] && x=successor/nsstate.c; \
 	  clang $(CPPFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -o $(FB)/$$n $$f $$x $(LIB_SRC) $(LDLIBS) || exit 1; \
+	    -o $(FB)/$$n $$f $(LIB_SRC) $(FUZZ_AGENT_SRC) $(LDLIBS) || exit 1; \
 	done
 fuzz: deps-check fuzz-build
 	@scripts/fuzz.sh $(FB) $(FUZZ_SECONDS)

@@ -548,8 +548,9 @@ helper_cb(uv_poll_t *h, int status, int events)
 			 * not at the EOF its exit makes (~200 us later at one
 			 * client, docs/BENCH.md).  Our own child is waited out
 			 * at EOF, as ever, so that finish never blocks on it.
+			 * The spawner's: asked for, or named by its answer.
 			 */
-			if (cr->remote) {
+			if (cr->spawning || cr->pidfd >= 0) {
 				cr->last = rep;
 				break;
 			}
@@ -708,7 +709,6 @@ spawn_helper(struct creation *cr, int wfd, int image_fd, const char *upath)
 		if (r == 0) {
 			cr->t_forked = clock_mono_us();
 			cr->spawning = true;
-			cr->remote = true;
 			cr->reaped = false;
 			return 0;
 		}

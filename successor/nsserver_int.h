@@ -58,12 +58,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <poll.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -144,7 +144,6 @@ struct creation {
 	bool spawning;		/* asked the spawner, no answer yet */
 	bool kill_asked;	/* kill it once the answer names it */
 	bool reaped;		/* no helper left to kill or wait for */
-	bool remote;		/* the spawner's helper, not our child */
 	bool timed_out;
 	int fd;
 	uv_poll_t poll;

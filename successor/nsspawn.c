@@ -29,6 +29,7 @@
 #include "common/sandbox.h"
 #include "successor/nsspawn.h"
 #include "successor/nswriter.h"
+#include "transport/fdpass.h"
 
 struct spawn_req {
 	uint64_t cookie;	/* echoed in the answer */
@@ -65,65 +66,33 @@ struct nsspawn {
 /* ---- the spawner process ---- */
 
 /*
- * One spawn_req datagram and its fds (fds[0] the report pipe, fds[1] the
- * image or -1).  recvmsg's result; *ret_nfds -1 when anything was cut.
+ * One spawn_req datagram and its fds (fdpass_recv: fds[0] the report
+ * pipe, fds[1] the image, -1 where none came; all or none of them).  One
+ * byte more than a request is asked for, so that a longer datagram shows
+ * in its length.  fdpass_recv's result.
  */
 static ssize_t
-recv_req(int sock, int flags, struct spawn_req *rq, int *fds, int *ret_nfds)
+recv_req(int sock, int flags, struct spawn_req *rq, int *fds,
+    unsigned *ret_nfds)
 {
 	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-	} c;
-	struct iovec iov = { rq, sizeof(*rq) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-	    .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
-	struct cmsghdr *cm;
+		struct spawn_req rq;
+		char more[sizeof(struct spawn_req) + 1];
+	} u;
 	ssize_t n;
-	int nfds = 0;
 
 	fds[0] = fds[1] = -1;
-	n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
-	cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
-	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-		nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		if (nfds > 2)
-			nfds = 2;
-		memcpy(fds, CMSG_DATA(cm), (size_t)nfds * sizeof(int));
-	}
-	*ret_nfds = n > 0 && (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ? -1 :
-	    nfds;
+	memset(&u, 0, sizeof(u));
+	n = fdpass_recv(sock, &u, sizeof(u.more), fds, 2, ret_nfds, flags);
+	*rq = u.rq;
 	return n;
-}
-
-/* Send rq with nfds (1 or 2) fds, non-blocking: sendmsg's result. */
-static ssize_t
-send_req(int sock, const struct spawn_req *rq, const int *fds, int nfds)
-{
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-	} c;
-	struct iovec iov = { (void *)rq, sizeof(*rq) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-	    .msg_control = c.buf,
-	    .msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int)) };
-	struct cmsghdr *cm;
-
-	memset(&c, 0, sizeof(c));
-	cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-	memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
-	return sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 /* Whether a datagram of n bytes with nfds fds is a whole rq. */
 static bool
-req_whole(ssize_t n, const struct spawn_req *rq, int nfds)
+req_whole(ssize_t n, const struct spawn_req *rq, unsigned nfds)
 {
-	return (size_t)n == sizeof(*rq) && nfds == 1 + (rq->has_image != 0);
+	return n == (ssize_t)sizeof(*rq) && nfds == 1 + (rq->has_image != 0);
 }
 
 /* The helper's request: base, with what the datagram names. */
@@ -207,7 +176,8 @@ spare_main(int sock, const struct nsprov_req *base)
 {
 	struct spawn_req rq;
 	struct nsprov_req r;
-	int fds[2], nfds;
+	unsigned nfds;
+	int fds[2];
 	ssize_t n;
 
 	if ((sock = fcntl(sock, F_DUPFD_CLOEXEC, 10)) < 0 || dup2(sock, 3) < 0)
@@ -215,8 +185,7 @@ spare_main(int sock, const struct nsprov_req *base)
 	close_range(4, ~0U, 0);
 	nsprov_spare_enter();
 	/* EOF: the spawner is gone (or dropped us), and with it the agent. */
-	while ((n = recv_req(3, 0, &rq, fds, &nfds)) < 0 && errno == EINTR)
-		;
+	n = recv_req(3, 0, &rq, fds, &nfds);
 	if (n <= 0)
 		_exit(0);
 	/* Checked by the spawner before it was sent: the same bytes. */
@@ -260,19 +229,17 @@ spare_make(const struct nsprov_req *base)
  * and the spare's pid and pidfd (ours now), or -errno (it died: dropped).
  */
 static int
-spare_take(const struct spawn_req *rq, const int *fds, int nfds,
+spare_take(const struct spawn_req *rq, const int *fds, unsigned nfds,
     pid_t *ret_pid, int *ret_pidfd)
 {
 	ssize_t n;
 
 	if (spare.pid <= 0)
 		return -ESRCH;
-	n = send_req(spare.sock, rq, fds, nfds);
+	n = fdpass_send(spare.sock, rq, sizeof(*rq), fds, nfds, MSG_DONTWAIT);
 	if (n != (ssize_t)sizeof(*rq)) {
-		int r = n < 0 ? -errno : -EIO;
-
 		spare_drop(true);
-		return r;
+		return n < 0 ? (int)n : -EIO;
 	}
 	*ret_pid = spare.pid;
 	*ret_pidfd = spare.pidfd;
@@ -291,21 +258,20 @@ serve_one(int sock, const struct nsprov_req *base)
 	struct spawn_req rq;
 	struct spawn_ans ans = { 0, 0, 0 };
 	struct nsprov_req r;
-	struct cmsghdr *cm;
-	int fds[2], pidfd = -1, nfds, tries;
+	int fds[2], pidfd = -1, tries;
+	unsigned nfds;
 	pid_t pid = 0;
 	ssize_t n;
 
 	n = recv_req(sock, MSG_DONTWAIT, &rq, fds, &nfds);
 	if (n == 0)
 		_exit(0);	/* the agent closed: done */
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
-			return;
+	if (n == -EAGAIN)
+		return;
+	/* A message fdpass refused (its fds closed) is answered as bad. */
+	if (n < 0 && n != -EMSGSIZE && n != -EBADMSG)
 		_exit(1);
-	}
-	if ((size_t)n >= sizeof(rq.cookie))
-		ans.cookie = rq.cookie;
+	ans.cookie = rq.cookie;	/* 0 unless that much came */
 	if (!req_whole(n, &rq, nfds)) {
 		ans.err = -EBADMSG;	/* cannot happen between one build */
 	} else if (spare_take(&rq, fds, nfds, &pid, &pidfd) < 0) {
@@ -327,32 +293,12 @@ serve_one(int sock, const struct nsprov_req *base)
 		}
 	}
 	ans.pid = pid;
-	{
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(sizeof(int))];
-		} oc;
-		struct iovec oiov = { &ans, sizeof(ans) };
-		struct msghdr om = { .msg_iov = &oiov, .msg_iovlen = 1 };
+	/* Not lost to a passing EAGAIN (a fault injector's, say). */
+	for (tries = 0; fdpass_send(sock, &ans, sizeof(ans), &pidfd,
+	    pidfd >= 0, 0) == -EAGAIN && tries < 100; tries++) {
+		struct pollfd w = { .fd = sock, .events = POLLOUT };
 
-		if (pidfd >= 0) {
-			memset(&oc, 0, sizeof(oc));
-			om.msg_control = oc.buf;
-			om.msg_controllen = sizeof(oc.buf);
-			cm = CMSG_FIRSTHDR(&om);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &pidfd, sizeof(int));
-		}
-		/* Not lost to a passing EAGAIN (a fault injector's, say). */
-		for (tries = 0; sendmsg(sock, &om, MSG_NOSIGNAL) < 0 &&
-		    (errno == EINTR || errno == EAGAIN) && tries < 100;
-		    tries++) {
-			struct pollfd w = { .fd = sock, .events = POLLOUT };
-
-			(void)poll(&w, 1, 10);
-		}
+		(void)poll(&w, 1, 10);
 	}
 	if (pidfd >= 0)
 		close(pidfd);
@@ -463,33 +409,20 @@ mark_dead(struct nsspawn *sp)
 static int
 read_answer(struct nsspawn *sp, bool wait)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} c;
 	struct spawn_ans ans;
-	struct iovec iov = { &ans, sizeof(ans) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-	    .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
-	struct cmsghdr *cm;
 	int pidfd = -1;
+	unsigned nfds;
 	ssize_t n;
 
-	do
-		n = recvmsg(sp->fd, &mh, MSG_CMSG_CLOEXEC |
-		    (wait ? 0 : MSG_DONTWAIT));
-	while (n < 0 && errno == EINTR);
-	if (n < 0 && errno == EAGAIN)
+	n = fdpass_recv(sp->fd, &ans, sizeof(ans), &pidfd, 1, &nfds,
+	    wait ? 0 : MSG_DONTWAIT);
+	if (n == -EAGAIN)
 		return 0;
-	cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
-	if (cm && cm->cmsg_level == SOL_SOCKET &&
-	    cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&pidfd, CMSG_DATA(cm), sizeof(int));
 	if (n != (ssize_t)sizeof(ans) || (ans.pid > 0) != (pidfd >= 0)) {
 		if (pidfd >= 0)
 			close(pidfd);
 		if (n != 0)
-			log_error("ns.spawner", n < 0 ? strerror(errno) :
+			log_error("ns.spawner", n < 0 ? strerror((int)-n) :
 			    "malformed answer", "pid=%d", (int)sp->pid);
 		return -1;
 	}
@@ -566,19 +499,14 @@ nsspawn_alive(const struct nsspawn *sp)
 	return sp && !sp->dead;
 }
 
-unsigned
-nsspawn_pending(const struct nsspawn *sp)
-{
-	return sp ? sp->pending : 0;
-}
-
 int
 nsspawn_request(struct nsspawn *sp, const struct nsprov_req *rq, int wfd,
     nsspawn_fn fn, void *arg)
 {
 	struct spawn_req m;
 	struct waiting *w;
-	int fds[2] = { wfd, rq->image_fd }, nfds = rq->image_fd >= 0 ? 2 : 1;
+	int fds[2] = { wfd, rq->image_fd };
+	unsigned nfds = rq->image_fd >= 0 ? 2 : 1;
 	ssize_t n;
 
 	if (sp->dead)
@@ -597,11 +525,9 @@ nsspawn_request(struct nsspawn *sp, const struct nsprov_req *rq, int wfd,
 	if (!w)
 		return -ENOMEM;
 	/* Small and answered in order: the buffer holds hundreds. */
-	do
-		n = send_req(sp->fd, &m, fds, nfds);
-	while (n < 0 && errno == EINTR);
+	n = fdpass_send(sp->fd, &m, sizeof(m), fds, nfds, MSG_DONTWAIT);
 	if (n != (ssize_t)sizeof(m)) {
-		int r = n < 0 ? -errno : -EIO;
+		int r = n < 0 ? (int)n : -EIO;
 
 		free(w);
 		if (r != -EAGAIN)

@@ -56,15 +56,13 @@ bool nsspawn_alive(const struct nsspawn *sp);
 
 /*
  * Ask for a helper for rq (id, mask, image_fd, uenv_path, and whether it
- * goes into the cgroups: rq->cg NULL or not; the rest from base) reporting on wfd (borrowed: sent, the caller closes its copy).
+ * goes into the cgroups: rq->cg NULL or not; the rest from base)
+ * reporting on wfd (borrowed: sent, the caller closes its copy).
  * fn(arg, ...) runs on the loop with the answer.  0 or -errno (nothing
  * sent, fn never runs).
  */
 int nsspawn_request(struct nsspawn *sp, const struct nsprov_req *rq,
     int wfd, nsspawn_fn fn, void *arg);
-
-/* Requests sent and not answered yet. */
-unsigned nsspawn_pending(const struct nsspawn *sp);
 
 /*
  * Run the callbacks of the answers already received (non-blocking).  An

@@ -50,6 +50,17 @@ no32(uint8_t b)
 	return b == 0xdd || b == 0xdf ? 0xc0 : b;
 }
 
+/* 1 to cap random bytes (no32) into b: how many. */
+static unsigned
+fill_random(uint8_t *b, size_t cap)
+{
+	unsigned k, len = 1 + (unsigned)((size_t)rand() % cap);
+
+	for (k = 0; k < len; k++)
+		b[k] = no32((uint8_t)rand());
+	return len;
+}
+
 static size_t
 skip_len(const void *buf, size_t len)
 {
@@ -152,15 +163,13 @@ TEST(skip_agrees_with_msgpack_c_on_random_bytes)
 {
 	msgpack_unpacked up;
 	uint8_t b[24];
-	unsigned i, k, len, bad = 0, ok = 0;
+	unsigned i, len, bad = 0, ok = 0;
 	size_t want, got;
 
 	srand(2);
 	msgpack_unpacked_init(&up);
 	for (i = 0; i < 200000; i++) {
-		len = 1 + (unsigned)rand() % sizeof(b);
-		for (k = 0; k < len; k++)
-			b[k] = no32((uint8_t)rand());
+		len = fill_random(b, sizeof(b));
 		want = ref_len(b, len, NULL, &up);
 		got = skip_len(b, len);
 		if (want != got) {
@@ -181,7 +190,7 @@ TEST(typed_readers_agree_with_msgpack_c_objects)
 	msgpack_object o;
 	struct mpread c;
 	uint8_t b[12];
-	unsigned i, k, len, bad = 0;
+	unsigned i, len, bad = 0;
 	const char *s;
 	uint32_t n;
 	uint64_t v;
@@ -191,9 +200,7 @@ TEST(typed_readers_agree_with_msgpack_c_objects)
 	srand(3);
 	msgpack_unpacked_init(&up);
 	for (i = 0; i < 200000; i++) {
-		len = 1 + (unsigned)rand() % sizeof(b);
-		for (k = 0; k < len; k++)
-			b[k] = no32((uint8_t)rand());
+		len = fill_random(b, sizeof(b));
 		/* Bias towards the int, str, bool and container bytes. */
 		if (i % 2)
 			b[0] = (uint8_t[]){ 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1,

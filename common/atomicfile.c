@@ -39,19 +39,6 @@
 #define AF_HDR		(4 + 4 + 8 + SHA256_DIGEST_SIZE)
 
 static void
-put_be64(uint8_t *p, uint64_t v)
-{
-	be_put32(p, (uint32_t)(v >> 32));
-	be_put32(p + 4, (uint32_t)v);
-}
-
-static uint64_t
-get_be64(const uint8_t *p)
-{
-	return (uint64_t)be_get32(p) << 32 | be_get32(p + 4);
-}
-
-static void
 digest(const void *data, size_t len, uint8_t out[SHA256_DIGEST_SIZE])
 {
 	struct sha256_ctx ctx;
@@ -214,9 +201,10 @@ out:
 	return r;
 }
 
+/* sum: the payload's checksum, computed here when NULL. */
 static int
 write_sum(const char *path, const void *data, size_t len, mode_t mode,
-    uint8_t ret_sum[ATOMICFILE_SUM_LEN], bool sync)
+    const uint8_t *sum, uint8_t ret_sum[ATOMICFILE_SUM_LEN], bool sync)
 {
 	uint8_t hdr[AF_HDR];
 	int r;
@@ -227,8 +215,11 @@ write_sum(const char *path, const void *data, size_t len, mode_t mode,
 		return -EFBIG;
 	memcpy(hdr, AF_MAGIC, 4);
 	be_put32(hdr + 4, AF_VERSION);
-	put_be64(hdr + 8, len);
-	digest(len ? data : "", len, hdr + 16);
+	be_put64(hdr + 8, len);
+	if (sum)
+		memcpy(hdr + 16, sum, ATOMICFILE_SUM_LEN);
+	else
+		digest(len ? data : "", len, hdr + 16);
 	r = write_durable(path, hdr, sizeof(hdr), data, len, mode, sync);
 	if (r == 0 && ret_sum)
 		memcpy(ret_sum, hdr + 16, ATOMICFILE_SUM_LEN);
@@ -239,14 +230,27 @@ int
 atomicfile_write_sum(const char *path, const void *data, size_t len,
     mode_t mode, uint8_t ret_sum[ATOMICFILE_SUM_LEN])
 {
-	return write_sum(path, data, len, mode, ret_sum, true);
+	return write_sum(path, data, len, mode, NULL, ret_sum, true);
 }
 
 int
 atomicfile_write_nosync(const char *path, const void *data, size_t len,
     mode_t mode)
 {
-	return write_sum(path, data, len, mode, NULL, false);
+	return write_sum(path, data, len, mode, NULL, NULL, false);
+}
+
+int
+atomicfile_write_summed(const char *path, const void *data, size_t len,
+    mode_t mode, const uint8_t sum[ATOMICFILE_SUM_LEN])
+{
+	return write_sum(path, data, len, mode, sum, NULL, false);
+}
+
+void
+atomicfile_sum(const void *data, size_t len, uint8_t ret[ATOMICFILE_SUM_LEN])
+{
+	digest(len ? data : "", len, ret);
 }
 
 int
@@ -315,7 +319,7 @@ atomicfile_read_sum(const char *path, size_t max, void **ret_data,
 		r = -EBADMSG;
 		goto out;
 	}
-	len = get_be64(hdr + 8);
+	len = be_get64(hdr + 8);
 	/* Size first: a corrupted length is damage, not a big file. */
 	if (len > UINT64_MAX - AF_HDR || (uint64_t)st.st_size != AF_HDR + len) {
 		r = -EBADMSG;
@@ -353,12 +357,59 @@ out:
 }
 
 int
+atomicfile_peek(const char *path, void *buf, size_t cap, size_t *ret_n)
+{
+	uint8_t hdr[AF_HDR];
+	struct stat st;
+	uint64_t len;
+	ssize_t n;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = S_ISREG(st.st_mode) ? read_all(fd, hdr, sizeof(hdr)) : -EBADMSG;
+	if (r < 0)
+		goto out;
+	len = be_get64(hdr + 8);
+	if (memcmp(hdr, AF_MAGIC, 4) != 0 || be_get32(hdr + 4) != AF_VERSION ||
+	    len > UINT64_MAX - AF_HDR || (uint64_t)st.st_size != AF_HDR + len) {
+		r = -EBADMSG;
+		goto out;
+	}
+	if (cap > len)
+		cap = (size_t)len;
+	do
+		n = pread(fd, buf, cap, AF_HDR);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		r = -errno;
+		goto out;
+	}
+	*ret_n = (size_t)n;
+	r = 0;
+out:
+	close(fd);
+	return r;
+}
+
+int
 atomicfile_remove(const char *path)
 {
 	if (!path)
 		return -EINVAL;
 	if (unlink(path) < 0 && errno != ENOENT)
 		return -errno;
+	return fsync_dir_of(path);
+}
+
+int
+atomicfile_sync_dir(const char *path)
+{
 	return fsync_dir_of(path);
 }
 

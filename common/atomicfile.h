@@ -34,6 +34,25 @@ int atomicfile_write_nosync(const char *path, const void *data, size_t len,
     mode_t mode);
 
 /*
+ * atomicfile_write_nosync with the payload's checksum given (the caller
+ * computed it for another copy of the same bytes).
+ */
+int atomicfile_write_summed(const char *path, const void *data, size_t len,
+    mode_t mode, const uint8_t sum[ATOMICFILE_SUM_LEN]);
+
+/* The checksum a header holds for this payload (SHA-256). */
+void atomicfile_sum(const void *data, size_t len,
+    uint8_t ret[ATOMICFILE_SUM_LEN]);
+
+/*
+ * Up to cap bytes from the start of path's payload, NOT verified (the
+ * checksum covers the whole payload): to choose between copies before
+ * reading one whole.  Checks magic, version and length against the
+ * file's size.  0 and *ret_n, or -errno (-EBADMSG for a damaged header).
+ */
+int atomicfile_peek(const char *path, void *buf, size_t cap, size_t *ret_n);
+
+/*
  * A small text file readers take as it is (pidfile, readiness file,
  * metrics textfile): atomic like the others (temp file, rename), but
  * neither checksummed nor waited to the disk, since each describes
@@ -63,6 +82,9 @@ int atomicfile_read_sum(const char *path, size_t max, void **ret_data,
 
 /* Unlink and fsync the directory; a missing file is not an error. */
 int atomicfile_remove(const char *path);
+
+/* fsync the directory holding path (a name just made); no allocation. */
+int atomicfile_sync_dir(const char *path);
 
 /*
  * Remove leftover temp files of path (after a crash mid-write): every

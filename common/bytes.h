@@ -34,4 +34,17 @@ be_get32(const uint8_t *p)
 	return (uint32_t)be_get16(p) << 16 | be_get16(p + 2);
 }
 
+static inline void
+be_put64(uint8_t *p, uint64_t v)
+{
+	be_put32(p, (uint32_t)(v >> 32));
+	be_put32(p + 4, (uint32_t)v);
+}
+
+static inline uint64_t
+be_get64(const uint8_t *p)
+{
+	return (uint64_t)be_get32(p) << 32 | be_get32(p + 4);
+}
+
 #endif

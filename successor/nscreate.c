@@ -22,7 +22,7 @@ static void helper_cb(uv_poll_t *h, int status, int events);
 
 /* nswriter: snapshot the table for the write that starts now. */
 int
-nss_encode_cb(void *data, uint8_t **buf, size_t *len)
+nss_encode_cb(void *data, uint8_t **buf, size_t *len, uint64_t *ret_seq)
 {
 	struct nsserver *s = data;
 	uint64_t before = s->t.seq;
@@ -37,6 +37,7 @@ nss_encode_cb(void *data, uint8_t **buf, size_t *len)
 		nsstate_event_unstamp(&s->t, before);
 		s->t.seq = before;
 	}
+	*ret_seq = s->t.seq;
 	return r;
 }
 

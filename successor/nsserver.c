@@ -9,7 +9,7 @@
 static void tick_cb(uv_timer_t *t);
 static bool known_cb(const char *id, void *data);
 static int load(struct nsserver *s, struct nsserver_preload *pre,
-    const uint8_t *sealed);
+    const uint8_t *sealed, struct nsfile *file);
 static void free_server(struct nsserver *s);
 static void drain_timer_cb(uv_timer_t *t);
 static void close_idle(struct nsserver *s, bool fresh_too);
@@ -110,6 +110,7 @@ nsserver_preload(const char *state_path, const char *alloc_cgroup,
 {
 	struct nsserver_preload *p;
 	uint64_t t0 = clock_mono_us(), t1, t2;
+	struct nsfile *f;
 	void *buf = NULL;
 	size_t len;
 	int r;
@@ -120,8 +121,16 @@ nsserver_preload(const char *state_path, const char *alloc_cgroup,
 		return -ENOMEM;
 	/* Dead writers' leftovers (their owners are gone: no lock needed). */
 	(void)atomicfile_cleanup(state_path);
-	r = atomicfile_read_sum(state_path, ATOMICFILE_MAX, &buf, &len,
-	    p->digest);
+	/*
+	 * The incumbent may be writing a slot as we read it: a torn read
+	 * fails its checksum and the other copy is taken; BEGIN's digest
+	 * then tells whether this is the sealed table.
+	 */
+	f = malloc(sizeof(*f));
+	r = !f ? -ENOMEM : nsfile_init(f, state_path);
+	if (r == 0)
+		r = nsfile_read(f, ATOMICFILE_MAX, &buf, &len, p->digest, NULL);
+	free(f);
 	t1 = clock_mono_us();
 	if (r == 0)
 		r = nsstate_decode(buf, len, &p->t);
@@ -175,8 +184,10 @@ take_preloaded_table(struct nsserver *s, struct nsserver_preload *pre)
 	memset(&pre->t, 0, sizeof(pre->t));
 }
 
+/* Load the table from file's copies (and note where its slots stand). */
 static int
-load(struct nsserver *s, struct nsserver_preload *pre, const uint8_t *sealed)
+load(struct nsserver *s, struct nsserver_preload *pre, const uint8_t *sealed,
+    struct nsfile *file)
 {
 	struct ns_alloc *a, *next;
 	void *buf = NULL;
@@ -194,12 +205,12 @@ load(struct nsserver *s, struct nsserver_preload *pre, const uint8_t *sealed)
 	    NSSERVER_DIGEST_LEN) == 0) {
 		memcpy(s->digest, pre->digest, NSSERVER_DIGEST_LEN);
 		take_preloaded_table(s, pre);
+		nsfile_locate(file, s->t.seq);
 		s->preload_use = "sealed";
 		goto loaded;
 	}
 	(void)atomicfile_cleanup(s->state_path);
-	r = atomicfile_read_sum(s->state_path, ATOMICFILE_MAX, &buf, &len,
-	    s->digest);
+	r = nsfile_read(file, ATOMICFILE_MAX, &buf, &len, s->digest, NULL);
 	if (r == -ENOENT) {
 		s->dirty = true;	/* seal must leave a file behind */
 		return 0;
@@ -267,6 +278,7 @@ int
 nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
     struct nsserver **ret)
 {
+	struct nsfile *file;
 	struct nsserver *s;
 	struct ns_alloc *a;
 	unsigned i;
@@ -338,13 +350,18 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 		    cfg->alloc_cgroup);
 		goto fail;
 	}
-	r = load(s, cfg->preload, cfg->sealed_digest);
+	file = malloc(sizeof(*file));
+	r = !file ? -ENOMEM : nsfile_init(file, s->state_path);
+	if (r == 0)
+		r = load(s, cfg->preload, cfg->sealed_digest, file);
 	if (r < 0) {
+		free(file);
 		log_error("ns.load", strerror(-r), "path=%s", s->state_path);
 		goto fail;
 	}
-	r = nswriter_new(loop, s->state_path, &(struct nswriter_ops){
+	r = nswriter_new(loop, file, &(struct nswriter_ops){
 	    .encode = nss_encode_cb, .written = nss_written_cb }, s, &s->wr);
+	free(file);
 	if (r < 0)
 		goto fail;
 	/*

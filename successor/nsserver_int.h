@@ -83,6 +83,7 @@
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "successor/nscgroup.h"
+#include "successor/nsfile.h"
 #include "successor/nsprov.h"
 #include "successor/nsserver.h"
 #include "successor/nsspawn.h"
@@ -247,7 +248,8 @@ void nss_creation_kill(struct creation *cr);
 /* Wait (blocking: shutdown) until cr's helper exited. */
 void nss_creation_wait(struct creation *cr);
 void nss_destroy_alloc(struct nsserver *s, struct ns_alloc *a);
-int nss_encode_cb(void *data, uint8_t **buf, size_t *len);
+int nss_encode_cb(void *data, uint8_t **buf, size_t *len,
+    uint64_t *ret_seq);
 void nss_ended_msg(struct msg *m, const char *id, uint64_t seq);
 struct creation *nss_find_creation(struct nsserver *s, const char *id);
 struct release *nss_find_release(const struct nsserver *s, const char *id);

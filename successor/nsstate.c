@@ -590,3 +590,26 @@ out:
 	nsstate_clear(&t);
 	return r;
 }
+
+int
+nsstate_peek_seq(const void *buf, size_t len, uint64_t *ret_seq)
+{
+	struct mpread c;
+	const char *s;
+	uint32_t m, i, n;
+
+	mpread_init(&c, buf, len);
+	if (mpread_map(&c, &m) < 0)
+		return -EBADMSG;
+	for (i = 0; i < m; i++) {
+		if (mpread_str(&c, &s, &n) < 0) {
+			if (mpread_skip(&c) < 0)	/* a key of another type */
+				return -EBADMSG;
+		} else if (n == 3 && memcmp(s, "seq", 3) == 0) {
+			return mpread_u64(&c, ret_seq);	/* the first one wins */
+		}
+		if (mpread_skip(&c) < 0)
+			return -EBADMSG;
+	}
+	return -EBADMSG;
+}

@@ -97,5 +97,11 @@ int nsstate_encode(const struct ns_table *t, uint8_t **ret_buf,
  * no duplicate ids.  0 and an owned table in *ret, or -EBADMSG/-ENOMEM.
  */
 int nsstate_decode(const void *buf, size_t len, struct ns_table *ret);
+/*
+ * The table's seq from the start of its bytes (a prefix will do: the
+ * encoder puts seq second), without decoding the rest or checking it.
+ * 0, or -EBADMSG when no seq comes before the bytes end.
+ */
+int nsstate_peek_seq(const void *buf, size_t len, uint64_t *ret_seq);
 
 #endif

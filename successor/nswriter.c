@@ -30,8 +30,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "common/atomicfile.h"
 #include "common/log.h"
+#include "successor/nsfile.h"
 #include "successor/nswriter.h"
 
 struct change {
@@ -55,7 +55,7 @@ struct between {
 
 struct nswriter {
 	uv_loop_t *loop;
-	char *path;
+	struct nsfile file;	/* the writer thread's, or flush_sync's */
 	struct nswriter_ops ops;
 	void *data;
 	uv_async_t async;
@@ -72,6 +72,7 @@ struct nswriter {
 	/* under mu */
 	uint8_t *job;		/* buffer to write, or NULL */
 	size_t job_len;
+	uint64_t job_seq;
 	uint8_t *written_buf;	/* the last job's buffer, for the loop to free */
 	bool job_done;		/* result below is ready */
 	int job_err;
@@ -124,8 +125,8 @@ clist_fire(struct nswriter *w, struct clist *l, int err)
 /*
  * Held by a writer for a whole write, and by the loop around a fork:
  * only where fork_waits.  Plain glibc takes no lock in the calls a
- * write makes (open, write, fsync, rename, umount2, unlink: system call
- * wrappers) nor does the thread allocate, so a child forked mid-write
+ * write makes (open, pwrite, fdatasync, write, rename, umount2, unlink:
+ * system call wrappers) nor does the thread allocate, so a child forked mid-write
  * inherits nothing held.  A library interposed on those calls (a
  * sanitizer's runtime, anything preloaded, e.g. libfiu's fault
  * injector) may take locks inside them: then a fork waits for a moment
@@ -191,6 +192,7 @@ writer_main(void *p)
 	struct nswriter *w = p;
 	uint8_t digest[NSWRITER_DIGEST_LEN];
 	uint8_t *buf;
+	uint64_t seq;
 	size_t len;
 	int r;
 
@@ -202,10 +204,11 @@ writer_main(void *p)
 			break;
 		buf = w->job;
 		len = w->job_len;
+		seq = w->job_seq;
 		pthread_mutex_unlock(&w->mu);
 		/* Every call of the write, and the wake-up, under fork_mu. */
 		nswriter_fork_lock();
-		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
+		r = nsfile_write(&w->file, buf, len, seq, digest);
 		if (r == 0)
 			run_posts(&w->inflight);
 		pthread_mutex_lock(&w->mu);
@@ -293,12 +296,13 @@ static void
 start_write(struct nswriter *w)
 {
 	uint8_t *buf = NULL;
+	uint64_t seq = 0;
 	size_t len = 0;
 	int r;
 
 	if (w->busy || w->firing || !w->queue.head)
 		return;
-	r = w->ops.encode(w->data, &buf, &len);
+	r = w->ops.encode(w->data, &buf, &len, &seq);
 	if (r < 0) {
 		/* Nothing can be written: these changes are not durable. */
 		w->ops.written(w->data, r, NULL);
@@ -310,12 +314,13 @@ start_write(struct nswriter *w)
 	pthread_mutex_lock(&w->mu);
 	w->job = buf;
 	w->job_len = len;
+	w->job_seq = seq;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 }
 
 int
-nswriter_new(uv_loop_t *loop, const char *path,
+nswriter_new(uv_loop_t *loop, const struct nsfile *file,
     const struct nswriter_ops *ops, void *data, struct nswriter **ret)
 {
 	struct nswriter *w = calloc(1, sizeof(*w));
@@ -323,11 +328,7 @@ nswriter_new(uv_loop_t *loop, const char *path,
 
 	if (!w)
 		return -ENOMEM;
-	w->path = strdup(path);
-	if (!w->path) {
-		free(w);
-		return -ENOMEM;
-	}
+	w->file = *file;
 	w->loop = loop;
 	w->ops = *ops;
 	w->data = data;
@@ -417,6 +418,7 @@ nswriter_flush_sync(struct nswriter *w, int force)
 	uint8_t digest[NSWRITER_DIGEST_LEN];
 	uint8_t *buf = NULL;
 	struct clist done;
+	uint64_t seq = 0;
 	size_t len = 0;
 	int r;
 
@@ -427,9 +429,9 @@ nswriter_flush_sync(struct nswriter *w, int force)
 		return 0;
 	done = w->queue;
 	clist_init(&w->queue);
-	r = w->ops.encode(w->data, &buf, &len);
+	r = w->ops.encode(w->data, &buf, &len, &seq);
 	if (r == 0)
-		r = atomicfile_write_sum(w->path, buf, len, 0600, digest);
+		r = nsfile_write(&w->file, buf, len, seq, digest);
 	if (r == 0)
 		run_posts(&done);
 	free(buf);
@@ -443,10 +445,7 @@ nswriter_flush_sync(struct nswriter *w, int force)
 static void
 closed_cb(uv_handle_t *h)
 {
-	struct nswriter *w = h->data;
-
-	free(w->path);
-	free(w);
+	free(h->data);
 }
 
 void

@@ -3,9 +3,10 @@
  *
  * The loop changes the table in memory and calls nswriter_change() with
  * what to do once that change is durable (answer the client).  One writer
- * thread runs atomicfile_write (temp, fsync, rename, fsync dir) for one
- * snapshot at a time; every change made while a write is in flight rides
- * the next one (group commit: many changes, one fsync pair).  A snapshot
+ * thread runs nsfile_write (a slot written in place, one fdatasync, then
+ * the copy older builds read) for one snapshot at a time; every change
+ * made while a write is in flight rides the next one (group commit: many
+ * changes, one flush).  A snapshot
  * is encoded on the loop when its write starts, so it holds every change
  * made until then.  Results come back to the loop through a uv_async.
  *
@@ -30,8 +31,12 @@
 struct nswriter;
 
 struct nswriter_ops {
-	/* Snapshot the table now (owned buffer) for the write about to start. */
-	int (*encode)(void *data, uint8_t **ret_buf, size_t *ret_len);
+	/*
+	 * Snapshot the table now (owned buffer) for the write about to
+	 * start, and the table seq it holds (each write's is higher).
+	 */
+	int (*encode)(void *data, uint8_t **ret_buf, size_t *ret_len,
+	    uint64_t *ret_seq);
 	/* A write ended: err 0 with the digest of what is on disk, or -errno. */
 	void (*written)(void *data, int err,
 	    const uint8_t digest[NSWRITER_DIGEST_LEN]);
@@ -39,7 +44,10 @@ struct nswriter_ops {
 
 typedef void (*nswriter_done_fn)(void *arg, int err);
 
-int nswriter_new(uv_loop_t *loop, const char *path,
+struct nsfile;
+
+/* Writes go to file (copied: where its slots stand, from the load). */
+int nswriter_new(uv_loop_t *loop, const struct nsfile *file,
     const struct nswriter_ops *ops, void *data, struct nswriter **ret);
 
 /*

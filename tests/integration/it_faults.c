@@ -3,11 +3,14 @@
  * agent it spawns: the preload and FIU_ENABLE are inherited) runs under
  * libfiu's POSIX preload (fiu-run -x) with random failures:
  *
- *   fsync    EIO, then (half-way, via fiu-ctrl) ENOSPC: the atomicfile
- *            fsyncs, i.e. the allocation table's writes (a handoff's
- *            journal records, the pidfile and the readiness file are
- *            atomic but not fsynced: docs/PROTOCOL.md)
+ *   fsync, fdatasync
+ *            EIO, then (half-way, via fiu-ctrl) ENOSPC: the allocation
+ *            table's writes (a slot's fdatasync, the directory's fsync
+ *            when a slot is made; a handoff's journal records, the
+ *            pidfile and the readiness file are atomic but not fsynced:
+ *            docs/PROTOCOL.md)
  *   write    EINTR; ENOSPC, then EIO with FAULTS_WRITE_ERR=1 (see below)
+ *   pwrite   EINTR (a table slot's writes retry it)
  *   open     EMFILE                  (fd exhaustion; see accept below)
  *   writev   EAGAIN   read, recvmsg  EINTR   sendmsg  EAGAIN
  *   accept   EMFILE   (enabled, but baton calls accept4, which libfiu
@@ -70,6 +73,8 @@ struct fault {
 static struct fault faults[] = {
 	{ "posix/io/rw/write", EINTR, EINTR, 1.0 },
 	{ "posix/io/sync/fsync", EIO, ENOSPC, 2.0 },
+	{ "posix/io/sync/fdatasync", EIO, ENOSPC, 2.0 },
+	{ "posix/io/rw/pwrite", EINTR, EINTR, 1.0 },
 	{ "posix/io/oc/open", EMFILE, EMFILE, 0.5 },
 	{ "posix/io/rw/writev", EAGAIN, EAGAIN, 1.0 },
 	{ "posix/io/rw/read", EINTR, EINTR, 1.0 },

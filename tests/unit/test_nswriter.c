@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "successor/nsfile.h"
 #include "successor/nswriter.h"
 #include "tests/lib/tap.h"
 
@@ -28,7 +29,7 @@ struct fix {
 };
 
 static int
-encode_cb(void *data, uint8_t **buf, size_t *len)
+encode_cb(void *data, uint8_t **buf, size_t *len, uint64_t *seq)
 {
 	struct fix *f = data;
 
@@ -36,6 +37,7 @@ encode_cb(void *data, uint8_t **buf, size_t *len)
 	if (!*buf)
 		return -ENOMEM;
 	*len = (size_t)snprintf((char *)*buf, 16, "snap %u", ++f->encoded);
+	*seq = f->encoded;
 	return 0;
 }
 
@@ -74,15 +76,33 @@ between_cb(void *arg, int err)
 
 static const struct nswriter_ops ops = { encode_cb, written_cb };
 
+/* The table's copies (nsfile.h) and their directory. */
+static void
+remove_table(const char *path, const char *dir)
+{
+	char slot[160];
+	unsigned i;
+
+	(void)unlink(path);
+	for (i = 0; i < 2; i++) {
+		snprintf(slot, sizeof(slot), "%s.%u", path, i);
+		(void)unlink(slot);
+	}
+	(void)rmdir(dir);
+}
+
 static void
 fix_init(struct fix *f)
 {
+	struct nsfile file;
+
 	memset(f, 0, sizeof(*f));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/test_nswriter.XXXXXX");
 	require(mkdtemp(f->dir), "mkdtemp");
 	snprintf(f->path, sizeof(f->path), "%s/table", f->dir);
+	require(nsfile_init(&file, f->path) == 0, "nsfile");
 	require(uv_loop_init(&f->loop) == 0, "loop");
-	require(nswriter_new(&f->loop, f->path, &ops, f, &f->w) == 0, "new");
+	require(nswriter_new(&f->loop, &file, &ops, f, &f->w) == 0, "new");
 }
 
 static void
@@ -91,8 +111,7 @@ fix_fini(struct fix *f)
 	nswriter_free(f->w);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	check_eq(uv_loop_close(&f->loop), 0);
-	(void)unlink(f->path);
-	(void)rmdir(f->dir);
+	remove_table(f->path, f->dir);
 }
 
 TEST_T(between_runs_at_once_when_idle, 30)
@@ -148,8 +167,7 @@ TEST_T(between_cancelled_by_free, 30)
 	check_eq(f.done_err[0], 0);
 	uv_run(&f.loop, UV_RUN_DEFAULT);
 	check_eq(uv_loop_close(&f.loop), 0);
-	(void)unlink(f.path);
-	(void)rmdir(f.dir);
+	remove_table(f.path, f.dir);
 }
 
 /* A fork waits for the writer only where a library may sit in its calls. */

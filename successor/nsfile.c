@@ -1,0 +1,370 @@
+/*
+ * nsfile: the allocation table's files (nsfile.h).
+ *
+ * Why two slots: a table written to a new file and renamed costs two
+ * flushes (the file's data, then the directory that names it), each a
+ * journal commit on ext4: 570-770 us together on the bench machine.  A
+ * slot that already exists at its size is overwritten in place and
+ * made durable by one fdatasync, with no metadata to commit: 150-210 us
+ * (docs/BENCH.md).  Two of them, so that the one being written never
+ * holds the only durable copy: a crash mid-write leaves it failing its
+ * checksum and the other slot, one write older, is the table.  That
+ * older table is what the clients were answered from, since an answer
+ * waits for the write.
+ *
+ * A slot grows ahead of need (zeros written once, flushed with the
+ * write that needed them) and never shrinks: the header's length says
+ * how much of it is the table.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/atomicfile.h"
+#include "common/bytes.h"
+#include "common/log.h"
+#include "crashpoints/crashpoint.h"
+#include "successor/nsfile.h"
+#include "successor/nsstate.h"
+
+#define SLOT_MAGIC	"BTNS"
+#define SLOT_VERSION	1u
+#define GROW_MIN	(64u << 10)	/* a slot grows by at least this */
+#define PEEK_LEN	256		/* of <path>'s payload: holds its seq */
+
+int
+nsfile_init(struct nsfile *f, const char *path)
+{
+	unsigned i;
+	int n;
+
+	memset(f, 0, sizeof(*f));
+	f->cur = -1;
+	n = snprintf(f->path, sizeof(f->path), "%s", path);
+	if (n < 0 || (size_t)n >= sizeof(f->path))
+		return -ENAMETOOLONG;
+	for (i = 0; i < 2; i++) {
+		n = snprintf(f->slot[i], sizeof(f->slot[i]), "%s.%u", path, i);
+		if (n < 0 || (size_t)n >= sizeof(f->slot[i]))
+			return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+static int
+pread_all(int fd, void *buf, size_t len, off_t off)
+{
+	uint8_t *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = pread(fd, p, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EBADMSG;	/* shorter than its header says */
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const uint8_t *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = pwrite(fd, p, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* One slot's header, as found. */
+struct slot_hdr {
+	bool ok;		/* magic, version and length plausible */
+	uint64_t seq, len, size;
+	uint8_t sum[NSFILE_SUM_LEN];
+};
+
+/* Open slot i and read its header; the fd stays open in *ret_fd. */
+static int
+slot_open(const struct nsfile *f, unsigned i, size_t max,
+    struct slot_hdr *h, int *ret_fd)
+{
+	uint8_t b[NSFILE_HDR];
+	struct stat st;
+	int fd, r;
+
+	memset(h, 0, sizeof(*h));
+	*ret_fd = -1;
+	fd = open(f->slot[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	h->size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+	*ret_fd = fd;
+	if (h->size < NSFILE_HDR || pread_all(fd, b, sizeof(b), 0) < 0)
+		return 0;	/* exists, holds nothing (yet) */
+	h->seq = be_get64(b + 8);
+	h->len = be_get64(b + 16);
+	memcpy(h->sum, b + 24, NSFILE_SUM_LEN);
+	h->ok = memcmp(b, SLOT_MAGIC, 4) == 0 &&
+	    be_get32(b + 4) == SLOT_VERSION && h->len <= max &&
+	    h->len <= h->size - NSFILE_HDR;
+	return 0;
+}
+
+/* Slot i's payload, if its checksum holds: 0, -EBADMSG, -errno. */
+static int
+slot_payload(int fd, const struct slot_hdr *h, void **ret_buf)
+{
+	uint8_t sum[NSFILE_SUM_LEN];
+	void *buf = malloc(h->len ? (size_t)h->len : 1);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = pread_all(fd, buf, (size_t)h->len, NSFILE_HDR);
+	if (r == 0) {
+		atomicfile_sum(buf, (size_t)h->len, sum);
+		r = memcmp(sum, h->sum, sizeof(sum)) == 0 ? 0 : -EBADMSG;
+	}
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	*ret_buf = buf;
+	return 0;
+}
+
+void
+nsfile_locate(struct nsfile *f, uint64_t seq)
+{
+	struct slot_hdr h;
+	unsigned i;
+	int fd;
+
+	f->cur = -1;
+	for (i = 0; i < 2; i++) {
+		f->cap[i] = 0;
+		(void)slot_open(f, i, ATOMICFILE_MAX, &h, &fd);
+		if (fd < 0)
+			continue;
+		close(fd);
+		f->cap[i] = h.size;
+		if (h.ok && h.seq == seq && f->cur < 0)
+			f->cur = (int)i;
+	}
+}
+
+/* <path>'s seq, from its first bytes: 0, -ENOENT, -EBADMSG, -errno. */
+static int
+legacy_seq(const struct nsfile *f, uint64_t *ret)
+{
+	uint8_t b[PEEK_LEN];
+	size_t n;
+	int r;
+
+	r = atomicfile_peek(f->path, b, sizeof(b), &n);
+	if (r < 0)
+		return r;
+	return nsstate_peek_seq(b, n, ret);
+}
+
+/* <path> whole, as the table: its checksum must hold. */
+static int
+take_legacy(struct nsfile *f, size_t max, void **ret_buf, size_t *ret_len,
+    uint8_t ret_sum[NSFILE_SUM_LEN], const char **ret_from)
+{
+	int r = atomicfile_read_sum(f->path, max, ret_buf, ret_len, ret_sum);
+
+	if (r == 0 && ret_from)
+		*ret_from = "legacy";
+	return r;
+}
+
+int
+nsfile_read(struct nsfile *f, size_t max, void **ret_buf, size_t *ret_len,
+    uint8_t ret_sum[NSFILE_SUM_LEN], const char **ret_from)
+{
+	struct slot_hdr h[2];
+	int fd[2] = { -1, -1 }, best = -1, r = 0, lr;
+	unsigned i, k, nslots = 0, order[2];
+	uint64_t lseq = 0;
+	void *buf = NULL;
+
+	if (max > ATOMICFILE_MAX)
+		max = ATOMICFILE_MAX;
+	f->cur = -1;
+	for (i = 0; i < 2; i++) {
+		r = slot_open(f, i, max, &h[i], &fd[i]);
+		f->cap[i] = h[i].size;
+		if (r < 0 && r != -ENOENT)
+			goto out;
+		nslots += fd[i] >= 0;
+	}
+	/* The slot claiming the higher seq first; the other if it is torn. */
+	order[0] = h[1].ok && (!h[0].ok || h[1].seq > h[0].seq);
+	order[1] = !order[0];
+	for (k = 0; k < 2 && best < 0; k++) {
+		i = order[k];
+		if (!h[i].ok)
+			continue;
+		r = slot_payload(fd[i], &h[i], &buf);
+		if (r == 0)
+			best = (int)i;
+		else if (r == -EBADMSG)
+			log_warn("ns.table_slot_damaged", "checksum does not "
+			    "hold: a write that did not end; the other copy is "
+			    "read", "path=%s seq=%" PRIu64, f->slot[i],
+			    h[i].seq);
+		else
+			goto out;
+	}
+	f->cur = best;
+	lr = legacy_seq(f, &lseq);
+	if (best < 0) {
+		/*
+		 * No slot holds a table.  <path> is written after a slot, so
+		 * without it no write ever ended: the table is empty.
+		 */
+		if (lr == -ENOENT && nslots > 0)
+			log_warn("ns.table_slot_damaged", "no write of the "
+			    "table ever ended", "path=%s", f->path);
+		r = lr == -ENOENT ? -ENOENT :
+		    take_legacy(f, max, ret_buf, ret_len, ret_sum, ret_from);
+		goto out;
+	}
+	/*
+	 * <path> newer than the slots: a build without them wrote it last,
+	 * flushed, and it is the table (damaged, it is an error: the slots
+	 * are older than what was answered).
+	 */
+	if (lr == 0 && lseq > h[best].seq) {
+		r = take_legacy(f, max, ret_buf, ret_len, ret_sum, ret_from);
+		goto out;
+	}
+	if (lr < 0 && lr != -ENOENT && lr != -EBADMSG) {
+		r = lr;		/* cannot tell whether it is newer */
+		goto out;
+	}
+	if (lr == -EBADMSG)
+		log_warn("ns.table_copy_damaged", "the slots hold the table",
+		    "path=%s", f->path);
+	*ret_buf = buf;
+	*ret_len = (size_t)h[best].len;
+	memcpy(ret_sum, h[best].sum, NSFILE_SUM_LEN);
+	if (ret_from)
+		*ret_from = "slot";
+	buf = NULL;
+	r = 0;
+out:
+	free(buf);
+	for (i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	return r;
+}
+
+/* Zeros to grow a slot with, without allocating. */
+static const uint8_t zeros[GROW_MIN];
+
+/* Grow the open slot from `from` to `to` bytes (flushed with the write). */
+static int
+grow(int fd, uint64_t from, uint64_t to)
+{
+	size_t n;
+	int r;
+
+	while (from < to) {
+		n = to - from < sizeof(zeros) ? (size_t)(to - from) :
+		    sizeof(zeros);
+		r = pwrite_all(fd, zeros, n, (off_t)from);
+		if (r < 0)
+			return r;
+		from += n;
+	}
+	return 0;
+}
+
+int
+nsfile_write(struct nsfile *f, const void *buf, size_t len, uint64_t seq,
+    uint8_t ret_sum[NSFILE_SUM_LEN])
+{
+	unsigned i = f->cur == 0 ? 1 : 0;
+	uint8_t hdr[NSFILE_HDR] = { 0 };
+	uint64_t need = NSFILE_HDR + (uint64_t)len, cap = f->cap[i];
+	bool created = false;
+	size_t half = len / 2;
+	int fd, r;
+
+	if (len > ATOMICFILE_MAX)
+		return -EFBIG;
+	memcpy(hdr, SLOT_MAGIC, 4);
+	be_put32(hdr + 4, SLOT_VERSION);
+	be_put64(hdr + 8, seq);
+	be_put64(hdr + 16, len);
+	atomicfile_sum(buf, len, hdr + 24);
+	fd = open(f->slot[i], O_WRONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 && errno == ENOENT) {
+		fd = open(f->slot[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+		    O_NOCTTY, 0600);
+		created = fd >= 0;
+		cap = 0;
+	}
+	if (fd < 0)
+		return -errno;
+	if (need > cap) {
+		/* Ahead of need: a growing table does not grow it each time. */
+		uint64_t want = need + (need > GROW_MIN ? need : GROW_MIN);
+
+		r = grow(fd, cap, want);
+		if (r < 0)
+			goto out;
+		f->cap[i] = cap = want;
+	}
+	r = pwrite_all(fd, hdr, sizeof(hdr), 0);
+	if (r == 0)
+		r = pwrite_all(fd, buf, half, NSFILE_HDR);
+	if (r < 0)
+		goto out;
+	CRASHPOINT(p_table_slot_torn);
+	r = pwrite_all(fd, (const uint8_t *)buf + half, len - half,
+	    (off_t)(NSFILE_HDR + half));
+	if (r == 0 && fdatasync(fd) < 0)
+		r = -errno;
+	if (r == 0 && created)
+		r = atomicfile_sync_dir(f->slot[i]);	/* its name, once */
+	if (r < 0)
+		goto out;
+	f->cur = (int)i;
+	/* The copy older builds read, current before anyone is answered. */
+	r = atomicfile_write_summed(f->path, buf, len, 0600, hdr + 24);
+	if (r == 0)
+		memcpy(ret_sum, hdr + 24, NSFILE_SUM_LEN);
+out:
+	close(fd);
+	return r;
+}

@@ -241,10 +241,34 @@ atomicfile_write_nosync(const char *path, const void *data, size_t len,
 }
 
 int
-atomicfile_write_summed(const char *path, const void *data, size_t len,
+atomicfile_overwrite(const char *path, const void *data, size_t len,
     mode_t mode, const uint8_t sum[ATOMICFILE_SUM_LEN])
 {
-	return write_sum(path, data, len, mode, sum, NULL, false);
+	uint8_t hdr[AF_HDR];
+	struct stat st;
+	int fd, r;
+
+	if (!path || (len > 0 && !data))
+		return -EINVAL;
+	if (len > ATOMICFILE_MAX)
+		return -EFBIG;
+	memcpy(hdr, AF_MAGIC, 4);
+	be_put32(hdr + 4, AF_VERSION);
+	be_put64(hdr + 8, len);
+	memcpy(hdr + 16, sum, ATOMICFILE_SUM_LEN);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, mode);
+	if (fd < 0)
+		return -errno;
+	r = fstat(fd, &st) < 0 ? -errno : 0;
+	if (r == 0)
+		r = write_all(fd, hdr, sizeof(hdr));
+	if (r == 0)
+		r = write_all(fd, data, len);
+	if (r == 0 && (uint64_t)st.st_size > AF_HDR + len &&
+	    ftruncate(fd, (off_t)(AF_HDR + len)) < 0)
+		r = -errno;
+	close(fd);
+	return r;
 }
 
 void

@@ -34,10 +34,16 @@ int atomicfile_write_nosync(const char *path, const void *data, size_t len,
     mode_t mode);
 
 /*
- * atomicfile_write_nosync with the payload's checksum given (the caller
- * computed it for another copy of the same bytes).
+ * The same container, rewritten in place (no temp file, no rename, no
+ * flush; truncated when shorter), with the payload's checksum given (the
+ * caller computed it for another copy of the same bytes).  NOT atomic: a
+ * reader that runs meanwhile, or the writer killed mid-write, leaves a
+ * file whose length or checksum fails, never a wrong payload.  For a
+ * copy read only while its writer is gone, where a rename's cost is not
+ * wanted (the table's copy for older builds, successor/nsfile.c).  It
+ * allocates nothing.
  */
-int atomicfile_write_summed(const char *path, const void *data, size_t len,
+int atomicfile_overwrite(const char *path, const void *data, size_t len,
     mode_t mode, const uint8_t sum[ATOMICFILE_SUM_LEN]);
 
 /* The checksum a header holds for this payload (SHA-256). */

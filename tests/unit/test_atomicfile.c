@@ -154,6 +154,37 @@ TEST(nosync_writes_the_same_file)
 	check_eq(count_tmp(), 0);
 }
 
+/* Rewritten in place: the same format, longer or shorter, no temp file. */
+TEST(overwrite_in_place_reads_the_same)
+{
+	static const char a[] = "a table of some length, seq 1", b[] = "seq 2",
+	    c[] = "a longer table than both before it, seq 3";
+	uint8_t sum[ATOMICFILE_SUM_LEN];
+	struct stat st;
+	ino_t ino;
+
+	setup();
+	atomicfile_sum(a, sizeof(a), sum);
+	check_eq(atomicfile_overwrite(path, a, sizeof(a), 0600, sum), 0);
+	check(reads_as(a, sizeof(a)), "made");
+	require(stat(path, &st) == 0, "stat");
+	ino = st.st_ino;
+	atomicfile_sum(b, sizeof(b), sum);
+	check_eq(atomicfile_overwrite(path, b, sizeof(b), 0600, sum), 0);
+	check(reads_as(b, sizeof(b)), "shorter: truncated");
+	atomicfile_sum(c, sizeof(c), sum);
+	check_eq(atomicfile_overwrite(path, c, sizeof(c), 0600, sum), 0);
+	check(reads_as(c, sizeof(c)), "longer");
+	require(stat(path, &st) == 0, "stat");
+	check(st.st_ino == ino, "the same file, in place");
+	check_eq(count_tmp(), 0);
+	/* A checksum that is not the payload's reads as damage. */
+	check_eq(atomicfile_overwrite(path, a, sizeof(a), 0600, sum), 0);
+	check(!reads_as(a, sizeof(a)) && !reads_as(c, sizeof(c)),
+	    "a wrong checksum never reads");
+	teardown();
+}
+
 TEST(missing_and_limits)
 {
 	char payload[100];

@@ -201,14 +201,11 @@ out:
 	return r;
 }
 
-/* sum: the payload's checksum, computed here when NULL. */
+/* The header for data: its checksum given (sum), or computed (NULL). */
 static int
-write_sum(const char *path, const void *data, size_t len, mode_t mode,
-    const uint8_t *sum, uint8_t ret_sum[ATOMICFILE_SUM_LEN], bool sync)
+fill_hdr(uint8_t hdr[AF_HDR], const char *path, const void *data,
+    size_t len, const uint8_t *sum)
 {
-	uint8_t hdr[AF_HDR];
-	int r;
-
 	if (!path || (len > 0 && !data))
 		return -EINVAL;
 	if (len > ATOMICFILE_MAX)
@@ -220,7 +217,19 @@ write_sum(const char *path, const void *data, size_t len, mode_t mode,
 		memcpy(hdr + 16, sum, ATOMICFILE_SUM_LEN);
 	else
 		digest(len ? data : "", len, hdr + 16);
-	r = write_durable(path, hdr, sizeof(hdr), data, len, mode, sync);
+	return 0;
+}
+
+static int
+write_sum(const char *path, const void *data, size_t len, mode_t mode,
+    uint8_t ret_sum[ATOMICFILE_SUM_LEN], bool sync)
+{
+	uint8_t hdr[AF_HDR];
+	int r = fill_hdr(hdr, path, data, len, NULL);
+
+	if (r == 0)
+		r = write_durable(path, hdr, sizeof(hdr), data, len, mode,
+		    sync);
 	if (r == 0 && ret_sum)
 		memcpy(ret_sum, hdr + 16, ATOMICFILE_SUM_LEN);
 	return r;
@@ -230,14 +239,14 @@ int
 atomicfile_write_sum(const char *path, const void *data, size_t len,
     mode_t mode, uint8_t ret_sum[ATOMICFILE_SUM_LEN])
 {
-	return write_sum(path, data, len, mode, NULL, ret_sum, true);
+	return write_sum(path, data, len, mode, ret_sum, true);
 }
 
 int
 atomicfile_write_nosync(const char *path, const void *data, size_t len,
     mode_t mode)
 {
-	return write_sum(path, data, len, mode, NULL, NULL, false);
+	return write_sum(path, data, len, mode, NULL, false);
 }
 
 int
@@ -248,14 +257,9 @@ atomicfile_overwrite(const char *path, const void *data, size_t len,
 	struct stat st;
 	int fd, r;
 
-	if (!path || (len > 0 && !data))
-		return -EINVAL;
-	if (len > ATOMICFILE_MAX)
-		return -EFBIG;
-	memcpy(hdr, AF_MAGIC, 4);
-	be_put32(hdr + 4, AF_VERSION);
-	be_put64(hdr + 8, len);
-	memcpy(hdr + 16, sum, ATOMICFILE_SUM_LEN);
+	r = fill_hdr(hdr, path, data, len, sum);
+	if (r < 0)
+		return r;
 	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, mode);
 	if (fd < 0)
 		return -errno;

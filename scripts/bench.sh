@@ -3,7 +3,9 @@
 # machine, measured in one run, never as a timed unit test.
 #
 #   1. floor     baton-floor: fork+exec of the agent, a durable journal
-#                write, a socketpair round trip
+#                write, a socketpair round trip, a one-flush slot write,
+#                and as root a bare {net} allocation (the creation goal
+#                printed after the create throughput is against it)
 #   2. handoffs  steady closed-loop load on the namespace socket (STATUS, a
 #                new connection per request), then K back-to-back upgrades
 #                under that load; every request and every upgrade window is
@@ -159,8 +161,12 @@ echo "results in $OUT"
 echo
 
 # 1. The floor, on the file system the state directory lives on.
+# As root also a bare {net} allocation's (--ns), for the create goal below.
 fdir=$(mktemp -d /tmp/baton-bench-floor.XXXXXX)
-"$bin/baton-floor" --agent "$bin/baton-agent" --dir "$fdir" --json \
+fns=""
+[ "$(id -u)" = 0 ] && fns=--ns
+# shellcheck disable=SC2086
+"$bin/baton-floor" --agent "$bin/baton-agent" --dir "$fdir" --json $fns \
     >"$OUT/floor.json"
 "$bin/baton-floor" --agent "$bin/baton-agent" --dir "$fdir" --runs 50 |
     sed 's/^/  /' | tee "$OUT/floor.txt" >/dev/null
@@ -168,7 +174,9 @@ rm -rf "$fdir"
 echo "== floor (p50 of $(json_num "$OUT/floor.json" exec_runs) runs, us):" \
     "exec $(json_num "$OUT/floor.json" exec_p50_us)," \
     "journal $(json_num "$OUT/floor.json" journal_p50_us)," \
-    "rtt $(json_num "$OUT/floor.json" rtt_p50_us)"
+    "rtt $(json_num "$OUT/floor.json" rtt_p50_us)," \
+    "slot $(json_num "$OUT/floor.json" slot_p50_us)${fns:+,}" \
+    "${fns:+netns $(json_num "$OUT/floor.json" netns_p50_us)}"
 echo
 
 # 2. STATUS, a new connection per request, K upgrades.
@@ -259,6 +267,13 @@ if [ "$(id -u)" = 0 ] && [ -n "$SCALE" ]; then
   $w clients: $(field "tput$w" rps) created/s, p50 $(field "tput$w" p50_ms) ms, p99 $(field "tput$w" p99_ms) ms, $(field "tput$w" requests_failed) failed"
 			done
 			tput="== create throughput (NS_REQUEST{net}, new connection each, $each per run, from $have held)$tput"
+			# Issue 13's goal, against this run's floor.
+			nf=$(json_num "$OUT/floor.json" netns_p50_us)
+			p1=$(field tput1 p50_ms)
+			[ -n "$nf" ] && [ -n "$p1" ] && tput="$tput
+$(awk -v p="$p1" -v f="$nf" 'BEGIN { g = 1.5 * f / 1000 + 0.5;
+    printf "  create p50 at 1 client %.3f ms; goal 1.5 x netns floor (%d us) + 0.5 ms = %.3f ms: %s",
+    p, f, g, p <= g ? "met" : "not met" }')"
 			have=$(held)
 		fi
 		if [ "$n" -gt "$have" ]; then

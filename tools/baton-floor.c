@@ -8,6 +8,10 @@
  *   journal  atomicfile_write of a small record: temp file, write, fsync,
  *            rename, fsync of the directory (the journal has to be
  *            durable before and after)
+ *   slot     the same record written in place into a file that already
+ *            has its size, then fdatasync: one flush and no metadata, the
+ *            shape of the allocation table's durable write
+ *            (successor/nsfile.c)
  *   rtt      one byte there and back over a socketpair between two
  *            processes (every protocol step is at least one)
  *   netns    with --ns (root): the bare cost of one {net} allocation, the
@@ -116,6 +120,36 @@ measure_journal(const char *dir, struct series *s, size_t n)
 		s->v[s->n++] = clock_mono_us() - t0;
 	}
 	return atomicfile_remove(path);
+}
+
+static int
+measure_slot(const char *dir, struct series *s, size_t n)
+{
+	char path[4096], rec[256] = { 0 };
+	uint64_t t0;
+	size_t i;
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "%s/baton-floor.slot", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	/* The file at its size and flushed first, as a slot is. */
+	if (pwrite(fd, rec, sizeof(rec), 0) != (ssize_t)sizeof(rec) ||
+	    fsync(fd) < 0)
+		r = -errno;
+	for (i = 0; r == 0 && i < n; i++) {
+		int len = snprintf(rec, sizeof(rec), "allocation table seq "
+		    "%zu, about the size of a small table", i);
+
+		t0 = clock_mono_us();
+		if (pwrite(fd, rec, (size_t)len, 0) != len || fdatasync(fd) < 0)
+			r = -errno;
+		s->v[s->n++] = clock_mono_us() - t0;
+	}
+	close(fd);
+	unlink(path);
+	return r;
 }
 
 static int
@@ -299,8 +333,10 @@ usage(FILE *f)
 "\n"
 "Measure the floor under a handoff on this machine: fork+exec of\n"
 "\"PATH --version\" (N runs, default 200), a durable atomic journal write\n"
-"in DIR (temp+fsync+rename+fsync dir; N runs), and a socketpair round\n"
-"trip between two processes (100 x N runs).  Prints p50/p99/max in\n"
+"in DIR (temp+fsync+rename+fsync dir; N runs), a socketpair round\n"
+"trip between two processes (100 x N runs), and a record written in\n"
+"place into an existing file in DIR and fdatasync'ed (\"slot\": the\n"
+"allocation table's one-flush write; N runs).  Prints p50/p99/max in\n"
 "microseconds; --json prints one object.  DIR should be on the file\n"
 "system of the state directory.  --ns (root) adds the floor of a {net}\n"
 "allocation: fork, unshare(CLONE_NEWNET), bind-mount the namespace onto a\n"
@@ -328,12 +364,12 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct series s[4] = { { .name = "exec" }, { .name = "journal" },
-	    { .name = "rtt" }, { .name = "netns" } };
+	struct series s[5] = { { .name = "exec" }, { .name = "journal" },
+	    { .name = "rtt" }, { .name = "slot" }, { .name = "netns" } };
 	const char *agent = NULL, *dir = NULL;
 	long runs = 200, workers = 0, secs = 3;
 	bool json = false, ns = false;
-	int c, i, r, nser = 3;
+	int c, i, r, nser = 4;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -370,7 +406,8 @@ main(int argc, char **argv)
 	s[1].v = calloc((size_t)runs, sizeof(uint64_t));
 	s[2].v = calloc((size_t)runs * 100, sizeof(uint64_t));
 	s[3].v = calloc((size_t)runs, sizeof(uint64_t));
-	if (!s[0].v || !s[1].v || !s[2].v || !s[3].v)
+	s[4].v = calloc((size_t)runs, sizeof(uint64_t));
+	if (!s[0].v || !s[1].v || !s[2].v || !s[3].v || !s[4].v)
 		return 71;
 	if ((r = measure_exec(agent, &s[0], (size_t)runs)) < 0) {
 		fprintf(stderr, "baton-floor: exec %s: %s\n", agent,
@@ -386,13 +423,18 @@ main(int argc, char **argv)
 		fprintf(stderr, "baton-floor: socketpair: %s\n", strerror(-r));
 		return 71;
 	}
+	if ((r = measure_slot(dir, &s[3], (size_t)runs)) < 0) {
+		fprintf(stderr, "baton-floor: slot write in %s: %s\n", dir,
+		    strerror(-r));
+		return 73;
+	}
 	if (ns) {
-		if ((r = measure_netns(dir, &s[3], (size_t)runs)) < 0) {
+		if ((r = measure_netns(dir, &s[4], (size_t)runs)) < 0) {
 			fprintf(stderr, "baton-floor: netns in %s: %s\n", dir,
 			    strerror(-r));
 			return 77;
 		}
-		nser = 4;
+		nser = 5;
 	}
 	for (i = 0; i < nser; i++)
 		qsort(s[i].v, s[i].n, sizeof(uint64_t), cmp_u64);
@@ -412,7 +454,7 @@ main(int argc, char **argv)
 			printf("%-8s %8zu %8.0f %8.0f %8.0f\n", s[i].name, s[i].n,
 			    pct(&s[i], 0.5), pct(&s[i], 0.99), pct(&s[i], 1.0));
 	}
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 5; i++)
 		free(s[i].v);
 	return 0;
 }

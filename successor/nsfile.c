@@ -236,9 +236,11 @@ nsfile_read(struct nsfile *f, size_t max, void **ret_buf, size_t *ret_len,
 		if (r == 0)
 			best = (int)i;
 		else if (r == -EBADMSG)
-			log_warn("ns.table_slot_damaged", "checksum does not "
-			    "hold: a write that did not end; the other copy is "
-			    "read", "path=%s seq=%" PRIu64, f->slot[i],
+			log_event(f->live ? LOG_DEBUG : LOG_WARN,
+			    "ns.table_slot_damaged", f->live ? "being "
+			    "written; the other copy is read" : "checksum does "
+			    "not hold: a write that did not end; the other "
+			    "copy is read", "path=%s seq=%" PRIu64, f->slot[i],
 			    h[i].seq);
 		else
 			goto out;
@@ -271,7 +273,8 @@ nsfile_read(struct nsfile *f, size_t max, void **ret_buf, size_t *ret_len,
 		goto out;
 	}
 	if (lr == -EBADMSG)
-		log_warn("ns.table_copy_damaged", "the slots hold the table",
+		log_event(f->live ? LOG_DEBUG : LOG_WARN,
+		    "ns.table_copy_damaged", "the slots hold the table",
 		    "path=%s", f->path);
 	*ret_buf = buf;
 	*ret_len = (size_t)h[best].len;

@@ -26,6 +26,7 @@
 #define BATON_NSFILE_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,9 @@ struct nsfile {
 					 * table, -1: neither (none yet, or
 					 * <path> is newer) */
 	uint64_t cap[2];		/* each slot file's size */
+	bool live;			/* read while a writer may write (a
+					 * head start): a copy that fails is
+					 * being rewritten, not damaged */
 };
 
 /* 0, or -ENAMETOOLONG.  f->cur is -1 until a read or a write. */

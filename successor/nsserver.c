@@ -128,8 +128,10 @@ nsserver_preload(const char *state_path, const char *alloc_cgroup,
 	 */
 	f = malloc(sizeof(*f));
 	r = !f ? -ENOMEM : nsfile_init(f, state_path);
-	if (r == 0)
+	if (r == 0) {
+		f->live = true;
 		r = nsfile_read(f, ATOMICFILE_MAX, &buf, &len, p->digest, NULL);
+	}
 	free(f);
 	t1 = clock_mono_us();
 	if (r == 0)

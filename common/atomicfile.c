@@ -313,12 +313,45 @@ atomicfile_read(const char *path, size_t max, void **ret_data,
 	return atomicfile_read_sum(path, max, ret_data, ret_len, NULL);
 }
 
+/*
+ * Open path and check its header against the file: magic, version, and
+ * the length against the size (a corrupted length is damage, not a big
+ * file).  The fd is left at the payload.  0, or -errno (-EBADMSG).
+ */
+static int
+open_checked(const char *path, uint8_t hdr[AF_HDR], uint64_t *ret_len,
+    int *ret_fd)
+{
+	struct stat st;
+	uint64_t len;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	r = fstat(fd, &st) < 0 ? -errno : 0;
+	if (r == 0)
+		r = S_ISREG(st.st_mode) ? read_all(fd, hdr, AF_HDR) : -EBADMSG;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	len = be_get64(hdr + 8);
+	if (memcmp(hdr, AF_MAGIC, 4) != 0 || be_get32(hdr + 4) != AF_VERSION ||
+	    len > UINT64_MAX - AF_HDR || (uint64_t)st.st_size != AF_HDR + len) {
+		close(fd);
+		return -EBADMSG;
+	}
+	*ret_len = len;
+	*ret_fd = fd;
+	return 0;
+}
+
 int
 atomicfile_read_sum(const char *path, size_t max, void **ret_data,
     size_t *ret_len, uint8_t ret_sum[ATOMICFILE_SUM_LEN])
 {
 	uint8_t hdr[AF_HDR], sum[SHA256_DIGEST_SIZE];
-	struct stat st;
 	uint64_t len;
 	void *buf = NULL;
 	int fd = -1, r;
@@ -327,32 +360,9 @@ atomicfile_read_sum(const char *path, size_t max, void **ret_data,
 		return -EINVAL;
 	if (max > ATOMICFILE_MAX)
 		max = ATOMICFILE_MAX;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = -EBADMSG;
-		goto out;
-	}
-	r = read_all(fd, hdr, sizeof(hdr));
+	r = open_checked(path, hdr, &len, &fd);
 	if (r < 0)
-		goto out;
-	if (memcmp(hdr, AF_MAGIC, 4) != 0 || be_get32(hdr + 4) != AF_VERSION) {
-		r = -EBADMSG;
-		goto out;
-	}
-	len = be_get64(hdr + 8);
-	/* Size first: a corrupted length is damage, not a big file. */
-	if (len > UINT64_MAX - AF_HDR || (uint64_t)st.st_size != AF_HDR + len) {
-		r = -EBADMSG;
-		goto out;
-	}
+		return r;
 	if (len > max) {
 		r = -EFBIG;
 		goto out;
@@ -379,8 +389,7 @@ atomicfile_read_sum(const char *path, size_t max, void **ret_data,
 	r = 0;
 out:
 	free(buf);
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	return r;
 }
 
@@ -388,39 +397,17 @@ int
 atomicfile_peek(const char *path, void *buf, size_t cap, size_t *ret_n)
 {
 	uint8_t hdr[AF_HDR];
-	struct stat st;
 	uint64_t len;
-	ssize_t n;
 	int fd, r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = S_ISREG(st.st_mode) ? read_all(fd, hdr, sizeof(hdr)) : -EBADMSG;
+	r = open_checked(path, hdr, &len, &fd);
 	if (r < 0)
-		goto out;
-	len = be_get64(hdr + 8);
-	if (memcmp(hdr, AF_MAGIC, 4) != 0 || be_get32(hdr + 4) != AF_VERSION ||
-	    len > UINT64_MAX - AF_HDR || (uint64_t)st.st_size != AF_HDR + len) {
-		r = -EBADMSG;
-		goto out;
-	}
+		return r;
 	if (cap > len)
 		cap = (size_t)len;
-	do
-		n = pread(fd, buf, cap, AF_HDR);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		r = -errno;
-		goto out;
-	}
-	*ret_n = (size_t)n;
-	r = 0;
-out:
+	r = read_all(fd, buf, cap);
+	if (r == 0)
+		*ret_n = cap;
 	close(fd);
 	return r;
 }

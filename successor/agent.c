@@ -168,7 +168,7 @@ agent_reclaim_paths(struct agent *a)
 			    "path=%s", a->cfg->paths.agent_socket);
 		}
 	}
-	/* A successor killed mid-write leaves its temp state file. */
+	/* Temp table files an older build's successor left when killed. */
 	(void)atomicfile_cleanup(a->cfg->paths.allocations);
 	agent_write_ready(a);
 }

@@ -110,7 +110,7 @@ nsserver_preload(const char *state_path, const char *alloc_cgroup,
 {
 	struct nsserver_preload *p;
 	uint64_t t0 = clock_mono_us(), t1, t2;
-	struct nsfile *f;
+	struct nsfile f;
 	void *buf = NULL;
 	size_t len;
 	int r;
@@ -126,13 +126,11 @@ nsserver_preload(const char *state_path, const char *alloc_cgroup,
 	 * fails its checksum and the other copy is taken; BEGIN's digest
 	 * then tells whether this is the sealed table.
 	 */
-	f = malloc(sizeof(*f));
-	r = !f ? -ENOMEM : nsfile_init(f, state_path);
+	r = nsfile_init(&f, state_path);
 	if (r == 0) {
-		f->live = true;
-		r = nsfile_read(f, ATOMICFILE_MAX, &buf, &len, p->digest, NULL);
+		f.live = true;
+		r = nsfile_read(&f, ATOMICFILE_MAX, &buf, &len, p->digest, NULL);
 	}
-	free(f);
 	t1 = clock_mono_us();
 	if (r == 0)
 		r = nsstate_decode(buf, len, &p->t);
@@ -280,7 +278,7 @@ int
 nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
     struct nsserver **ret)
 {
-	struct nsfile *file;
+	struct nsfile file;
 	struct nsserver *s;
 	struct ns_alloc *a;
 	unsigned i;
@@ -352,18 +350,15 @@ nsserver_new(uv_loop_t *loop, const struct nsserver_config *cfg,
 		    cfg->alloc_cgroup);
 		goto fail;
 	}
-	file = malloc(sizeof(*file));
-	r = !file ? -ENOMEM : nsfile_init(file, s->state_path);
+	r = nsfile_init(&file, s->state_path);
 	if (r == 0)
-		r = load(s, cfg->preload, cfg->sealed_digest, file);
+		r = load(s, cfg->preload, cfg->sealed_digest, &file);
 	if (r < 0) {
-		free(file);
 		log_error("ns.load", strerror(-r), "path=%s", s->state_path);
 		goto fail;
 	}
-	r = nswriter_new(loop, file, &(struct nswriter_ops){
+	r = nswriter_new(loop, &file, &(struct nswriter_ops){
 	    .encode = nss_encode_cb, .written = nss_written_cb }, s, &s->wr);
-	free(file);
 	if (r < 0)
 		goto fail;
 	/*

@@ -3,10 +3,11 @@
  *
  * Why two slots: a table written to a new file and renamed costs two
  * flushes (the file's data, then the directory that names it), each a
- * journal commit on ext4: 570-770 us together on the bench machine.  A
- * slot that already exists at its size is overwritten in place and
- * made durable by one fdatasync, with no metadata to commit: 150-210 us
- * (docs/BENCH.md).  Two of them, so that the one being written never
+ * journal commit on ext4 (baton-floor's `journal`, 518-659 us p50 on
+ * the bench machine).  A slot that already exists at its size is
+ * overwritten in place and made durable by one fdatasync, with no
+ * metadata to commit (baton-floor's `slot`, 100 us in the same run;
+ * docs/BENCH.md).  Two of them, so that the one being written never
  * holds the only durable copy: a crash mid-write leaves it failing its
  * checksum and the other slot, one write older, is the table.  That
  * older table is what the clients were answered from, since an answer

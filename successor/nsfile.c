@@ -28,14 +28,13 @@
 #include <unistd.h>
 
 #include "common/atomicfile.h"
-#include "common/bytes.h"
+#include "common/slotfile.h"
 #include "common/log.h"
 #include "crashpoints/crashpoint.h"
 #include "successor/nsfile.h"
 #include "successor/nsstate.h"
 
 #define SLOT_MAGIC	"BTNS"
-#define SLOT_VERSION	1u
 #define GROW_MIN	(64u << 10)	/* a slot grows by at least this */
 #define PEEK_LEN	256		/* of <path>'s payload: holds its seq */
 
@@ -50,127 +49,24 @@ nsfile_init(struct nsfile *f, const char *path)
 	n = snprintf(f->path, sizeof(f->path), "%s", path);
 	if (n < 0 || (size_t)n >= sizeof(f->path))
 		return -ENAMETOOLONG;
-	for (i = 0; i < 2; i++) {
-		n = snprintf(f->slot[i], sizeof(f->slot[i]), "%s.%u", path, i);
-		if (n < 0 || (size_t)n >= sizeof(f->slot[i]))
+	for (i = 0; i < 2; i++)
+		if (slotfile_name(f->slot[i], sizeof(f->slot[i]), path, i) < 0)
 			return -ENAMETOOLONG;
-	}
-	return 0;
-}
-
-static int
-pread_all(int fd, void *buf, size_t len, off_t off)
-{
-	uint8_t *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = pread(fd, p, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EBADMSG;	/* shorter than its header says */
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
-pwrite_all(int fd, const void *buf, size_t len, off_t off)
-{
-	const uint8_t *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = pwrite(fd, p, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* One slot's header, as found. */
-struct slot_hdr {
-	bool ok;		/* magic, version and length plausible */
-	uint64_t seq, len, size;
-	uint8_t sum[NSFILE_SUM_LEN];
-};
-
-/* Open slot i and read its header; the fd stays open in *ret_fd. */
-static int
-slot_open(const struct nsfile *f, unsigned i, size_t max,
-    struct slot_hdr *h, int *ret_fd)
-{
-	uint8_t b[NSFILE_HDR];
-	struct stat st;
-	int fd, r;
-
-	memset(h, 0, sizeof(*h));
-	*ret_fd = -1;
-	fd = open(f->slot[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	h->size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
-	*ret_fd = fd;
-	if (h->size < NSFILE_HDR || pread_all(fd, b, sizeof(b), 0) < 0)
-		return 0;	/* exists, holds nothing (yet) */
-	h->seq = be_get64(b + 8);
-	h->len = be_get64(b + 16);
-	memcpy(h->sum, b + 24, NSFILE_SUM_LEN);
-	h->ok = memcmp(b, SLOT_MAGIC, 4) == 0 &&
-	    be_get32(b + 4) == SLOT_VERSION && h->len <= max &&
-	    h->len <= h->size - NSFILE_HDR;
-	return 0;
-}
-
-/* Slot i's payload, if its checksum holds: 0, -EBADMSG, -errno. */
-static int
-slot_payload(int fd, const struct slot_hdr *h, void **ret_buf)
-{
-	uint8_t sum[NSFILE_SUM_LEN];
-	void *buf = malloc(h->len ? (size_t)h->len : 1);
-	int r;
-
-	if (!buf)
-		return -ENOMEM;
-	r = pread_all(fd, buf, (size_t)h->len, NSFILE_HDR);
-	if (r == 0) {
-		atomicfile_sum(buf, (size_t)h->len, sum);
-		r = memcmp(sum, h->sum, sizeof(sum)) == 0 ? 0 : -EBADMSG;
-	}
-	if (r < 0) {
-		free(buf);
-		return r;
-	}
-	*ret_buf = buf;
 	return 0;
 }
 
 void
 nsfile_locate(struct nsfile *f, uint64_t seq)
 {
-	struct slot_hdr h;
+	struct slotfile_hdr h;
 	unsigned i;
 	int fd;
 
 	f->cur = -1;
 	for (i = 0; i < 2; i++) {
 		f->cap[i] = 0;
-		(void)slot_open(f, i, ATOMICFILE_MAX, &h, &fd);
+		(void)slotfile_open(f->slot[i], SLOT_MAGIC, ATOMICFILE_MAX, &h,
+		    &fd);
 		if (fd < 0)
 			continue;
 		close(fd);
@@ -210,42 +106,31 @@ int
 nsfile_read(struct nsfile *f, size_t max, void **ret_buf, size_t *ret_len,
     uint8_t ret_sum[NSFILE_SUM_LEN], const char **ret_from)
 {
-	struct slot_hdr h[2];
-	int fd[2] = { -1, -1 }, best = -1, r = 0, lr;
-	unsigned i, k, nslots = 0, order[2];
+	struct slotfile_scan sc;
+	char *slot[2] = { f->slot[0], f->slot[1] };
+	const struct slotfile_hdr *h = sc.h;
+	int best, r, lr;
+	unsigned i;
 	uint64_t lseq = 0;
 	void *buf = NULL;
 
 	if (max > ATOMICFILE_MAX)
 		max = ATOMICFILE_MAX;
 	f->cur = -1;
+	r = slotfile_scan(slot, SLOT_MAGIC, max, &sc, &buf);
+	if (r < 0)
+		return r;
 	for (i = 0; i < 2; i++) {
-		r = slot_open(f, i, max, &h[i], &fd[i]);
 		f->cap[i] = h[i].size;
-		if (r < 0 && r != -ENOENT)
-			goto out;
-		nslots += fd[i] >= 0;
-	}
-	/* The slot claiming the higher seq first; the other if it is torn. */
-	order[0] = h[1].ok && (!h[0].ok || h[1].seq > h[0].seq);
-	order[1] = !order[0];
-	for (k = 0; k < 2 && best < 0; k++) {
-		i = order[k];
-		if (!h[i].ok)
-			continue;
-		r = slot_payload(fd[i], &h[i], &buf);
-		if (r == 0)
-			best = (int)i;
-		else if (r == -EBADMSG)
+		if (sc.torn & (1u << i))
 			log_event(f->live ? LOG_DEBUG : LOG_WARN,
 			    "ns.table_slot_damaged", f->live ? "being "
 			    "written; the other copy is read" : "checksum does "
 			    "not hold: a write that did not end; the other "
 			    "copy is read", "path=%s seq=%" PRIu64, f->slot[i],
 			    h[i].seq);
-		else
-			goto out;
 	}
+	best = sc.best;
 	f->cur = best;
 	lr = legacy_seq(f, &lseq);
 	if (best < 0) {
@@ -253,7 +138,7 @@ nsfile_read(struct nsfile *f, size_t max, void **ret_buf, size_t *ret_len,
 		 * No slot holds a table.  <path> is written after a slot, so
 		 * without it no write ever ended: the table is empty.
 		 */
-		if (lr == -ENOENT && nslots > 0)
+		if (lr == -ENOENT && sc.nslots > 0)
 			log_warn("ns.table_slot_damaged", "no write of the "
 			    "table ever ended", "path=%s", f->path);
 		r = lr == -ENOENT ? -ENOENT :
@@ -286,9 +171,6 @@ nsfile_read(struct nsfile *f, size_t max, void **ret_buf, size_t *ret_len,
 	r = 0;
 out:
 	free(buf);
-	for (i = 0; i < 2; i++)
-		if (fd[i] >= 0)
-			close(fd[i]);
 	return r;
 }
 
@@ -305,7 +187,7 @@ grow(int fd, uint64_t from, uint64_t to)
 	while (from < to) {
 		n = to - from < sizeof(zeros) ? (size_t)(to - from) :
 		    sizeof(zeros);
-		r = pwrite_all(fd, zeros, n, (off_t)from);
+		r = slotfile_pwrite_all(fd, zeros, n, (off_t)from);
 		if (r < 0)
 			return r;
 		from += n;
@@ -326,20 +208,12 @@ nsfile_write(struct nsfile *f, const void *buf, size_t len, uint64_t seq,
 
 	if (len > ATOMICFILE_MAX)
 		return -EFBIG;
-	memcpy(hdr, SLOT_MAGIC, 4);
-	be_put32(hdr + 4, SLOT_VERSION);
-	be_put64(hdr + 8, seq);
-	be_put64(hdr + 16, len);
-	atomicfile_sum(buf, len, hdr + 24);
-	fd = open(f->slot[i], O_WRONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 && errno == ENOENT) {
-		fd = open(f->slot[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
-		    O_NOCTTY, 0600);
-		created = fd >= 0;
-		cap = 0;
-	}
+	slotfile_hdr_fill(hdr, SLOT_MAGIC, seq, buf, len);
+	fd = slotfile_open_write(f->slot[i], &created);
 	if (fd < 0)
-		return -errno;
+		return fd;
+	if (created)
+		cap = 0;
 	if (need > cap) {
 		/* Ahead of need: a growing table does not grow it each time. */
 		uint64_t want = need + (need > GROW_MIN ? need : GROW_MIN);
@@ -349,13 +223,13 @@ nsfile_write(struct nsfile *f, const void *buf, size_t len, uint64_t seq,
 			goto out;
 		f->cap[i] = cap = want;
 	}
-	r = pwrite_all(fd, hdr, sizeof(hdr), 0);
+	r = slotfile_pwrite_all(fd, hdr, sizeof(hdr), 0);
 	if (r == 0)
-		r = pwrite_all(fd, buf, half, NSFILE_HDR);
+		r = slotfile_pwrite_all(fd, buf, half, NSFILE_HDR);
 	if (r < 0)
 		goto out;
 	CRASHPOINT(p_table_slot_torn);
-	r = pwrite_all(fd, (const uint8_t *)buf + half, len - half,
+	r = slotfile_pwrite_all(fd, (const uint8_t *)buf + half, len - half,
 	    (off_t)(NSFILE_HDR + half));
 	if (r < 0)
 		goto out;

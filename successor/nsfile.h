@@ -30,8 +30,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NSFILE_SUM_LEN	32	/* SHA-256 of the payload */
-#define NSFILE_HDR	64	/* a slot's header */
+#include "common/slotfile.h"
+
+#define NSFILE_SUM_LEN	SLOTFILE_SUM_LEN	/* SHA-256 of the payload */
+#define NSFILE_HDR	SLOTFILE_HDR	/* a slot's header */
 
 struct nsfile {
 	char path[PATH_MAX];		/* the atomicfile copy */

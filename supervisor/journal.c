@@ -1,8 +1,13 @@
 /*
- * journal: JOURNAL_RECORD bodies in atomicfile containers.  The codec is
- * the wire codec (proto/msg.c), so the on-disk record is checked as
- * strictly as a frame: a record that decodes wrong is -EBADMSG, never a
- * half-trusted journal.
+ * journal: JOURNAL_RECORD bodies in slot pairs (common/slotfile.h).  The
+ * codec is the wire codec (proto/msg.c), so the on-disk record is checked
+ * as strictly as a frame: a record that decodes wrong is -EBADMSG, never
+ * a half-trusted journal.
+ *
+ * A cleared record is an empty payload in the next slot, so clearing
+ * writes in place too.  <path> itself, the atomicfile older builds wrote,
+ * is read when present: an older build wrote it after our last write,
+ * since every write of ours removes it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,10 +17,36 @@
 
 #include "common/atomicfile.h"
 #include "common/clock.h"
+#include "common/slotfile.h"
 #include "proto/frame.h"
 #include "supervisor/journal.h"
 
 #define JOURNAL_MAX 65536
+#define JOURNAL_MAGIC "BTNJ"
+
+/*
+ * After a write of ours: an older build's <path> is stale, and would win
+ * over the slots if left.  Its removal is flushed when the write was.
+ */
+static int
+drop_legacy(const char *path, bool sync)
+{
+	if (access(path, F_OK) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (sync)
+		return atomicfile_remove(path);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+static int
+put(const char *path, const void *buf, size_t len, bool sync)
+{
+	int rc = slotfile_write(path, JOURNAL_MAGIC, buf, len, sync);
+
+	return rc < 0 ? rc : drop_legacy(path, sync);
+}
 
 static int
 write_rec(const char *path, struct journal_rec *r, bool sync)
@@ -37,8 +68,7 @@ write_rec(const char *path, struct journal_rec *r, bool sync)
 	rc = msg_encode(&m, &buf, &len);
 	if (rc < 0)
 		return rc;
-	rc = sync ? atomicfile_write(path, buf, len, 0600) :
-	    atomicfile_write_nosync(path, buf, len, 0600);
+	rc = put(path, buf, len, sync);
 	free(buf);
 	return rc;
 }
@@ -64,8 +94,15 @@ journal_read(const char *path, struct journal_rec *ret)
 	int rc;
 
 	rc = atomicfile_read(path, JOURNAL_MAX, &data, &len);
+	if (rc == -ENOENT)
+		rc = slotfile_read(path, JOURNAL_MAGIC, JOURNAL_MAX, &data,
+		    &len, NULL);
 	if (rc < 0)
 		return rc;
+	if (len == 0) {
+		free(data);
+		return -ENOENT;		/* cleared */
+	}
 	rc = msg_decode(MSG_JOURNAL_RECORD, data, len, &m);
 	free(data);
 	if (rc < 0)
@@ -89,13 +126,11 @@ journal_read(const char *path, struct journal_rec *ret)
 int
 journal_clear(const char *path)
 {
-	return atomicfile_remove(path);
+	return put(path, "", 0, true);
 }
 
 int
 journal_drop(const char *path)
 {
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
+	return put(path, "", 0, false);
 }

@@ -1,8 +1,11 @@
 /*
  * journal: the supervisor's durable record of the handoff in progress
- * (var/lib/baton/journal) and of the last one that ended
- * (var/lib/baton/last-handoff).  Each is one JOURNAL_RECORD message body
- * written with atomicfile: a reader sees a whole record or none.
+ * (var/lib/baton/journal.0, .1) and of the last one that ended
+ * (var/lib/baton/last-handoff.0, .1).  Each is one JOURNAL_RECORD message
+ * body in a slot pair written in place (common/slotfile.h): a reader sees
+ * the newest whole record, never a torn one.  The path given is the
+ * pair's base name, which is also the atomicfile older builds wrote and
+ * read (journal.c).
  */
 #ifndef BATON_JOURNAL_H
 #define BATON_JOURNAL_H
@@ -29,11 +32,14 @@ int journal_write(const char *path, struct journal_rec *r);
  * them all (PROTOCOL.md, "Journal phases").  0 or -errno.
  */
 int journal_note(const char *path, struct journal_rec *r);
-/* 0, -ENOENT when there is none, -EBADMSG when torn/invalid, -errno. */
+/*
+ * 0, -ENOENT when there is none (or it was cleared), -EBADMSG when no
+ * whole record is left, -errno.
+ */
 int journal_read(const char *path, struct journal_rec *ret);
-/* Remove the record, durably. */
+/* Clear the record (an empty one in the next slot), durably. */
 int journal_clear(const char *path);
-/* Remove it without waiting for the disk (see journal_note). */
+/* Clear it without waiting for the disk (see journal_note). */
 int journal_drop(const char *path);
 
 #endif

@@ -2,8 +2,10 @@
 # The footprint figures of issue 13: agent and supervisor RSS with N
 # allocations held (default 10,000 {net}), the same after one upgrade,
 # the agent's spawner (RSS, and the part not shared with the agent), and
-# the wake-ups while idle: epoll_wait calls (the spawner: ppoll) that
-# returned, over 10 s, counted with strace (each process, every thread).
+# the supervisor's standby successor (RSS, its own part), and the
+# wake-ups while idle: epoll_wait calls (the spawner: ppoll, the standby:
+# read) that returned, over 10 s, counted with strace (each process,
+# every thread).
 #
 #   scripts/bench-footprint.sh BUILD_DIR [N]      (root: namespaces)
 set -eu
@@ -39,7 +41,8 @@ wakeups() {
 	    -p "$1" 2>&1 | grep -c ') = [0-9]' || true
 }
 # $1's child named $2: the agent's spawner (baton-nsspawn), the
-# spawner's spare helper (baton-nsspare).
+# spawner's spare helper (baton-nsspare), the supervisor's standby
+# (baton-standby).
 child() {
 	for c in $(cat "/proc/$1/task/$1/children"); do
 		[ "$(cat "/proc/$c/comm")" = "$2" ] && echo "$c"
@@ -54,7 +57,14 @@ a=$(agent)
 sp=$(child "$a" baton-nsspawn)
 sleep 2
 sv=$(child "$sp" baton-nsspare)
+sb=$(child "$sup" baton-standby)
 echo "allocations $n: agent RSS $(rss "$a") KiB, supervisor RSS $(rss "$sup") KiB"
+if [ -n "$sb" ]; then
+	echo "standby: RSS $(rss "$sb") KiB, of which $(private "$sb") KiB" \
+	    "its own"
+else
+	echo "standby: none"
+fi
 echo "spawner: RSS $(rss "$sp") KiB, of which $(private "$sp") KiB its own" \
     "(the rest shared with the agent, copy-on-write)"
 if [ -n "$sv" ]; then
@@ -73,9 +83,14 @@ if command -v strace >/dev/null; then
 		wakeups "$sv" recvmsg >"$root/wv" &
 		wv=$!
 	fi
+	echo "-" >"$root/wb"
+	if [ -n "$sb" ]; then
+		wakeups "$sb" read >"$root/wb" &
+		wb=$!
+	fi
 	wakeups "$sup" >"$root/ws"
-	wait "$w" "$wp" ${wv:+"$wv"}
-	echo "idle 10 s: agent $(cat "$root/wa") loop wake-ups, supervisor $(cat "$root/ws"), spawner $(cat "$root/wp"), spare helper $(cat "$root/wv")"
+	wait "$w" "$wp" ${wv:+"$wv"} ${wb:+"$wb"}
+	echo "idle 10 s: agent $(cat "$root/wa") loop wake-ups, supervisor $(cat "$root/ws"), spawner $(cat "$root/wp"), spare helper $(cat "$root/wv"), standby $(cat "$root/wb")"
 else
 	echo "idle 10 s: not measured (no strace)"
 fi

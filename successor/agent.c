@@ -388,6 +388,9 @@ agent_run(const struct agent_config *cfg)
 		return 78;
 	}
 	crashpoint_set_role(role ? "successor" : "incumbent");
+	/* Started ahead: everything before this point is off the handoff. */
+	if (role && !successor_standby_wait(&r))
+		return r;
 	if (paths_mkdirs(cfg->paths.state_dir, 0700) < 0 ||
 	    paths_mkparent(cfg->paths.ready_file, 0755) < 0) {
 		log_error("agent.dirs", strerror(errno), "dir=%s",

@@ -172,6 +172,13 @@ void incumbent_accept_cb(void *data, const struct acceptor_peer *p);
 
 /* ---- succrole.c ---- */
 /* HANDOFF_SOCK_FD: HELLO and wait for BEGIN; returns 0 or an exit code. */
+/*
+ * A standby (HANDOFF_STANDBY, proto/standby.h): block until the
+ * supervisor's start record, which sets HANDOFF_DEADLINE_MS.  true to go
+ * on as a successor (also when not a standby); false with the exit code
+ * (0: dismissed).  Runs before the loop exists.
+ */
+bool successor_standby_wait(int *ret_exit);
 int successor_start(struct agent *a);
 void successor_event(struct agent *a, enum nevent ev);
 

@@ -39,6 +39,7 @@
 #include "common/usock.h"
 #include "crashpoints/crashpoint.h"
 #include "proto/frame.h"
+#include "proto/standby.h"
 #include "successor/agent_int.h"
 #include "successor/nsserver.h"
 #include "transport/conn.h"
@@ -420,6 +421,54 @@ static void
 n_timer_cb(uv_timer_t *t)
 {
 	successor_event(t->data, NE_TIMEOUT);
+}
+
+bool
+successor_standby_wait(int *ret_exit)
+{
+	const char *s = getenv("HANDOFF_SOCK_FD");
+	uint8_t b[STANDBY_GO_LEN];
+	char comm[17] = "", dl[32];
+	uint64_t deadline;
+	size_t got = 0;
+	ssize_t n;
+	long fd;
+
+	if (!getenv("HANDOFF_STANDBY"))
+		return true;
+	unsetenv("HANDOFF_STANDBY");
+	fd = s ? strtol(s, NULL, 10) : -1;
+	if (fd < 3 || fd > INT_MAX) {
+		log_error("standby.env", "HANDOFF_STANDBY without "
+		    "HANDOFF_SOCK_FD", NULL);
+		*ret_exit = 78;
+		return false;
+	}
+	/* Seen as what it is (ps, and tests counting agents) until told. */
+	(void)prctl(PR_GET_NAME, comm, 0, 0, 0);
+	(void)prctl(PR_SET_NAME, "baton-standby", 0, 0, 0);
+	log_debug("standby.waiting", NULL, NULL);
+	while (got < sizeof(b)) {
+		n = read((int)fd, b + got, sizeof(b) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_info("standby.dismissed", n < 0 ? strerror(errno) :
+			    "the supervisor closed its end", NULL);
+			*ret_exit = 0;
+			return false;
+		}
+		got += (size_t)n;
+	}
+	if (standby_go_get(b, &deadline) < 0) {
+		log_error("standby.go", "not a start record", NULL);
+		*ret_exit = 78;
+		return false;
+	}
+	snprintf(dl, sizeof(dl), "%" PRIu64, deadline);
+	setenv("HANDOFF_DEADLINE_MS", dl, 1);
+	(void)prctl(PR_SET_NAME, comm, 0, 0, 0);
+	return true;
 }
 
 int

@@ -6,6 +6,9 @@
 #ifndef BATON_AGENTCMD_H
 #define BATON_AGENTCMD_H
 
+#include <sys/types.h>
+#include <uv.h>
+
 #include "common/listenfds.h"
 
 #define AGENT_MAX_ARGS 32	/* extra arguments of an agent, at most */
@@ -23,5 +26,26 @@ void agentcmd_argv(const char *binary, const char *root,
     const char *const *args, unsigned nargs,
     const char (*lnames)[LISTENFDS_NAME_MAX], unsigned nl,
     const char *argv[AGENT_MAX_ARGS + 4], const char *names[LISTENFDS_MAX]);
+
+/* A successor to spawn (a handoff's, or a standby's). */
+struct agentcmd_successor {
+	const char *binary;
+	const char *root;
+	const char *const *args;	/* extra agent args */
+	unsigned nargs;
+	const int *lfds;		/* the listeners it inherits */
+	const char (*lnames)[LISTENFDS_NAME_MAX];
+	unsigned nl;
+	const char *const *env;		/* "K=V", NULL-terminated, may be NULL */
+};
+
+/*
+ * Spawn a successor (HANDOFF_ROLE=successor) with its end of a new
+ * socketpair as HANDOFF_SOCK_FD, the listeners, its stderr into our log
+ * and PDEATHSIG: it dies with us until it says otherwise (after BEGIN).
+ * Returns the pid and our end in *ret_fd, or -errno.
+ */
+pid_t agentcmd_spawn_successor(uv_loop_t *loop,
+    const struct agentcmd_successor *p, int *ret_fd);
 
 #endif

@@ -22,16 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <uuid.h>
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "common/spawn.h"
 #include "transport/conn.h"
 #include "transport/wire.h"
-#include "supervisor/agentlog.h"
 #include "supervisor/handoff_int.h"
 #include "supervisor/procwatch.h"
 
@@ -87,12 +84,10 @@ handoff_spawn(struct handoff *h)
 	const struct handoff_env *e = &h->env;
 	struct conn_opts opts = { .max_body = 65536, .errstyle = CONN_ERR_CONTROL };
 	static char fake_conn;
-	const char *argv[AGENT_MAX_ARGS + 4];
-	const char *envx[AGENT_MAX_ENV + 3];
-	const char *names[LISTENFDS_MAX];
+	const char *envx[AGENT_MAX_ENV + 2];
 	char dl[48];
-	int sp[2] = { -1, -1 }, r;
 	unsigned i, k = 0;
+	int fd = -1, r;
 	pid_t pid;
 
 	if (handoff_ht_bits) {
@@ -102,39 +97,36 @@ handoff_spawn(struct handoff *h)
 		h->n = (struct conn *)&fake_conn;
 		return 0;
 	}
-	agentcmd_argv(h->binary, e->root, h->p.args, h->p.nargs, e->lnames,
-	    e->nl, argv, names);
-	envx[k++] = "HANDOFF_ROLE=successor";
-	snprintf(dl, sizeof(dl), "HANDOFF_DEADLINE_MS=%" PRIu64, h->p.deadline_ms);
-	envx[k++] = dl;
-	for (i = 0; i < h->p.nenv; i++)
-		envx[k++] = h->p.env[i];
-	envx[k] = NULL;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
-		return -errno;
-	pid = agentlog_spawn(e->loop, &(struct spawn_opts){
-		.path = h->binary,
-		.argv = argv,
-		.env_extra = envx,
-		.env_drop = agentcmd_env_drop,
-		.listen_fds = e->lfds,
-		.listen_names = names,
-		.n_listen = e->nl,
-		.extra_fd = sp[1],
-		.extra_fd_env = "HANDOFF_SOCK_FD",
-		.pdeathsig = SIGKILL,
-	});
-	close(sp[1]);
-	if (pid < 0) {
-		close(sp[0]);
-		return (int)pid;
+	if (e->take_standby && e->take_standby(&h->p, &pid, &fd, e->data) == 0) {
+		log_info("handoff.standby", "the successor started ahead takes "
+		    "over", "handoff_id=%s pid=%d", h->id, (int)pid);
+	} else {
+		snprintf(dl, sizeof(dl), "HANDOFF_DEADLINE_MS=%" PRIu64,
+		    h->p.deadline_ms);
+		envx[k++] = dl;
+		for (i = 0; i < h->p.nenv; i++)
+			envx[k++] = h->p.env[i];
+		envx[k] = NULL;
+		pid = agentcmd_spawn_successor(e->loop,
+		    &(struct agentcmd_successor){
+			.binary = h->binary,
+			.root = e->root,
+			.args = h->p.args,
+			.nargs = h->p.nargs,
+			.lfds = e->lfds,
+			.lnames = e->lnames,
+			.nl = e->nl,
+			.env = envx,
+		}, &fd);
+		if (pid < 0)
+			return (int)pid;
 	}
 	h->n_pid = pid;
 	h->n_alive = true;
 	r = procwatch_start(e->loop, pid, n_exit_cb, h, &h->n_watch);
 	if (r < 0)
 		log_warn("handoff.watch", proto_strerror(r), "pid=%d", (int)pid);
-	return conn_open(e->loop, sp[0], &opts, n_frame_cb, n_close_cb, h,
+	return conn_open(e->loop, fd, &opts, n_frame_cb, n_close_cb, h,
 	    &h->n);
 }
 

@@ -67,6 +67,13 @@ struct handoff_env {
 	void (*serving_cb)(pid_t pid, const char *binary, void *data);
 	/* The handoff ended and is freed; r is valid during the call. */
 	void (*done_cb)(const struct handoff_result *r, void *data);
+	/*
+	 * Optional: a successor started ahead for these params
+	 * (supervisor/standby.h), told to start.  0 with its pid and our end
+	 * of its socketpair, or -errno (then one is spawned as usual).
+	 */
+	int (*take_standby)(const struct handoff_params *p, pid_t *ret_pid,
+	    int *ret_fd, void *data);
 	void *data;
 };
 

@@ -23,7 +23,8 @@ usage(FILE *f)
 "                        [--listen NAME=PATH]... [--journal PATH]\n"
 "                        [--metrics-file PATH] [--allow-uid UID]...\n"
 "                        [--deadline-ms N] [--drain-grace-ms N]\n"
-"                        [--allow-binary-dir DIR] [--no-seccomp]\n"
+"                        [--allow-binary-dir DIR] [--no-standby]\n"
+"                        [--no-seccomp]\n"
 "\n"
 "Holds the agent's listening sockets, runs baton-agent, and replaces it with\n"
 "a new binary without refusing a request (batonctl upgrade, or SIGHUP).\n"
@@ -45,6 +46,9 @@ usage(FILE *f)
 "  --deadline-ms N      default handoff deadline (300000)\n"
 "  --drain-grace-ms N   default drain grace (60000)\n"
 "  --allow-binary-dir DIR  exec agent binaries only from inside DIR\n"
+"  --no-standby         do not keep a successor started ahead of the next\n"
+"                       upgrade (one process less; each upgrade then waits\n"
+"                       for the agent's exec and start-up)\n"
 "  --no-seccomp         do not install the seccomp filter (debugging)\n"
 "  --help, --version\n"
 "\n"
@@ -137,6 +141,7 @@ main(int argc, char **argv)
 		{ "deadline-ms", required_argument, NULL, 'd' },
 		{ "drain-grace-ms", required_argument, NULL, 'g' },
 		{ "no-seccomp", no_argument, NULL, 'S' },
+		{ "no-standby", no_argument, NULL, 'N' },
 		{ "allow-binary-dir", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -211,6 +216,7 @@ main(int argc, char **argv)
 				cfg.drain_grace_ms = v;
 			break;
 		case 'S': cfg.no_seccomp = true; break;
+		case 'N': cfg.no_standby = true; break;
 		case 'B':
 			if (optarg[0] != '/') {
 				fprintf(stderr, "baton-supervisor: --allow-binary-dir "

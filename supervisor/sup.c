@@ -54,6 +54,7 @@
 #include "supervisor/procwatch.h"
 #include "supervisor/recover.h"
 #include "supervisor/sdnotify.h"
+#include "supervisor/standby.h"
 #include "supervisor/sup.h"
 
 #define READY_POLL_MS		20
@@ -71,6 +72,7 @@ static void agent_exit_cb(struct procwatch *w, pid_t pid, void *data);
 static void schedule_restart(struct sup *s);
 static void cold_start(struct sup *s);
 static void replace_done(struct sup *s, bool ready, const char *why);
+static void standby_refresh(struct sup *s);
 
 /* The incumbent is now pid (a committed successor or an adopted agent). */
 static void
@@ -162,6 +164,7 @@ ready_poll_cb(uv_timer_t *t)
 		sdnotify_ready("agent serving");
 		replace_done(s, true, NULL);
 		metrics_write();
+		standby_refresh(s);
 		return;
 	}
 	if (clock_mono_ms() - s->agent_since_ms > READY_TIMEOUT_MS) {
@@ -375,6 +378,55 @@ handoff_done_cb(const struct handoff_result *r, void *data)
 	}
 	s->state = SUP_RUNNING;
 	sdnotify_ready("agent serving");
+	standby_refresh(s);
+}
+
+/* ---- the successor started ahead (standby.h) ---- */
+
+/* Keep one for the agent binary while an agent serves and none runs. */
+static void
+standby_refresh(struct sup *s)
+{
+	int r;
+
+	if (s->cfg->no_standby || s->state != SUP_RUNNING ||
+	    standby_fits(s->standby, s->agent_binary, s->cfg->agent_args,
+	    s->cfg->n_agent_args, 0))
+		return;
+	standby_dismiss(s->standby, "the agent binary or its arguments "
+	    "changed");
+	s->standby = NULL;
+	r = standby_start(s->loop, &(struct agentcmd_successor){
+		.binary = s->agent_binary,
+		.root = s->cfg->paths.root,
+		.args = s->cfg->agent_args,
+		.nargs = s->cfg->n_agent_args,
+		.lfds = s->lfds,
+		.lnames = (const char (*)[LISTENFDS_NAME_MAX])s->lnames,
+		.nl = s->nl,
+	}, &s->standby);
+	if (r < 0)
+		log_warn("standby.start", proto_strerror(r), "binary=%s",
+		    s->agent_binary);
+}
+
+/* handoff_env.take_standby: it, if it is what the handoff would spawn. */
+static int
+take_standby(const struct handoff_params *p, pid_t *ret_pid, int *ret_fd,
+    void *data)
+{
+	struct sup *s = data;
+	struct standby *sb = s->standby;
+
+	s->standby = NULL;
+	if (!sb)
+		return -ENOENT;
+	if (!standby_fits(sb, p->binary, p->args, p->nargs, p->nenv)) {
+		standby_dismiss(sb, "the upgrade asks for another binary, "
+		    "file, arguments or environment");
+		return -ESTALE;
+	}
+	return standby_take(sb, p->deadline_ms, ret_pid, ret_fd);
 }
 
 /* Start an upgrade: from batonctl (ctl_ops.upgrade) or SIGHUP. */
@@ -421,6 +473,7 @@ upgrade(void *data, const char *binary, const char *const *args,
 		.incumbent_binary = s->agent_binary,
 		.serving_cb = handoff_serving_cb,
 		.done_cb = handoff_done_cb,
+		.take_standby = take_standby,
 		.data = s,
 	}, &p, &s->handoff);
 	if (r < 0)
@@ -552,6 +605,8 @@ begin_stop(struct sup *s)
 	s->state = SUP_STOPPING;
 	sdnotify_stopping();
 	ctl_stop(s->ctl);
+	standby_dismiss(s->standby, "stopping");
+	s->standby = NULL;
 	if (s->agent_pid <= 0 || !proc_running(s->agent_pid)) {
 		stop_done(s);
 		return;
@@ -688,6 +743,7 @@ sup_run(struct sup_config *cfg)
 		cold_start(&s);
 	else
 		sdnotify_ready("agent adopted");
+	standby_refresh(&s);
 	log_info("supervisor.start", NULL, "root=%s agent=%s listeners=%u",
 	    cfg->paths.root, s.agent_binary, s.nl);
 	metrics_write();
@@ -695,6 +751,8 @@ sup_run(struct sup_config *cfg)
 	r = 0;
 out:
 	ctl_stop(s.ctl);
+	standby_dismiss(s.standby, "stopping");
+	s.standby = NULL;
 	agentlog_close_all();
 	procwatch_stop(s.agent_watch);
 	uv_walk(&loop, close_walk_cb, NULL);

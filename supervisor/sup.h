@@ -32,6 +32,7 @@ struct sup_config {
 	const uid_t *allow_uids;
 	unsigned n_allow_uids;
 	bool no_seccomp;
+	bool no_standby;		/* no successor started ahead */
 	const char *allow_binary_dir;	/* NULL: any directory */
 	uint64_t deadline_ms;		/* default per upgrade */
 	uint64_t drain_grace_ms;
@@ -65,6 +66,7 @@ struct sup {
 	unsigned restarts_in_row;
 
 	struct handoff *handoff;	/* NULL when none */
+	struct standby *standby;	/* started ahead; NULL when none */
 	uint64_t replace_t0;		/* a replace (replace()) runs: start */
 	bool stop_after_handoff;
 

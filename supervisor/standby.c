@@ -1,0 +1,188 @@
+/*
+ * standby: a successor started ahead of the next upgrade (standby.h).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "proto/frame.h"
+#include "proto/standby.h"
+#include "supervisor/procwatch.h"
+#include "supervisor/standby.h"
+
+struct standby {
+	pid_t pid;
+	int fd;				/* our end of its socketpair */
+	bool exited;
+	struct procwatch *watch;
+	struct stat st;			/* the binary, just before the spawn */
+	char binary[PATH_MAX];
+	char *args[AGENT_MAX_ARGS];
+	unsigned nargs;
+};
+
+static void
+release(struct standby *s)
+{
+	unsigned i;
+
+	procwatch_stop(s->watch);
+	if (s->fd >= 0)
+		close(s->fd);
+	for (i = 0; i < s->nargs; i++)
+		free(s->args[i]);
+	free(s);
+}
+
+static void
+exit_cb(struct procwatch *w, pid_t pid, void *data)
+{
+	struct standby *s = data;
+
+	procwatch_stop(w);
+	s->watch = NULL;
+	s->exited = true;
+	log_warn("standby.exited", "the successor started ahead ended; the "
+	    "next upgrade spawns one", "pid=%d", (int)pid);
+}
+
+int
+standby_start(uv_loop_t *loop, const struct agentcmd_successor *p,
+    struct standby **ret)
+{
+	static const char *const env[] = { "HANDOFF_STANDBY=1", NULL };
+	struct agentcmd_successor q = *p;
+	struct standby *s;
+	unsigned i;
+	pid_t pid;
+	int r;
+
+	if (p->nargs > AGENT_MAX_ARGS)
+		return -E2BIG;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->fd = -1;
+	if (snprintf(s->binary, sizeof(s->binary), "%s", p->binary) >=
+	    (int)sizeof(s->binary)) {
+		release(s);
+		return -ENAMETOOLONG;
+	}
+	for (i = 0; i < p->nargs; i++) {
+		s->args[i] = strdup(p->args[i]);
+		if (!s->args[i]) {
+			release(s);
+			return -ENOMEM;
+		}
+		s->nargs++;
+	}
+	if (stat(p->binary, &s->st) < 0) {
+		r = -errno;
+		release(s);
+		return r;
+	}
+	q.env = env;
+	pid = agentcmd_spawn_successor(loop, &q, &s->fd);
+	if (pid < 0) {
+		release(s);
+		return (int)pid;
+	}
+	s->pid = pid;
+	r = procwatch_start(loop, pid, exit_cb, s, &s->watch);
+	if (r < 0) {
+		/* Unwatched, it could not be told dead from alive: not kept. */
+		release(s);
+		return r;
+	}
+	log_info("standby.started", "a successor waits for the next upgrade",
+	    "pid=%d binary=%s", (int)pid, s->binary);
+	*ret = s;
+	return 0;
+}
+
+pid_t
+standby_pid(const struct standby *s)
+{
+	return s && !s->exited ? s->pid : 0;
+}
+
+static bool
+same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	    a->st_size == b->st_size &&
+	    a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	    a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	    a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	    a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+bool
+standby_fits(const struct standby *s, const char *binary,
+    const char *const *args, unsigned nargs, unsigned nenv)
+{
+	char exe[64];
+	struct stat now, ran;
+	unsigned i;
+
+	if (!s || s->exited || nenv > 0 || nargs != s->nargs ||
+	    strcmp(binary, s->binary) != 0)
+		return false;
+	for (i = 0; i < nargs; i++)
+		if (strcmp(args[i], s->args[i]) != 0)
+			return false;
+	/*
+	 * The path still names the file it named at the spawn, and that is
+	 * the file the standby runs (a replacement between our stat and its
+	 * exec shows here).
+	 */
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)s->pid);
+	return stat(binary, &now) == 0 && same_file(&now, &s->st) &&
+	    stat(exe, &ran) == 0 && ran.st_dev == s->st.st_dev &&
+	    ran.st_ino == s->st.st_ino;
+}
+
+int
+standby_take(struct standby *s, uint64_t deadline_ms, pid_t *ret_pid,
+    int *ret_fd)
+{
+	uint8_t go[STANDBY_GO_LEN];
+	ssize_t n;
+
+	if (s->exited) {
+		release(s);
+		return -ESRCH;
+	}
+	standby_go_put(go, deadline_ms);
+	do
+		n = write(s->fd, go, sizeof(go));	/* SIGPIPE is ignored */
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(go)) {
+		int r = n < 0 ? -errno : -EIO;
+
+		log_warn("standby.take", proto_strerror(r), "pid=%d",
+		    (int)s->pid);
+		release(s);
+		return r;
+	}
+	*ret_pid = s->pid;
+	*ret_fd = s->fd;
+	s->fd = -1;
+	release(s);
+	return 0;
+}
+
+void
+standby_dismiss(struct standby *s, const char *why)
+{
+	if (!s)
+		return;
+	if (!s->exited)
+		log_info("standby.dismissed", why, "pid=%d", (int)s->pid);
+	release(s);
+}

@@ -582,17 +582,19 @@ fd_wrapper(struct itest *t, const char *name, const char *outfile)
 	static char body[PATH_MAX * 6 + 512];
 
 	snprintf(body, sizeof(body),
+	    "o=%s\n"
+	    "[ -z \"$HANDOFF_STANDBY\" ] || o=$o.standby\n"
 	    "for f in /proc/$$/fdinfo/*; do\n"
 	    "  n=${f##*/}; fl=\n"
 	    "  [ -e $f ] || continue\n"
 	    "  while read k v; do [ $k = flags: ] && fl=$v; done < $f\n"
 	    "  [ -n \"$fl\" ] || continue\n"
 	    "  [ $(( 0$fl & 02000000 )) -ne 0 ] || printf '%%s ' $n\n"
-	    "done > %s.tmp\n"
+	    "done > $o.tmp\n"
 	    "echo \"| LISTEN_FDS=$LISTEN_FDS HANDOFF_SOCK_FD=$HANDOFF_SOCK_FD\" "
-	    ">> %s.tmp\n"
-	    "mv %s.tmp %s\n"
-	    "exec %s \"$@\"\n", outfile, outfile, outfile, outfile, t->agent);
+	    ">> $o.tmp\n"
+	    "mv $o.tmp $o\n"
+	    "exec %s \"$@\"\n", outfile, t->agent);
 	return it_script(t, name, body);
 }
 
@@ -621,7 +623,7 @@ read_small(const char *path, char *buf, size_t len)
 TEST_T(spawned_fds, 60)
 {
 	struct itest t;
-	char cold[PATH_MAX + 16], succ[PATH_MAX + 16], got[256],
+	char cold[PATH_MAX + 32], succ[PATH_MAX + 16], got[256],
 	    out[2048], wrap_cold[PATH_MAX + 64], wrap_succ[PATH_MAX + 64];
 	int r;
 
@@ -638,6 +640,12 @@ TEST_T(spawned_fds, 60)
 	tap_diag("cold start inherits: %s", got);
 	check(strcmp(got, "0 1 2 3 | LISTEN_FDS=1 HANDOFF_SOCK_FD=") == 0,
 	    "cold start: exactly 0-2 and the listener (%s)", got);
+	/* The standby started ahead (supervisor/standby.h): a successor's. */
+	snprintf(cold + strlen(cold), sizeof(cold) - strlen(cold), ".standby");
+	read_small(cold, got, sizeof(got));
+	tap_diag("standby inherits: %s", got);
+	check(strcmp(got, "0 1 2 3 4 | LISTEN_FDS=1 HANDOFF_SOCK_FD=4") == 0,
+	    "standby: 0-2, the listener and the handoff socket (%s)", got);
 	r = it_ctl(&t, out, sizeof(out), (const char *[]){ "upgrade",
 	    "--binary", wrap_succ, NULL });
 	check(r == 0, "upgrade through the wrapper committed: %s", out);

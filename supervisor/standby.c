@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "proto/frame.h"
 #include "proto/standby.h"
+#include "supervisor/agentlog.h"
 #include "supervisor/procwatch.h"
 #include "supervisor/standby.h"
 
@@ -43,12 +44,14 @@ static void
 exit_cb(struct procwatch *w, pid_t pid, void *data)
 {
 	struct standby *s = data;
+	char why[256];
 
 	procwatch_stop(w);
 	s->watch = NULL;
 	s->exited = true;
+	agentlog_describe(pid, why, sizeof(why));
 	log_warn("standby.exited", "the successor started ahead ended; the "
-	    "next upgrade spawns one", "pid=%d", (int)pid);
+	    "next upgrade spawns one", "pid=%d how=\"%s\"", (int)pid, why);
 }
 
 int

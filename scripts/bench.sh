@@ -4,6 +4,7 @@
 #
 #   1. floor     baton-floor: fork+exec of the agent, a durable journal
 #                write, a socketpair round trip, a one-flush slot write,
+#                a handoff's journal record renamed (before) and in place,
 #                and as root a bare {net} allocation (the creation goal
 #                printed after the create throughput is against it)
 #   2. handoffs  steady closed-loop load on the namespace socket (STATUS, a
@@ -175,7 +176,9 @@ echo "== floor (p50 of $(json_num "$OUT/floor.json" exec_runs) runs, us):" \
     "exec $(json_num "$OUT/floor.json" exec_p50_us)," \
     "journal $(json_num "$OUT/floor.json" journal_p50_us)," \
     "rtt $(json_num "$OUT/floor.json" rtt_p50_us)," \
-    "slot $(json_num "$OUT/floor.json" slot_p50_us)${fns:+,}" \
+    "slot $(json_num "$OUT/floor.json" slot_p50_us)," \
+    "journal record renamed $(json_num "$OUT/floor.json" renamed_p50_us)," \
+    "in place $(json_num "$OUT/floor.json" inplace_p50_us)${fns:+,}" \
     "${fns:+netns $(json_num "$OUT/floor.json" netns_p50_us)}"
 echo
 

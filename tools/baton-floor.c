@@ -12,6 +12,11 @@
  *            has its size, then fdatasync: one flush and no metadata, the
  *            shape of the allocation table's durable write
  *            (successor/nsfile.c)
+ *   renamed  the journal's record as a handoff wrote it until the sixth
+ *            2026-12-02 session: temp file, write, rename, no flush
+ *            (atomicfile_write_nosync)
+ *   inplace  the same record as a handoff writes it now: into the next
+ *            slot of a pair, in place, no flush (slotfile_write)
  *   rtt      one byte there and back over a socketpair between two
  *            processes (every protocol step is at least one)
  *   netns    with --ns (root): the bare cost of one {net} allocation, the
@@ -39,6 +44,7 @@
 #include <unistd.h>
 
 #include "common/atomicfile.h"
+#include "common/slotfile.h"
 #include "common/clock.h"
 #include "common/version.h"
 
@@ -97,28 +103,48 @@ measure_exec(const char *agent, struct series *s, size_t n)
 	return 0;
 }
 
-static int
-measure_journal(const char *dir, struct series *s, size_t n)
+/* About the size of a handoff journal record; its length. */
+static size_t
+journal_rec(char *rec, size_t cap, size_t i)
 {
-	char path[4096], rec[256];
+	int len = snprintf(rec, cap, "handoff_id=floor-%zu phase=sealed "
+	    "binary=/usr/lib/baton/baton-agent incumbent=1234 successor=5678 "
+	    "started_at_ms=%" PRIu64, i, clock_wall_ms());
+
+	return len > 0 && (size_t)len < cap ? (size_t)len : 0;
+}
+
+/* How a journal record is written. */
+enum rec_way {
+	REC_DURABLE,	/* atomicfile_write: the floor's `journal` */
+	REC_RENAMED,	/* atomicfile_write_nosync: a handoff's, until 2026-12 */
+	REC_INPLACE,	/* slotfile_write, no flush: a handoff's now */
+};
+
+static int
+measure_record(const char *dir, struct series *s, size_t n, enum rec_way way)
+{
+	char path[4096], slot[4200], rec[256];
 	uint64_t t0;
+	unsigned k;
 	size_t i;
 	int r;
 
 	snprintf(path, sizeof(path), "%s/baton-floor.journal", dir);
 	for (i = 0; i < n; i++) {
-		/* About the size of a handoff journal record. */
-		int len = snprintf(rec, sizeof(rec), "handoff_id=floor-%zu "
-		    "phase=sealed binary=/usr/lib/baton/baton-agent "
-		    "incumbent=1234 successor=5678 started_at_ms=%" PRIu64,
-		    i, clock_wall_ms());
+		size_t len = journal_rec(rec, sizeof(rec), i);
 
 		t0 = clock_mono_us();
-		r = atomicfile_write(path, rec, (size_t)len, 0600);
+		r = way == REC_DURABLE ? atomicfile_write(path, rec, len, 0600) :
+		    way == REC_RENAMED ? atomicfile_write_nosync(path, rec, len,
+		    0600) : slotfile_write(path, "BTFL", rec, len, false);
 		if (r < 0)
 			return r;
 		s->v[s->n++] = clock_mono_us() - t0;
 	}
+	for (k = 0; k < 2; k++)
+		if (slotfile_name(slot, sizeof(slot), path, k) == 0)
+			(void)unlink(slot);
 	return atomicfile_remove(path);
 }
 
@@ -336,7 +362,10 @@ usage(FILE *f)
 "in DIR (temp+fsync+rename+fsync dir; N runs), a socketpair round\n"
 "trip between two processes (100 x N runs), and a record written in\n"
 "place into an existing file in DIR and fdatasync'ed (\"slot\": the\n"
-"allocation table's one-flush write; N runs).  Prints p50/p99/max in\n"
+"allocation table's one-flush write; N runs), and a handoff's journal\n"
+"record without a flush, renamed into place as until 2026-12 (\"renamed\")\n"
+"and written in place into a slot pair as now (\"inplace\"; N runs\n"
+"each).  Prints p50/p99/max in\n"
 "microseconds; --json prints one object.  DIR should be on the file\n"
 "system of the state directory.  --ns (root) adds the floor of a {net}\n"
 "allocation: fork, unshare(CLONE_NEWNET), bind-mount the namespace onto a\n"
@@ -364,12 +393,13 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct series s[5] = { { .name = "exec" }, { .name = "journal" },
-	    { .name = "rtt" }, { .name = "slot" }, { .name = "netns" } };
+	struct series s[7] = { { .name = "exec" }, { .name = "journal" },
+	    { .name = "rtt" }, { .name = "slot" }, { .name = "renamed" },
+	    { .name = "inplace" }, { .name = "netns" } };
 	const char *agent = NULL, *dir = NULL;
 	long runs = 200, workers = 0, secs = 3;
 	bool json = false, ns = false;
-	int c, i, r, nser = 4;
+	int c, i, r, nser = 6;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -406,15 +436,17 @@ main(int argc, char **argv)
 	s[1].v = calloc((size_t)runs, sizeof(uint64_t));
 	s[2].v = calloc((size_t)runs * 100, sizeof(uint64_t));
 	s[3].v = calloc((size_t)runs, sizeof(uint64_t));
-	s[4].v = calloc((size_t)runs, sizeof(uint64_t));
-	if (!s[0].v || !s[1].v || !s[2].v || !s[3].v || !s[4].v)
+	for (i = 4; i < 7; i++)
+		if (!(s[i].v = calloc((size_t)runs, sizeof(uint64_t))))
+			return 71;
+	if (!s[0].v || !s[1].v || !s[2].v || !s[3].v)
 		return 71;
 	if ((r = measure_exec(agent, &s[0], (size_t)runs)) < 0) {
 		fprintf(stderr, "baton-floor: exec %s: %s\n", agent,
 		    strerror(-r));
 		return 69;
 	}
-	if ((r = measure_journal(dir, &s[1], (size_t)runs)) < 0) {
+	if ((r = measure_record(dir, &s[1], (size_t)runs, REC_DURABLE)) < 0) {
 		fprintf(stderr, "baton-floor: journal write in %s: %s\n", dir,
 		    strerror(-r));
 		return 73;
@@ -428,13 +460,19 @@ main(int argc, char **argv)
 		    strerror(-r));
 		return 73;
 	}
+	if ((r = measure_record(dir, &s[4], (size_t)runs, REC_RENAMED)) < 0 ||
+	    (r = measure_record(dir, &s[5], (size_t)runs, REC_INPLACE)) < 0) {
+		fprintf(stderr, "baton-floor: journal record in %s: %s\n", dir,
+		    strerror(-r));
+		return 73;
+	}
 	if (ns) {
-		if ((r = measure_netns(dir, &s[4], (size_t)runs)) < 0) {
+		if ((r = measure_netns(dir, &s[6], (size_t)runs)) < 0) {
 			fprintf(stderr, "baton-floor: netns in %s: %s\n", dir,
 			    strerror(-r));
 			return 77;
 		}
-		nser = 5;
+		nser = 7;
 	}
 	for (i = 0; i < nser; i++)
 		qsort(s[i].v, s[i].n, sizeof(uint64_t), cmp_u64);
@@ -454,7 +492,7 @@ main(int argc, char **argv)
 			printf("%-8s %8zu %8.0f %8.0f %8.0f\n", s[i].name, s[i].n,
 			    pct(&s[i], 0.5), pct(&s[i], 0.99), pct(&s[i], 1.0));
 	}
-	for (i = 0; i < 5; i++)
+	for (i = 0; i < 7; i++)
 		free(s[i].v);
 	return 0;
 }

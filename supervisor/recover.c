@@ -40,10 +40,17 @@
 #define RELOCK_WAIT_MS		3000	/* lock free, no journaled agent alive */
 #define JOURNALED_WAIT_MS	15000	/* lock free, a journaled agent alive */
 
-/* Read /proc/<pid>/exe. */
+/*
+ * The path /proc/<pid>/exe names.  A binary replaced since the process
+ * started (a package upgrade renames a new file over it) reads as
+ * "PATH (deleted)": that is still the path the process was started from,
+ * and the path the next upgrade should run, so the suffix is dropped.
+ */
 static int
 proc_exe(pid_t pid, char *out, size_t len)
 {
+	static const char gone[] = " (deleted)";
+	const size_t gl = sizeof(gone) - 1;
 	char p[64];
 	ssize_t n;
 
@@ -52,6 +59,8 @@ proc_exe(pid_t pid, char *out, size_t len)
 	if (n < 0)
 		return -errno;
 	out[n] = '\0';
+	if ((size_t)n > gl && strcmp(out + n - gl, gone) == 0)
+		out[n - gl] = '\0';
 	return 0;
 }
 

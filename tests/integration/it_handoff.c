@@ -533,6 +533,46 @@ TEST_T(supervisor_restart_adopts_agent, 60)
 }
 
 /*
+ * A package upgrade renames a new agent binary over the running one, and
+ * the supervisor restarts (its postinst): the adopted agent's exe then
+ * reads "PATH (deleted)".  The next upgrade runs the file now at PATH.
+ */
+TEST_T(adopted_agent_with_a_replaced_binary_upgrades, 60)
+{
+	struct itest t;
+	char out[2048], dir[PATH_MAX - 32], cmd[5 * PATH_MAX];
+	struct stat now, ran;
+	pid_t agent, next;
+	int rc;
+
+	it_setup(&t);
+	snprintf(dir, sizeof(dir), "%s/pkg", t.root);
+	require(mkdir(dir, 0755) == 0, "mkdir");
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s/baton-agent'", t.agent, dir);
+	require(system(cmd) == 0, "copy the agent");
+	snprintf(t.agent, sizeof(t.agent), "%s/baton-agent", dir);
+	require(it_start_supervisor(&t, NULL) > 0, "supervisor");
+	agent = it_wait_serving(&t, SERVE_MS);
+	require(agent > 0, "serving");
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s.new' && mv -f '%s.new' '%s'",
+	    t.agent, t.agent, t.agent, t.agent);
+	require(system(cmd) == 0, "replace the binary");
+	kill(t.sup, SIGKILL);
+	waitpid(t.sup, NULL, 0);
+	it_start_supervisor(&t, NULL);
+	check(it_wait_serving(&t, SERVE_MS) == agent, "the same agent is adopted");
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
+	check(rc == 0, "an upgrade after adoption commits (%d): %s", rc, out);
+	next = (pid_t)json_num(out, "new_pid");
+	snprintf(cmd, sizeof(cmd), "/proc/%d/exe", (int)next);
+	require(stat(t.agent, &now) == 0, "stat");
+	check(next > 0 && stat(cmd, &ran) == 0 && ran.st_dev == now.st_dev &&
+	    ran.st_ino == now.st_ino, "the new agent runs the file now at "
+	    "the path");
+	finish(&t);
+}
+
+/*
  * The supervisor restarts while its agent is hung (stopped): adoption
  * cannot succeed, and after the wait the agent is killed.  The listening
  * socket is taken from it first, so clients already queued in its

@@ -11,6 +11,12 @@
  *
  *	"BTGO"  u32 version (1)  u64 deadline_ms (big-endian)
  *
+ * The standby says first that it waits, with the 4 raw bytes "BTSB",
+ * before it takes its name baton-standby.  The supervisor reads them
+ * before it sends the start record: a build without standbys would have
+ * sent a HELLO frame instead, and one still starting has sent nothing;
+ * neither is taken.
+ *
  * and from there on the successor runs exactly as a freshly spawned one
  * (SPEC §4: HELLO, HELLO_ACK, ...).  End of file instead of the record
  * dismisses it: it exits 0.  docs/PROTOCOL.md, "A successor started
@@ -25,6 +31,8 @@
 
 #include "common/bytes.h"
 
+#define STANDBY_READY		"BTSB"	/* the standby's 4 bytes */
+#define STANDBY_READY_LEN	4
 #define STANDBY_GO_LEN		16
 #define STANDBY_GO_VERSION	1u
 

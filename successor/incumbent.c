@@ -294,7 +294,7 @@ a_seal(struct agent *a)
 		agent_send(a->sess, &p);
 	}
 #ifdef BATON_CRASHPOINTS
-	/* Test builds: BATON_FAULT_SEAL makes the seal fail (docs/TESTING.md). */
+	/* Test builds: BATON_FAULT_SEAL makes the seal fail (PROTOCOL.md). */
 	if (getenv("BATON_FAULT_SEAL"))
 		r = -EIO;
 	else

@@ -437,11 +437,26 @@ successor_standby_wait(int *ret_exit)
 	if (!getenv("HANDOFF_STANDBY"))
 		return true;
 	unsetenv("HANDOFF_STANDBY");
+#ifdef BATON_CRASHPOINTS
+	/* Test builds: act as a build without standbys (PROTOCOL.md). */
+	if (getenv("BATON_TEST_NO_STANDBY"))
+		return true;
+#endif
 	fd = s ? strtol(s, NULL, 10) : -1;
 	if (fd < 3 || fd > INT_MAX) {
 		log_error("standby.env", "HANDOFF_STANDBY without "
 		    "HANDOFF_SOCK_FD", NULL);
 		*ret_exit = 78;
+		return false;
+	}
+	/* That it waits (proto/standby.h); the supervisor may be gone. */
+	do
+		n = write((int)fd, STANDBY_READY, STANDBY_READY_LEN);
+	while (n < 0 && errno == EINTR);
+	if (n != STANDBY_READY_LEN) {
+		log_info("standby.dismissed", "cannot reach the supervisor",
+		    NULL);
+		*ret_exit = 0;
 		return false;
 	}
 	/* Seen as what it is (ps, and tests counting agents) until told. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -155,11 +156,25 @@ standby_take(struct standby *s, uint64_t deadline_ms, pid_t *ret_pid,
     int *ret_fd)
 {
 	uint8_t go[STANDBY_GO_LEN];
+	char ready[STANDBY_READY_LEN];
 	ssize_t n;
 
 	if (s->exited) {
 		release(s);
 		return -ESRCH;
+	}
+	/* Its word that it waits: else still starting, or a build without
+	 * standbys (its HELLO would be here), and not taken. */
+	do
+		n = recv(s->fd, ready, sizeof(ready), MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(ready) ||
+	    memcmp(ready, STANDBY_READY, sizeof(ready)) != 0) {
+		log_info("standby.dismissed", "it has not said that it waits "
+		    "(still starting, or a build without standbys)", "pid=%d",
+		    (int)s->pid);
+		release(s);
+		return -EAGAIN;
 	}
 	standby_go_put(go, deadline_ms);
 	do

@@ -807,6 +807,35 @@ TEST_T(standby_takes_the_next_upgrade, 90)
 	finish(&t);
 }
 
+/*
+ * An agent build without standbys, spawned as one, says HELLO at once
+ * (here: the test builds' BATON_TEST_NO_STANDBY).  It never says that it
+ * waits, so an upgrade does not take it (the start record would land in
+ * its frames) but spawns a fresh successor, and commits.
+ */
+TEST_T(standby_of_a_build_without_standbys_is_not_taken, 60)
+{
+	struct itest t;
+	char out[2048];
+	pid_t now;
+	int rc, i;
+
+#ifndef BATON_CRASHPOINTS
+	tap_skip("needs a crash-point build (BATON_TEST_NO_STANDBY)");
+	return;
+#endif
+	start(&t, (const char *[]){ "BATON_TEST_NO_STANDBY=1", NULL });
+	for (i = 0; i < 3; i++) {
+		usleep(300000);	/* its "standby" has said HELLO by now */
+		rc = it_upgrade(&t, out, sizeof(out), NULL);
+		now = (pid_t)json_num(out, "new_pid");
+		check(rc == 0 && strstr(out, "\"committed\":true") && now > 0,
+		    "upgrade %d with a standby that cannot be one commits "
+		    "(%d): %s", i, rc, out);
+	}
+	finish(&t);
+}
+
 int
 main(int argc, char **argv)
 {

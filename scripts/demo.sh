@@ -136,6 +136,12 @@ if [ "$allocs" -gt 0 ]; then
 	$ctl ns release job-2
 fi
 
+say "the supervisor's processes: the agent, and the next upgrade's successor already started (baton-standby; docs/PROTOCOL.md, \"A successor started ahead\")"
+sleep 0.2
+ps -o pid=,comm= --ppid "$sup_pid" | sed 's/^ */  /'
+grep -c 'event=handoff.standby ' "$root/supervisor.log" |
+    sed 's/^/  upgrades that took the standby: /'
+
 say "status and journal"
 $ctl status
 $ctl journal

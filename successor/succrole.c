@@ -468,8 +468,10 @@ successor_standby_wait(int *ret_exit)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			log_info("standby.dismissed", n < 0 ? strerror(errno) :
-			    "the supervisor closed its end", NULL);
+			/* A reset too: our word was left unread. */
+			log_info("standby.dismissed", n < 0 && errno != ECONNRESET ?
+			    strerror(errno) : "the supervisor closed its end",
+			    NULL);
 			*ret_exit = 0;
 			return false;
 		}

@@ -131,6 +131,17 @@ slotfile_open_write(const char *slot, bool *ret_created)
 	return fd < 0 ? -errno : fd;
 }
 
+int
+slotfile_flush(int fd, const char *slot, bool created, bool sync)
+{
+	CRASHPOINT(j_after_tmp_write);
+	if (!sync)
+		return 0;
+	if (fdatasync(fd) < 0)
+		return -errno;
+	return created ? atomicfile_sync_dir(slot) : 0;	/* its name, once */
+}
+
 void
 slotfile_hdr_fill(uint8_t hdr[SLOTFILE_HDR], const char magic[4],
     uint64_t seq, const void *buf, size_t len)
@@ -263,11 +274,7 @@ slotfile_write(const char *path, const char magic[4], const void *buf,
 		r = slotfile_pwrite_all(fd, buf, len, SLOTFILE_HDR);
 	if (r < 0)
 		goto out;
-	CRASHPOINT(j_after_tmp_write);
-	if (sync && fdatasync(fd) < 0)
-		r = -errno;
-	if (r == 0 && sync && created)
-		r = atomicfile_sync_dir(name[i]);	/* its name, once */
+	r = slotfile_flush(fd, name[i], created, sync);
 	if (r < 0)
 		goto out;
 	CRASHPOINT(j_after_tmp_fsync);

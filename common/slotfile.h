@@ -57,6 +57,13 @@ int slotfile_payload(int fd, const struct slotfile_hdr *h, void **ret_buf);
 /* A slot opened for writing, made (0600) when missing: the fd or -errno. */
 int slotfile_open_write(const char *slot, bool *ret_created);
 
+/*
+ * A slot's bytes are written (crash point j-after-tmp-write): with sync,
+ * make them durable with one fdatasync, and the slot's name with the
+ * directory's fsync when the slot was just made.  0 or -errno.
+ */
+int slotfile_flush(int fd, const char *slot, bool created, bool sync);
+
 /* A header for payload buf[0..len) with seq. */
 void slotfile_hdr_fill(uint8_t hdr[SLOTFILE_HDR], const char magic[4],
     uint64_t seq, const void *buf, size_t len);

@@ -233,11 +233,7 @@ nsfile_write(struct nsfile *f, const void *buf, size_t len, uint64_t seq,
 	    (off_t)(NSFILE_HDR + half));
 	if (r < 0)
 		goto out;
-	CRASHPOINT(j_after_tmp_write);
-	if (fdatasync(fd) < 0)
-		r = -errno;
-	if (r == 0 && created)
-		r = atomicfile_sync_dir(f->slot[i]);	/* its name, once */
+	r = slotfile_flush(fd, f->slot[i], created, true);
 	if (r < 0)
 		goto out;
 	f->cur = (int)i;

@@ -46,17 +46,15 @@ agentcmd_spawn_successor(uv_loop_t *loop,
 	const char *argv[AGENT_MAX_ARGS + 4];
 	const char *envx[AGENT_MAX_ENV + 4];
 	const char *names[LISTENFDS_MAX];
-	unsigned k = 0;
+	unsigned i, k = 0;
 	int sp[2];
 	pid_t pid;
 
 	agentcmd_argv(p->binary, p->root, p->args, p->nargs, p->lnames, p->nl,
 	    argv, names);
 	envx[k++] = "HANDOFF_ROLE=successor";
-	while (p->env && p->env[k - 1] && k < AGENT_MAX_ENV + 3) {
-		envx[k] = p->env[k - 1];
-		k++;
-	}
+	for (i = 0; p->env && p->env[i] && k < AGENT_MAX_ENV + 3; i++)
+		envx[k++] = p->env[i];
 	envx[k] = NULL;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		return -errno;

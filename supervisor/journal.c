@@ -31,13 +31,9 @@
 static int
 drop_legacy(const char *path, bool sync)
 {
-	if (access(path, F_OK) < 0)
+	if (unlink(path) < 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (sync)
-		return atomicfile_remove(path);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
+	return sync ? atomicfile_sync_dir(path) : 0;
 }
 
 static int

@@ -160,7 +160,7 @@ standby_take(struct standby *s, uint64_t deadline_ms, pid_t *ret_pid,
 	ssize_t n;
 
 	if (s->exited) {
-		release(s);
+		standby_dismiss(&s, NULL);
 		return -ESRCH;
 	}
 	/* Its word that it waits: else still starting, or a build without
@@ -170,10 +170,8 @@ standby_take(struct standby *s, uint64_t deadline_ms, pid_t *ret_pid,
 	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)sizeof(ready) ||
 	    memcmp(ready, STANDBY_READY, sizeof(ready)) != 0) {
-		log_info("standby.dismissed", "it has not said that it waits "
-		    "(still starting, or a build without standbys)", "pid=%d",
-		    (int)s->pid);
-		release(s);
+		standby_dismiss(&s, "it has not said that it waits (still "
+		    "starting, or a build without standbys)");
 		return -EAGAIN;
 	}
 	standby_go_put(go, deadline_ms);
@@ -196,8 +194,11 @@ standby_take(struct standby *s, uint64_t deadline_ms, pid_t *ret_pid,
 }
 
 void
-standby_dismiss(struct standby *s, const char *why)
+standby_dismiss(struct standby **sp, const char *why)
 {
+	struct standby *s = *sp;
+
+	*sp = NULL;
 	if (!s)
 		return;
 	if (!s->exited)

@@ -55,7 +55,7 @@ bool standby_fits(const struct standby *s, const char *binary,
 int standby_take(struct standby *s, uint64_t deadline_ms, pid_t *ret_pid,
     int *ret_fd);
 
-/* Close its socketpair (it exits 0) and free s; NULL is a no-op. */
-void standby_dismiss(struct standby *s, const char *why);
+/* Close its socketpair (it exits 0), free it and set *sp to NULL. */
+void standby_dismiss(struct standby **sp, const char *why);
 
 #endif

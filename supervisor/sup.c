@@ -393,9 +393,8 @@ standby_refresh(struct sup *s)
 	    standby_fits(s->standby, s->agent_binary, s->cfg->agent_args,
 	    s->cfg->n_agent_args, 0))
 		return;
-	standby_dismiss(s->standby, "the agent binary or its arguments "
+	standby_dismiss(&s->standby, "the agent binary or its arguments "
 	    "changed");
-	s->standby = NULL;
 	r = standby_start(s->loop, &(struct agentcmd_successor){
 		.binary = s->agent_binary,
 		.root = s->cfg->paths.root,
@@ -422,7 +421,7 @@ take_standby(const struct handoff_params *p, pid_t *ret_pid, int *ret_fd,
 	if (!sb)
 		return -ENOENT;
 	if (!standby_fits(sb, p->binary, p->args, p->nargs, p->nenv)) {
-		standby_dismiss(sb, "the upgrade asks for another binary, "
+		standby_dismiss(&sb, "the upgrade asks for another binary, "
 		    "file, arguments or environment");
 		return -ESTALE;
 	}
@@ -605,8 +604,7 @@ begin_stop(struct sup *s)
 	s->state = SUP_STOPPING;
 	sdnotify_stopping();
 	ctl_stop(s->ctl);
-	standby_dismiss(s->standby, "stopping");
-	s->standby = NULL;
+	standby_dismiss(&s->standby, "stopping");
 	if (s->agent_pid <= 0 || !proc_running(s->agent_pid)) {
 		stop_done(s);
 		return;
@@ -751,8 +749,7 @@ sup_run(struct sup_config *cfg)
 	r = 0;
 out:
 	ctl_stop(s.ctl);
-	standby_dismiss(s.standby, "stopping");
-	s.standby = NULL;
+	standby_dismiss(&s.standby, "stopping");
 	agentlog_close_all();
 	procwatch_stop(s.agent_watch);
 	uv_walk(&loop, close_walk_cb, NULL);

@@ -209,11 +209,13 @@ make_child(const struct nsmake_opts *o, int rep_fd, int go_fd)
 	for (k = 0; k < NSV_KINDS; k++)
 		if (o->mask & (1u << k))
 			flags |= nsvocab_kind_nstype(k);
-	if (unshare(flags) < 0) {
+	if (o->net_made)
+		flags &= ~CLONE_NEWNET;	/* ours, inherited: lo is up */
+	if (flags && unshare(flags) < 0) {
 		report_fail(rep_fd, -errno, "unshare", NULL);
 		_exit(1);
 	}
-	if (o->mask & NSVM_NET)
+	if ((o->mask & NSVM_NET) && !o->net_made)
 		lo_up();
 	if (o->mask & NSVM_MNT) {
 		/* Nothing we mount here may leak back, nor the reverse. */
@@ -315,19 +317,26 @@ open_ns(pid_t pid, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
+int
+nsmake_net_ahead(void)
+{
+	if (unshare(CLONE_NEWNET) < 0)
+		return -errno;
+	lo_up();
+	return 0;
+}
+
 /* nsmake_opts.in_place: a net namespace for this very process. */
 static int
-make_net_here(int ret_fds[NSV_KINDS], pid_t *ret_init, char *errbuf,
-    size_t errlen)
+make_net_here(const struct nsmake_opts *o, int ret_fds[NSV_KINDS],
+    pid_t *ret_init, char *errbuf, size_t errlen)
 {
 	int fd, r;
 
-	if (unshare(CLONE_NEWNET) < 0) {
-		r = -errno;
+	if (!o->net_made && (r = nsmake_net_ahead()) < 0) {
 		snprintf(errbuf, errlen, "unshare");
 		return r;
 	}
-	lo_up();
 	fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;
@@ -355,13 +364,14 @@ nsmake(const struct nsmake_opts *o,
 	if (errlen)
 		errbuf[0] = '\0';
 	if (!o->mask || (o->mask & ~NSVM_ALL) ||
+	    (o->net_made && !(o->mask & NSVM_NET)) ||
 	    (o->image_fd >= 0 && (!(o->mask & NSVM_MNT) || !o->uenv_base ||
 	    !o->uenv_path))) {
 		r = -EINVAL;
 		goto out;
 	}
 	if (o->in_place && o->mask == NSVM_NET)
-		return make_net_here(ret_fds, ret_init, errbuf, errlen);
+		return make_net_here(o, ret_fds, ret_init, errbuf, errlen);
 	if (pipe2(rp, O_CLOEXEC) < 0 || pipe2(gp, O_CLOEXEC) < 0) {
 		r = -errno;
 		snprintf(errbuf, errlen, "pipe");

@@ -24,7 +24,19 @@ struct nsmake_opts {
 	 * The caller ends up in that namespace; its mounts are unchanged.
 	 */
 	bool in_place;
+	/*
+	 * The caller already sits in a new net namespace of its own, lo up,
+	 * made ahead for this creation (nsmake_net_ahead()): with NSVM_NET
+	 * in mask that one is used, not another made.
+	 */
+	bool net_made;
 };
+
+/*
+ * Put the calling process into a new net namespace with lo up, ahead of
+ * a creation it is to serve (the provider's spare helper).  0 or -errno.
+ */
+int nsmake_net_ahead(void);
 
 /*
  * Create the namespaces in o->mask in a forked child and return fds to

@@ -460,6 +460,7 @@ helper_main(const struct nsprov_req *rq, int wfd, uint64_t *t)
 	mo.uenv_path = rq->uenv_path;
 	mo.hide_dir = rq->pin_dir;
 	mo.in_place = true;	/* this process ends with the creation */
+	mo.net_made = rq->net_made;
 	r = nsmake(&mo, fds, &init, err, sizeof(err));
 	if (r < 0) {
 		fail(wfd, r, err, NULL);

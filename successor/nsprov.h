@@ -51,6 +51,8 @@ struct nsprov_req {
 	const char *uenv_path;
 	/* Allocation cgroups to move the helper (so the init) into; NULL none */
 	const struct nscgroup *cg;
+	/* The helper sits in a net namespace made ahead (nsmake_opts) */
+	bool net_made;
 };
 
 /*

@@ -26,6 +26,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/nsmake.h"
 #include "common/sandbox.h"
 #include "successor/nsspawn.h"
 #include "successor/nswriter.h"
@@ -123,7 +124,14 @@ chld_cb(int sig)
  * is forked only when no helper of ours runs: forked beside a creation,
  * it took that creation's CPU back (make_us and report_us grew by what
  * start_us lost).  Under load there is none, and requests fork.  One that
- * died idle is not replaced before the next request (no fork loop).  The
+ * died idle is not replaced before the next request (no fork loop).
+ *
+ * When the last request had a net namespace, the spare makes the next
+ * one while it waits (nsmake_net_ahead: the kernel's setup_net, most of
+ * make_us), and only a request with net is handed to it: its children
+ * (a pid namespace's init, a mount namespace's holder) would otherwise
+ * live in that new namespace instead of the host's.  A request without
+ * net kills it and forks, and the next spare waits in the host's.  The
  * spawner is single-threaded: file-scope state is its own.
  */
 static struct {
@@ -132,7 +140,10 @@ static struct {
 	int sock;	/* the spawner's end */
 	bool wanted;	/* false after one died idle, until a request */
 	pid_t killed;	/* dropped, not reaped yet (no helper) */
-} spare = { 0, -1, -1, true, 0 };
+	bool net_ahead;	/* asked to make a net namespace ahead */
+} spare = { 0, -1, -1, true, 0, false };
+
+static bool net_next = true;	/* the last request had net */
 
 static unsigned running;	/* helpers started and not reaped */
 
@@ -172,18 +183,21 @@ reap_all(void)
 
 /* The spare's side: one request, then it is that creation's helper. */
 static __attribute__((noreturn)) void
-spare_main(int sock, const struct nsprov_req *base)
+spare_main(int sock, const struct nsprov_req *base, bool net_ahead)
 {
 	struct spawn_req rq;
 	struct nsprov_req r;
 	unsigned nfds;
 	int fds[2];
 	ssize_t n;
+	bool made;
 
 	if ((sock = fcntl(sock, F_DUPFD_CLOEXEC, 10)) < 0 || dup2(sock, 3) < 0)
 		_exit(1);
 	close_range(4, ~0U, 0);
 	nsprov_spare_enter();
+	/* Failed, the creation makes its own, as a forked helper does. */
+	made = net_ahead && nsmake_net_ahead() == 0;
 	/* EOF: the spawner is gone (or dropped us), and with it the agent. */
 	n = recv_req(3, 0, &rq, fds, &nfds);
 	if (n <= 0)
@@ -192,6 +206,7 @@ spare_main(int sock, const struct nsprov_req *base)
 	if (!req_whole(n, &rq, nfds))
 		_exit(1);
 	req_of(&r, base, &rq, fds[1]);
+	r.net_made = made;
 	nsprov_spare_run(&r, fds[0], clock_mono_us());
 }
 
@@ -208,7 +223,7 @@ spare_make(const struct nsprov_req *base)
 	pid = _Fork();
 	if (pid == 0) {
 		close(sv[0]);
-		spare_main(sv[1], base);
+		spare_main(sv[1], base, net_next);
 	}
 	close(sv[1]);
 	if (pid < 0) {
@@ -217,6 +232,7 @@ spare_make(const struct nsprov_req *base)
 	}
 	spare.pid = pid;
 	spare.sock = sv[0];
+	spare.net_ahead = net_next;
 	spare.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (spare.pidfd < 0) {
 		(void)kill(pid, SIGKILL);	/* our unreaped child: no reuse */
@@ -236,6 +252,10 @@ spare_take(const struct spawn_req *rq, const int *fds, unsigned nfds,
 
 	if (spare.pid <= 0)
 		return -ESRCH;
+	if (spare.net_ahead && !(rq->mask & NSVM_NET)) {
+		spare_drop(true);	/* not for its namespace's children */
+		return -ESRCH;
+	}
 	n = fdpass_send(spare.sock, rq, sizeof(*rq), fds, nfds, MSG_DONTWAIT);
 	if (n != (ssize_t)sizeof(*rq)) {
 		spare_drop(true);
@@ -280,6 +300,8 @@ serve_one(int sock, const struct nsprov_req *base)
 		if (ans.err < 0)
 			nsprov_report_failed(fds[0], ans.err, "fork helper");
 	}
+	if (req_whole(n, &rq, nfds))
+		net_next = (rq.mask & NSVM_NET) != 0;
 	spare.wanted = true;
 	if (pid > 0)
 		running++;

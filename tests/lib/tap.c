@@ -143,6 +143,22 @@ tap_count_fds(void)
 	return n - 1;	/* the DIR's own fd */
 }
 
+long
+tap_read_long(const char *path)
+{
+	char buf[32];
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
 static int
 run_case(int idx, const struct tcase *c, char *why, size_t whylen)
 {

@@ -57,4 +57,7 @@ int tap_failures(void);
 /* Number of open fds of this process (for leak checks). */
 int tap_count_fds(void);
 
+/* The number a small file starts with (a pid file, say); 0 if none. */
+long tap_read_long(const char *path);
+
 #endif

@@ -43,18 +43,10 @@ teardown(void)
 static long
 pidfile(void)
 {
-	char p[128], buf[32];
-	ssize_t n;
-	int fd;
+	char p[128];
 
 	snprintf(p, sizeof(p), "%s/baton.pid", dir);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return strtol(buf, NULL, 10);
+	return tap_read_long(p);
 }
 
 static long

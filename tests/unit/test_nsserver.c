@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -452,15 +453,24 @@ TEST_T(idempotent_and_conflict, 60)
 	env_fini(&e);
 }
 
+/* The init of allocation id's pid namespace, from its reaper file; or 0. */
+static pid_t
+reaper_of(const struct env *e, const char *id)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s/reaper", e->pins, id);
+	return (pid_t)tap_read_long(path);
+}
+
 TEST_T(release_cleans_up, 60)
 {
 	struct env e;
 	struct nsclient_ns a;
-	char path[512], buf[32], kind[64];
+	char path[512], kind[64];
 	pid_t reaper = 0;
 	unsigned before;
-	int fd, i;
-	ssize_t n;
+	int i;
 
 	need_root();
 	env_init(&e, false);
@@ -468,13 +478,7 @@ TEST_T(release_cleans_up, 60)
 	require(request(&e, "rel", PNM, 3, NULL, &a, NULL, 0) == 0, "create");
 	before = mounts_under(e.pins);
 	check_eq(before, 4);	/* the private pin dir + three pins */
-	snprintf(path, sizeof(path), "%s/rel/reaper", e.pins);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	require(fd >= 0, "reaper file");
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	reaper = atoi(buf);
+	reaper = reaper_of(&e, "rel");
 	check(reaper > 0 && kill(reaper, 0) == 0, "reaper %d alive", reaper);
 	nsclient_ns_free(&a);
 	check_eq(release(&e, "rel", NULL, 0), 0);
@@ -849,6 +853,116 @@ TEST_T(spare_helper_takes_the_next_creation, 60)
 	srv_stop(&e);
 	check(gone(sp), "spawner gone with the server");
 	check(sv3 <= 0 || gone(sv3), "spare gone with it");
+	env_fini(&e);
+}
+
+/* The inode of /proc/<pid>/ns/net; 0 if it cannot be read. */
+static uint64_t
+net_of(pid_t pid)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+/*
+ * The inode of spare sv's net namespace once it waits for its request
+ * (in recvmsg, after anything it makes ahead); 0 if not within 2 s.
+ */
+static uint64_t
+spare_net_of(pid_t sv)
+{
+	char path[64], buf[64];
+	ssize_t n;
+	int fd, i;
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)sv);
+	for (i = 0; i < 200; i++) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (atol(buf) == SYS_recvmsg)
+				return net_of(sv);
+		}
+		usleep(10000);
+	}
+	return 0;
+}
+
+/*
+ * After a creation with net the spare makes its net namespace ahead;
+ * that one serves the next creation with net only once, and a creation
+ * without net never runs in it (its init would sit in an empty net
+ * namespace instead of the host's).
+ */
+TEST_T(spare_makes_net_ahead_only_for_net, 60)
+{
+	static const char *const PID[] = { "pid" };
+	struct env e;
+	struct nsclient_ns a, b;
+	uint64_t host = net_of(getpid()), spare_net;
+	pid_t sp, sv1, sv2, sv3, init;
+
+	need_root();
+	env_init(&e, false);
+	srv_start(&e);
+	require(request(&e, "na1", NET, 1, NULL, &a, NULL, 0) == 0, "create");
+	sp = child_named(e.srv, "baton-nsspawn");
+	require(sp > 0, "a spawner");
+	sv1 = wait_spare(sp, 0);
+	require(sv1 > 0, "a spare");
+	spare_net = spare_net_of(sv1);
+	check(spare_net != 0 && spare_net != host,
+	    "the spare waits in a net namespace of its own");
+	check(spare_net != ino_of(a.fds[0]), "not the last creation's");
+	nsclient_ns_free(&a);
+
+	require(request(&e, "na2", PID, 1, NULL, &a, NULL, 0) == 0,
+	    "create without net");
+	nsclient_ns_free(&a);
+	init = reaper_of(&e, "na2");
+	require(init > 0, "na2's init");
+	check(net_of(init) == host, "an init without net sits in the host's "
+	    "net namespace (%llu, host %llu)", (unsigned long long)net_of(init),
+	    (unsigned long long)host);
+	check(gone(sv1), "the spare with a namespace made ahead was not used");
+	sv2 = wait_spare(sp, sv1);
+	require(sv2 > 0, "a new spare");
+	check(spare_net_of(sv2) == host, "after a creation without net, the spare "
+	    "waits in the host's net namespace");
+
+	require(request(&e, "na3", NET, 1, NULL, &a, NULL, 0) == 0,
+	    "create with net through a plain spare");
+	check(gone(sv2), "that spare ran it");
+	check(ino_of(a.fds[0]) != host, "a new net namespace");
+	sv3 = wait_spare(sp, sv2);
+	require(sv3 > 0, "a spare again");
+	spare_net = spare_net_of(sv3);
+	check(spare_net != 0 && spare_net != host, "it makes a net namespace ahead again");
+
+	require(request(&e, "na4", PNM, 3, NULL, &b, NULL, 0) == 0,
+	    "create {pid,net,mount} through it");
+	check(gone(sv3), "that spare ran it");
+	check_eq(ino_of(b.fds[1]), spare_net);
+	check(ino_of(b.fds[1]) != ino_of(a.fds[0]), "allocations share no "
+	    "net namespace");
+	check_eq(in_ns(&b, only_lo, NULL), 0);
+	init = reaper_of(&e, "na4");
+	require(init > 0, "na4's init");
+	check_eq(net_of(init), ino_of(b.fds[1]));
+	nsclient_ns_free(&a);
+	nsclient_ns_free(&b);
+	check_eq(release(&e, "na1", NULL, 0), 0);
+	check_eq(release(&e, "na2", NULL, 0), 0);
+	check_eq(release(&e, "na3", NULL, 0), 0);
+	check_eq(release(&e, "na4", NULL, 0), 0);
+	check_eq(mounts_under(e.pins), 1);
+	srv_stop(&e);
 	env_fini(&e);
 }
 

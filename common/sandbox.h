@@ -16,6 +16,7 @@ enum sandbox_role {
 	SANDBOX_SUPERVISOR,	/* baton-supervisor (and what it spawns) */
 	SANDBOX_AGENT,		/* baton-agent: serve, fork helpers */
 	SANDBOX_NSHELPER,	/* namespace creation helper and its children */
+	SANDBOX_NSSPAWN,	/* the agent's spawner: forks helpers (nsspawn) */
 	SANDBOX_NROLES,
 };
 
@@ -50,6 +51,15 @@ int sandbox_start(enum sandbox_role role, bool off);
  * have reset every signal disposition).  No-op otherwise.  0 or -errno.
  */
 int sandbox_enter_child(enum sandbox_role role);
+
+/*
+ * In a child forked by a process that entered SANDBOX_NSSPAWN, whose
+ * filter holds role's rules and is already this process's: no filter is
+ * loaded (that is a program converted and compiled by the kernel per
+ * call), only this process's logs and denials are named role, and the
+ * SIGSYS handler is set again (as sandbox_enter_child).  0 or -errno.
+ */
+int sandbox_enter_inherited(enum sandbox_role role);
 
 /*
  * Under a filter (sandbox_active()): compile role's filter now, so that

@@ -597,15 +597,26 @@ helper_fds(struct nsprov_req *local, int wfd)
 	close_range(local->image_fd >= 0 ? 5 : 4, ~0U, 0);
 }
 
+/* The spawner's filter holds the helper's rules: helpers keep it. */
+static bool filter_inherited;
+
+void
+nsprov_filter_inherited(void)
+{
+	filter_inherited = true;
+}
+
 /*
  * The helper's fds, then (under a sandboxed agent) the narrower helper
- * filter, then its work, reporting on wfd.
+ * filter, unless it runs under the spawner's already, then its work,
+ * reporting on wfd.
  */
 static __attribute__((noreturn)) void
 helper_run(struct nsprov_req *local, int wfd, uint64_t *t)
 {
 	helper_fds(local, wfd);
-	if (sandbox_enter_child(SANDBOX_NSHELPER) < 0) {
+	if ((filter_inherited ? sandbox_enter_inherited(SANDBOX_NSHELPER) :
+	    sandbox_enter_child(SANDBOX_NSHELPER)) < 0) {
 		fail(3, -EPERM, "install the helper's seccomp filter", NULL);
 		_exit(1);
 	}
@@ -665,7 +676,7 @@ nsprov_spare_run(const struct nsprov_req *rq, int wfd, uint64_t t_start)
 
 	t[NSPROV_T_START] = t_start;
 	(void)prctl(PR_SET_NAME, "baton-nshelper", 0, 0, 0);
-	/* Only now: the helper's filter denies the recvmsg that got here. */
+	/* Only now: a filter of its own (nshelper) denies that recvmsg. */
 	helper_run(&local, wfd, t);
 }
 

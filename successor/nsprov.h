@@ -84,11 +84,18 @@ int nsprov_spawn_alone(const struct nsprov_req *r, int wfd, pid_t *ret_pid);
  * A spare helper, forked ahead of its creation by the spawner (nsspawn):
  * nsprov_spare_enter() in the child makes it a helper but for its
  * request (named baton-nsspare, signals, nice); when the request has
- * come, nsprov_spare_run() runs it exactly as a forked helper would (its
- * filter first: it denies recvmsg), reporting on wfd, t_start its arrival
+ * come, nsprov_spare_run() runs it exactly as a forked helper would (a
+ * filter of its own, if any, first: nshelper denies recvmsg), reporting
+ * on wfd, t_start its arrival
  * (never returns).
  */
 void nsprov_spare_enter(void);
+
+/*
+ * In the spawner, once its own filter (SANDBOX_NSSPAWN) is loaded: the
+ * helpers it forks run under that one and load none of their own.
+ */
+void nsprov_filter_inherited(void);
 __attribute__((noreturn)) void nsprov_spare_run(const struct nsprov_req *r,
     int wfd, uint64_t t_start);
 

@@ -359,10 +359,23 @@ spawner_main(int sock, const struct nsprov_req *base, pid_t agent)
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_SETMASK, &chld, NULL);
 	/*
-	 * The helpers' filter, compiled once here, off the agent's loop and
-	 * its start-up (single-threaded, allocating is fine).
+	 * Its own filter, built here off the agent's loop and start-up
+	 * (single-threaded, allocating is fine), which every helper it forks
+	 * keeps (common/sandbox.c, nsspawn_rules).  Failing that, the
+	 * helpers' own filter, compiled once for each of them to load.
 	 */
-	(void)sandbox_prepare(SANDBOX_NSHELPER);
+	if (sandbox_active()) {
+		int r = sandbox_enter_child(SANDBOX_NSSPAWN);
+
+		if (r == 0) {
+			nsprov_filter_inherited();
+			sandbox_test_forbidden(SANDBOX_NSSPAWN);
+		} else {
+			log_warn("sandbox.install", strerror(-r), "role=nsspawn: "
+			    "each helper loads its own filter");
+			(void)sandbox_prepare(SANDBOX_NSHELPER);
+		}
+	}
 	sigemptyset(&during);
 	pfd.fd = 3;
 	pfd.events = POLLIN;

@@ -508,7 +508,7 @@ TEST_T(seccomp_in_every_process, 60)
 	struct nsclient_ns ns;
 	char out[2048];
 	const char *log;
-	pid_t agent, init, succ;
+	pid_t agent, init, succ, spawner = 0;
 	int r, k;
 
 	it_setup(&t);
@@ -525,9 +525,15 @@ TEST_T(seccomp_in_every_process, 60)
 	k = nsclient_ns_find(&ns, NSK_PID);
 	init = k >= 0 ? find_ns_init(ns.fds[k]) : -1;
 	check(init > 0, "found the pid namespace's init");
-	/* Forked by the helper: agent's and helper's filters both apply. */
+	/*
+	 * Forked by the helper, which kept the spawner's filter: the
+	 * supervisor's, the agent's and the spawner's apply.
+	 */
 	check_eq(proc_status_num(init, "Seccomp"), 2);
 	check_eq(proc_status_num(init, "Seccomp_filters"), 3);
+	check(it_find_procs(t.root, "baton-nsspawn", &spawner, 1) == 1,
+	    "the agent's spawner");
+	check_eq(proc_status_num(spawner, "Seccomp_filters"), 3);
 	nsclient_ns_free(&ns);
 
 	r = it_ctl(&t, out, sizeof(out), (const char *[]){ "upgrade", "--json",
@@ -544,17 +550,17 @@ TEST_T(seccomp_in_every_process, 60)
 	    "agent logs its filter");
 	{
 		static const char *const roles[] = { "role=supervisor",
-		    "role=agent", "role=nshelper" };
+		    "role=agent", "role=nshelper", "role=nsspawn" };
 		static const char *const calls[] = { "syscall=ptrace ",
 		    "syscall=bpf ", "syscall=keyctl ", "syscall=unshare_user " };
 		unsigned i, j;
 
-		for (i = 0; i < 3; i++)
+		for (i = 0; i < 4; i++)
 			for (j = 0; j < 4; j++)
 				check(LOG_HAS(log, roles[i], "event=sandbox.probe",
 				    calls[j], "errno=EPERM"), "%s: %s blocked",
 				    roles[i], calls[j]);
-		for (i = 0; i < 3; i++)
+		for (i = 0; i < 4; i++)
 			check(LOG_HAS(log, roles[i], "event=seccomp.denied",
 			    "syscall=ptrace"), "%s logged the denial", roles[i]);
 	}

@@ -62,6 +62,14 @@ TEST(role_differences)
 	check_eq(sandbox_policy(SANDBOX_NSHELPER, "sendmsg"), 0);
 	check_eq(sandbox_policy(SANDBOX_NSHELPER, "flock"), 0);
 	check_eq(sandbox_policy(SANDBOX_NSHELPER, "socket"), 2);
+	/* The spawner: the helper's rules and forking on request. */
+	check_eq(sandbox_policy(SANDBOX_NSSPAWN, "recvmsg"), 1);
+	check_eq(sandbox_policy(SANDBOX_NSSPAWN, "sendmsg"), 1);
+	check_eq(sandbox_policy(SANDBOX_NSSPAWN, "execve"), 0);
+	check_eq(sandbox_policy(SANDBOX_NSSPAWN, "accept4"), 0);
+	check_eq(sandbox_policy(SANDBOX_NSSPAWN, "connect"), 0);
+	check_eq(sandbox_policy(SANDBOX_NSSPAWN, "fdatasync"), 0);
+	check_eq(sandbox_policy(SANDBOX_NSSPAWN, "socket"), 2);
 	check_eq(sandbox_policy(SANDBOX_AGENT, "unshare"), 2);
 	check_eq(sandbox_policy(SANDBOX_AGENT, "ioctl"), 2);
 	check_eq(sandbox_policy(SANDBOX_AGENT, "clone3"), 0);
@@ -70,13 +78,15 @@ TEST(role_differences)
 /* A child's filter is useless unless its parent allows the same calls. */
 TEST(tables_nest)
 {
-	const unsigned parent[] = { SANDBOX_SUPERVISOR, SANDBOX_AGENT };
-	const unsigned child[] = { SANDBOX_AGENT, SANDBOX_NSHELPER };
+	const unsigned parent[] = { SANDBOX_SUPERVISOR, SANDBOX_AGENT,
+	    SANDBOX_AGENT, SANDBOX_NSSPAWN };
+	const unsigned child[] = { SANDBOX_AGENT, SANDBOX_NSHELPER,
+	    SANDBOX_NSSPAWN, SANDBOX_NSHELPER };
 	char *name;
 	unsigned k;
 	int nr, pc, pp, bad = 0;
 
-	for (k = 0; k < 2; k++) {
+	for (k = 0; k < sizeof(parent) / sizeof(parent[0]); k++) {
 		for (nr = 0; nr < 512; nr++) {
 			name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE,
 			    nr);

@@ -642,5 +642,13 @@ nss_accept(void *data, const struct acceptor_peer *p)
 		    s->max_conns ? "too many connections" :
 		    "too many connections from this uid");
 		conn_close_after_flush(cl->c);
+		return;
 	}
+	/*
+	 * A client sends its request as soon as it is connected: most are
+	 * in the socket by now.  Read now, not on the loop's next turn,
+	 * which would first run every other callback then ready (under 8
+	 * creating clients that turn is most of a STATUS's wait).
+	 */
+	(void)conn_read_now(cl->c, 1);
 }

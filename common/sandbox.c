@@ -210,6 +210,7 @@ static const struct {
 };
 
 static bool active;
+static int loaded = -1;	/* the role whose filter this process loaded */
 static const char *cur_role = "baton";
 static char *names[NAMES_MAX];	/* resolved once, before any filter */
 
@@ -531,6 +532,7 @@ load(enum sandbox_role role)
 	if (r == 0) {
 		active = true;
 		cur_role = tables[role].name;
+		loaded = role;
 	}
 	return r > 0 ? -r : r;
 }
@@ -641,6 +643,7 @@ load_prepared(enum sandbox_role role)
 	}
 	active = true;
 	cur_role = tables[role].name;
+	loaded = role;
 	return 0;
 }
 
@@ -669,6 +672,17 @@ sandbox_install(enum sandbox_role role)
 	return 0;
 }
 
+/*
+ * Whether a child entering role keeps the filter its parent loaded:
+ * nsspawn's rules are nshelper's and the spawner's three calls (above),
+ * and loading a program costs the kernel a conversion and a compile.
+ */
+static bool
+keeps(enum sandbox_role role)
+{
+	return loaded == SANDBOX_NSSPAWN && role == SANDBOX_NSHELPER;
+}
+
 int
 sandbox_enter_child(enum sandbox_role role)
 {
@@ -677,19 +691,11 @@ sandbox_enter_child(enum sandbox_role role)
 	if (role >= SANDBOX_NROLES)
 		return -EINVAL;
 	log_set_role(tables[role].name);
+	if (keeps(role)) {
+		cur_role = tables[role].name;
+		return set_sigsys_handler();	/* the child may have reset it */
+	}
 	return prepared[role].filter ? load_prepared(role) : load(role);
-}
-
-int
-sandbox_enter_inherited(enum sandbox_role role)
-{
-	if (!active)
-		return 0;
-	if (role >= SANDBOX_NROLES)
-		return -EINVAL;
-	log_set_role(tables[role].name);
-	cur_role = tables[role].name;
-	return set_sigsys_handler();	/* the child may have reset it */
 }
 
 int

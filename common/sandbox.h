@@ -48,18 +48,12 @@ int sandbox_start(enum sandbox_role role, bool off);
  * In a freshly forked child: when this process runs under a filter
  * installed by sandbox_install() (the flag survives fork), install
  * role's (narrower) filter and the SIGSYS handler again (the child may
- * have reset every signal disposition).  No-op otherwise.  0 or -errno.
+ * have reset every signal disposition).  No-op otherwise.  A helper
+ * forked by a process that loaded SANDBOX_NSSPAWN keeps that filter (it
+ * holds nshelper's rules): it is only named nshelper and gets the
+ * handler.  0 or -errno.
  */
 int sandbox_enter_child(enum sandbox_role role);
-
-/*
- * In a child forked by a process that entered SANDBOX_NSSPAWN, whose
- * filter holds role's rules and is already this process's: no filter is
- * loaded (that is a program converted and compiled by the kernel per
- * call), only this process's logs and denials are named role, and the
- * SIGSYS handler is set again (as sandbox_enter_child).  0 or -errno.
- */
-int sandbox_enter_inherited(enum sandbox_role role);
 
 /*
  * Under a filter (sandbox_active()): compile role's filter now, so that

@@ -597,15 +597,6 @@ helper_fds(struct nsprov_req *local, int wfd)
 	close_range(local->image_fd >= 0 ? 5 : 4, ~0U, 0);
 }
 
-/* The spawner's filter holds the helper's rules: helpers keep it. */
-static bool filter_inherited;
-
-void
-nsprov_filter_inherited(void)
-{
-	filter_inherited = true;
-}
-
 /*
  * The helper's fds, then (under a sandboxed agent) the narrower helper
  * filter, unless it runs under the spawner's already, then its work,
@@ -615,8 +606,7 @@ static __attribute__((noreturn)) void
 helper_run(struct nsprov_req *local, int wfd, uint64_t *t)
 {
 	helper_fds(local, wfd);
-	if ((filter_inherited ? sandbox_enter_inherited(SANDBOX_NSHELPER) :
-	    sandbox_enter_child(SANDBOX_NSHELPER)) < 0) {
+	if (sandbox_enter_child(SANDBOX_NSHELPER) < 0) {
 		fail(3, -EPERM, "install the helper's seccomp filter", NULL);
 		_exit(1);
 	}

@@ -91,11 +91,6 @@ int nsprov_spawn_alone(const struct nsprov_req *r, int wfd, pid_t *ret_pid);
  */
 void nsprov_spare_enter(void);
 
-/*
- * In the spawner, once its own filter (SANDBOX_NSSPAWN) is loaded: the
- * helpers it forks run under that one and load none of their own.
- */
-void nsprov_filter_inherited(void);
 __attribute__((noreturn)) void nsprov_spare_run(const struct nsprov_req *r,
     int wfd, uint64_t t_start);
 

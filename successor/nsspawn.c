@@ -294,14 +294,16 @@ serve_one(int sock, const struct nsprov_req *base)
 	ans.cookie = rq.cookie;	/* 0 unless that much came */
 	if (!req_whole(n, &rq, nfds)) {
 		ans.err = -EBADMSG;	/* cannot happen between one build */
-	} else if (spare_take(&rq, fds, nfds, &pid, &pidfd) < 0) {
-		req_of(&r, base, &rq, fds[1]);
-		ans.err = nsprov_spawn_alone(&r, fds[0], &pid);
-		if (ans.err < 0)
-			nsprov_report_failed(fds[0], ans.err, "fork helper");
-	}
-	if (req_whole(n, &rq, nfds))
+	} else {
+		if (spare_take(&rq, fds, nfds, &pid, &pidfd) < 0) {
+			req_of(&r, base, &rq, fds[1]);
+			ans.err = nsprov_spawn_alone(&r, fds[0], &pid);
+			if (ans.err < 0)
+				nsprov_report_failed(fds[0], ans.err,
+				    "fork helper");
+		}
 		net_next = (rq.mask & NSVM_NET) != 0;
+	}
 	spare.wanted = true;
 	if (pid > 0)
 		running++;
@@ -368,7 +370,6 @@ spawner_main(int sock, const struct nsprov_req *base, pid_t agent)
 		int r = sandbox_enter_child(SANDBOX_NSSPAWN);
 
 		if (r == 0) {
-			nsprov_filter_inherited();
 			sandbox_test_forbidden(SANDBOX_NSSPAWN);
 		} else {
 			log_warn("sandbox.install", strerror(-r), "role=nsspawn: "

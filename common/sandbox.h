@@ -2,7 +2,8 @@
  * sandbox: the seccomp filters of baton's processes (libseccomp).
  *
  * One allowlist per role.  A daemon installs its filter as the last step
- * of start-up; a namespace helper forked by a sandboxed agent installs
+ * of start-up (a successor agent as the first, off the handoff); a
+ * namespace helper forked by a sandboxed agent installs
  * the narrower helper filter right after fork.  A call outside the list
  * fails with EPERM and is logged (event=seccomp.denied) by a SIGSYS
  * handler; the process goes on.  See docs/SECURITY.md for each policy.

@@ -702,23 +702,6 @@ TEST_T(sigterm_stops_everything, 60)
 	finish(&t);
 }
 
-/* The standby's pid once one waits (and is not `not`), or 0. */
-static pid_t
-wait_standby(struct itest *t, pid_t not, int ms)
-{
-	uint64_t until = clock_mono_ms() + (uint64_t)ms;
-	pid_t pids[8];
-	unsigned n;
-
-	do {
-		n = it_find_procs(t->root, "baton-standby", pids, 8);
-		if (n == 1 && pids[0] != not)
-			return pids[0];
-		usleep(10000);
-	} while (clock_mono_ms() < until);
-	return 0;
-}
-
 /* Copy src to dst through a new inode (as a package manager replaces). */
 static bool
 replace_file(const char *src, const char *dst)
@@ -745,7 +728,7 @@ TEST_T(standby_takes_the_next_upgrade, 90)
 	int rc, status = 0;
 
 	start(&t, NULL);
-	sb = wait_standby(&t, 0, 5000);
+	sb = it_wait_standby(&t, 0, 5000);
 	require(sb > 0, "a standby waits after the cold start");
 	check(itc_count_agents(&t) == 1, "a standby is not counted as an "
 	    "agent");
@@ -753,7 +736,7 @@ TEST_T(standby_takes_the_next_upgrade, 90)
 	check(rc == 0 && json_num(out, "new_pid") == sb,
 	    "the standby %d took the upgrade: %s", (int)sb, out);
 	check(it_proc_named(sb, "baton-agent"), "named baton-agent again");
-	sb2 = wait_standby(&t, sb, 5000);
+	sb2 = it_wait_standby(&t, sb, 5000);
 	check(sb2 > 0, "a new standby follows the handoff");
 
 	/* Another path: the standby is dismissed, a fresh spawn serves. */
@@ -767,7 +750,7 @@ TEST_T(standby_takes_the_next_upgrade, 90)
 	check(rc == 0 && now != sb2, "another binary: a fresh successor "
 	    "(%d): %s", (int)now, out);
 	check(wait_dead(sb2, 5000), "the old standby left");
-	sb = wait_standby(&t, sb2, 5000);
+	sb = it_wait_standby(&t, sb2, 5000);
 	check(sb > 0, "a standby of the new binary follows");
 
 	/* The same path, a new file: never the standby of the old one. */
@@ -779,7 +762,7 @@ TEST_T(standby_takes_the_next_upgrade, 90)
 	check(wait_dead(sb, 5000), "the stale standby left");
 
 	/* An upgrade with its own environment spawns its own. */
-	sb = wait_standby(&t, sb, 5000);
+	sb = it_wait_standby(&t, sb, 5000);
 	require(sb > 0, "a standby");
 	rc = it_upgrade(&t, out, sizeof(out), (const char *[]){ "--env",
 	    "BATON_TEST_X=1", NULL });
@@ -787,7 +770,7 @@ TEST_T(standby_takes_the_next_upgrade, 90)
 	check(rc == 0 && now != sb, "--env: a fresh successor: %s", out);
 
 	/* A standby that died: the next upgrade spawns, commits. */
-	sb = wait_standby(&t, sb, 5000);
+	sb = it_wait_standby(&t, sb, 5000);
 	require(sb > 0, "a standby");
 	kill(sb, SIGKILL);
 	check(wait_dead(sb, 5000), "killed");
@@ -795,7 +778,7 @@ TEST_T(standby_takes_the_next_upgrade, 90)
 	now = (pid_t)json_num(out, "new_pid");
 	check(rc == 0 && now != sb && strstr(out, "\"committed\":true"),
 	    "a dead standby: a fresh successor commits: %s", out);
-	sb = wait_standby(&t, sb, 5000);
+	sb = it_wait_standby(&t, sb, 5000);
 	check(sb > 0, "and a standby follows");
 
 	kill(t.sup, SIGTERM);

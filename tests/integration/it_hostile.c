@@ -508,7 +508,7 @@ TEST_T(seccomp_in_every_process, 60)
 	struct nsclient_ns ns;
 	char out[2048];
 	const char *log;
-	pid_t agent, init, succ, spawner = 0;
+	pid_t agent, init, succ, sb, spawner = 0;
 	int r, k;
 
 	it_setup(&t);
@@ -542,6 +542,13 @@ TEST_T(seccomp_in_every_process, 60)
 	succ = it_ns_status(&t, NULL, NULL);
 	check(succ > 0 && succ != agent, "the successor serves");
 	check_eq(proc_status_num(succ, "Seccomp_filters"), 2);
+	/*
+	 * The next successor, started ahead, waits under the agent's filter
+	 * already: its building and loading are off the next handoff.
+	 */
+	sb = it_wait_standby(&t, 0, 5000);
+	check(sb > 0, "a standby waits");
+	check_eq(proc_status_num(sb, "Seccomp_filters"), 2);
 
 	log = read_log(&t);
 	check(LOG_HAS(log, "role=supervisor", "event=sandbox.installed"),

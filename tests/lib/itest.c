@@ -429,6 +429,22 @@ it_find_procs(const char *root, const char *comm, pid_t *pids, unsigned max)
 	return n;
 }
 
+pid_t
+it_wait_standby(struct itest *t, pid_t not, int ms)
+{
+	uint64_t until = clock_mono_ms() + (uint64_t)ms;
+	pid_t pids[8];
+	unsigned n;
+
+	do {
+		n = it_find_procs(t->root, "baton-standby", pids, 8);
+		if (n == 1 && pids[0] != not)
+			return pids[0];
+		usleep(10000);
+	} while (clock_mono_ms() < until);
+	return 0;
+}
+
 /*
  * Allocations outlive agents by design: their pid namespaces' inits
  * (baton-nsinit, forks of an agent of this root) are ended here.

@@ -70,6 +70,11 @@ bool it_proc_named(pid_t pid, const char *comm);
  */
 unsigned it_find_procs(const char *root, const char *comm, pid_t *pids,
     unsigned max);
+/*
+ * The pid of the supervisor's standby (baton-standby) once exactly one
+ * waits and it is not `not`; 0 after ms milliseconds without.
+ */
+pid_t it_wait_standby(struct itest *t, pid_t not, int ms);
 /* Number of fds / direct children of a process. */
 int it_count_fds(pid_t pid);
 int it_count_children(pid_t pid);

@@ -319,6 +319,60 @@ start_write(struct nswriter *w)
 	pthread_mutex_unlock(&w->mu);
 }
 
+/* The thread started ahead, waiting for its writer (nswriter_prestart). */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+	bool started;		/* a thread waits (or was taken: !w then) */
+	struct nswriter *w;	/* given by nswriter_new, taken by the thread */
+} spare = { .mu = PTHREAD_MUTEX_INITIALIZER,
+    .cv = PTHREAD_COND_INITIALIZER };
+
+static void *
+spare_main(void *p)
+{
+	struct nswriter *w;
+
+	(void)p;
+	pthread_mutex_lock(&spare.mu);
+	while (!spare.w)
+		pthread_cond_wait(&spare.cv, &spare.mu);
+	w = spare.w;
+	spare.w = NULL;
+	pthread_mutex_unlock(&spare.mu);
+	return writer_main(w);
+}
+
+int
+nswriter_prestart(void)
+{
+	int r;
+
+	if (spare.started)
+		return 0;
+	(void)nswriter_fork_waits();	/* decided before any thread reads it */
+	r = -pthread_create(&spare.th, NULL, spare_main, NULL);
+	if (r == 0)
+		spare.started = true;
+	return r;
+}
+
+/* w's thread: the one started ahead if it waits, else a new one. */
+static int
+start_thread(struct nswriter *w)
+{
+	if (!spare.started)
+		return -pthread_create(&w->th, NULL, writer_main, w);
+	pthread_mutex_lock(&spare.mu);
+	spare.w = w;
+	spare.started = false;
+	w->th = spare.th;
+	pthread_cond_signal(&spare.cv);
+	pthread_mutex_unlock(&spare.mu);
+	return 0;
+}
+
 int
 nswriter_new(uv_loop_t *loop, const struct nsfile *file,
     const struct nswriter_ops *ops, void *data, struct nswriter **ret)
@@ -342,7 +396,7 @@ nswriter_new(uv_loop_t *loop, const struct nsfile *file,
 		goto fail;
 	w->async.data = w;
 	(void)nswriter_fork_waits();	/* decided before any thread reads it */
-	r = -pthread_create(&w->th, NULL, writer_main, w);
+	r = start_thread(w);
 	if (r < 0) {
 		uv_close((uv_handle_t *)&w->async, NULL);
 		goto fail;

@@ -46,6 +46,14 @@ typedef void (*nswriter_done_fn)(void *arg, int err);
 
 struct nsfile;
 
+/*
+ * Start the next writer's thread ahead (a successor's head start): it
+ * waits until nswriter_new() takes it, so creating a thread (~65 us
+ * here) is not among what BEGIN does while nobody accepts.  Taken once;
+ * without one, nswriter_new() creates its thread.  0 or -errno.
+ */
+int nswriter_prestart(void);
+
 /* Writes go to file (copied: where its slots stand, from the load). */
 int nswriter_new(uv_loop_t *loop, const struct nsfile *file,
     const struct nswriter_ops *ops, void *data, struct nswriter **ret);

@@ -42,6 +42,7 @@
 #include "proto/standby.h"
 #include "successor/agent_int.h"
 #include "successor/nsserver.h"
+#include "successor/nswriter.h"
 #include "transport/conn.h"
 
 #define HELLO_ACK_MS		10000
@@ -181,7 +182,7 @@ do_begin(struct agent *a)
 	const struct bin *want = &m->u.BEGIN.state_digest;
 	bool promoted = want->len == 0;
 	bool match;
-	uint64_t seq, start_us, t_begin = clock_mono_us();
+	uint64_t seq, start_us, t_begin = clock_mono_us(), t_lock, t_open, t_start;
 	pid_t holder = 0;
 	unsigned i;
 	int rc;
@@ -199,6 +200,7 @@ do_begin(struct agent *a)
 		return successor_fail(a, "could not take the data-dir lock");
 	}
 	CRASHPOINT(n_after_lock);
+	t_lock = clock_mono_us();
 	/* The sealed table is served as sealed (nsserver_config). */
 	rc = agent_open_ns(a, !promoted && want->len == NSSERVER_DIGEST_LEN ?
 	    want->p : NULL);
@@ -206,6 +208,7 @@ do_begin(struct agent *a)
 	a->pre = NULL;
 	if (rc < 0)
 		return successor_fail(a, "could not load the allocation table");
+	t_open = clock_mono_us();
 	nsserver_state(a->ns, &seq, digest);
 	match = promoted || (seq == m->u.BEGIN.state_seq &&
 	    want->len == sizeof(digest) &&
@@ -238,6 +241,7 @@ do_begin(struct agent *a)
 		return successor_fail(a, "could not start serving");
 	}
 	nsserver_set_ready(a->ns, true);
+	t_start = clock_mono_us();
 	if (rename(a->ctl_tmp, a->cfg->paths.agent_socket) < 0 ||
 	    agent_start_control(a) < 0) {
 		log_error("successor.control", strerror(errno), "path=%s",
@@ -258,8 +262,9 @@ do_begin(struct agent *a)
 	log_info("agent.serving", promoted ? "successor promoted" :
 	    "successor took over", "handoff_id=%s allocations=%u "
 	    "state_seq=%" PRIu64 " accept_start_us=%" PRIu64 " begin_us=%"
-	    PRIu64, a->hid, nsserver_count(a->ns), seq, start_us,
-	    start_us - t_begin);
+	    PRIu64 " lock_us=%" PRIu64 " open_us=%" PRIu64 " serve_us=%" PRIu64,
+	    a->hid, nsserver_count(a->ns), seq, start_us,
+	    start_us - t_begin, t_lock - t_begin, t_open - t_lock, t_start - t_open);
 	CRASHPOINT(n_after_ready_sent);
 	return NST_OFF;
 }
@@ -539,6 +544,10 @@ successor_start(struct agent *a)
 	    &a->pre);
 	if (r < 0 && r != -ENOENT)
 		log_warn("successor.preload", proto_strerror(r), NULL);
+	/* The table's writer thread too (BEGIN would start it otherwise). */
+	r = nswriter_prestart();
+	if (r < 0)
+		log_warn("successor.prestart", strerror(-r), NULL);
 	/*
 	 * The decoder's scratch (msgpack zone chunks between the entries it
 	 * made) is free now: give its pages back, or a successor of a large

@@ -101,27 +101,6 @@ serving(struct itest *t)
 	return a;
 }
 
-static long
-proc_status_num(pid_t pid, const char *key)
-{
-	char path[64], line[256];
-	size_t kl = strlen(key);
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-			v = strtol(line + kl + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
-}
-
 /* The whole supervisor log, NUL-terminated, in a static buffer. */
 static const char *
 read_log(struct itest *t)
@@ -419,7 +398,7 @@ TEST_T(hostile_clients, 90)
 	over_the_limit(bp.ns_socket);
 	usleep(500000);
 	fds0 = count_fds_settled(agent, 0, 0);
-	rss0 = proc_status_num(agent, "VmRSS");
+	rss0 = tap_proc_status(agent, "VmRSS");
 
 	require(pipe2(gpipe, O_CLOEXEC) == 0 && pipe2(hpipe, O_CLOEXEC) == 0,
 	    "pipes");
@@ -448,7 +427,7 @@ TEST_T(hostile_clients, 90)
 	close(hpipe[0]);
 
 	fds1 = count_fds_settled(agent, fds0 + 2, 5000);
-	rss1 = proc_status_num(agent, "VmRSS");
+	rss1 = tap_proc_status(agent, "VmRSS");
 	tap_diag("hostile connections %lu in %d s; good client: %lu ok, %lu "
 	    "bad, %lu create+release", conns, HOSTILE_S, gs.ok, gs.bad,
 	    gs.creates);
@@ -515,10 +494,10 @@ TEST_T(seccomp_in_every_process, 60)
 	paths_init(&bp, t.root);
 	start_with(&t, NULL, NULL, env);
 	agent = serving(&t);
-	check_eq(proc_status_num(t.sup, "Seccomp"), 2);
-	check_eq(proc_status_num(t.sup, "Seccomp_filters"), 1);
-	check_eq(proc_status_num(agent, "Seccomp"), 2);
-	check_eq(proc_status_num(agent, "Seccomp_filters"), 2);
+	check_eq(tap_proc_status(t.sup, "Seccomp"), 2);
+	check_eq(tap_proc_status(t.sup, "Seccomp_filters"), 1);
+	check_eq(tap_proc_status(agent, "Seccomp"), 2);
+	check_eq(tap_proc_status(agent, "Seccomp_filters"), 2);
 
 	r = nsclient_request_path(bp.ns_socket, &rq, NSCLIENT_NO_FALLBACK, &ns);
 	require(r == 0, "namespaces created under seccomp: %s", strerror(-r));
@@ -529,11 +508,11 @@ TEST_T(seccomp_in_every_process, 60)
 	 * Forked by the helper, which kept the spawner's filter: the
 	 * supervisor's, the agent's and the spawner's apply.
 	 */
-	check_eq(proc_status_num(init, "Seccomp"), 2);
-	check_eq(proc_status_num(init, "Seccomp_filters"), 3);
+	check_eq(tap_proc_status(init, "Seccomp"), 2);
+	check_eq(tap_proc_status(init, "Seccomp_filters"), 3);
 	check(it_find_procs(t.root, "baton-nsspawn", &spawner, 1) == 1,
 	    "the agent's spawner");
-	check_eq(proc_status_num(spawner, "Seccomp_filters"), 3);
+	check_eq(tap_proc_status(spawner, "Seccomp_filters"), 3);
 	nsclient_ns_free(&ns);
 
 	r = it_ctl(&t, out, sizeof(out), (const char *[]){ "upgrade", "--json",
@@ -541,14 +520,14 @@ TEST_T(seccomp_in_every_process, 60)
 	check(r == 0, "an upgrade commits under seccomp: %s", out);
 	succ = it_ns_status(&t, NULL, NULL);
 	check(succ > 0 && succ != agent, "the successor serves");
-	check_eq(proc_status_num(succ, "Seccomp_filters"), 2);
+	check_eq(tap_proc_status(succ, "Seccomp_filters"), 2);
 	/*
 	 * The next successor, started ahead, waits under the agent's filter
 	 * already: its building and loading are off the next handoff.
 	 */
 	sb = it_wait_standby(&t, 0, 5000);
 	check(sb > 0, "a standby waits");
-	check_eq(proc_status_num(sb, "Seccomp_filters"), 2);
+	check_eq(tap_proc_status(sb, "Seccomp_filters"), 2);
 
 	log = read_log(&t);
 	check(LOG_HAS(log, "role=supervisor", "event=sandbox.installed"),

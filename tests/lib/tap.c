@@ -159,6 +159,27 @@ tap_read_long(const char *path)
 	return strtol(buf, NULL, 10);
 }
 
+long
+tap_proc_status(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	size_t kl = strlen(key);
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+			v = strtol(line + kl + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
 static int
 run_case(int idx, const struct tcase *c, char *why, size_t whylen)
 {

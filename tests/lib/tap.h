@@ -15,6 +15,7 @@
 #define BATON_TAP_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 typedef void (*tap_fn)(void);
 void tap_register(const char *name, tap_fn fn, int timeout_s);
@@ -59,5 +60,8 @@ int tap_count_fds(void);
 
 /* The number a small file starts with (a pid file, say); 0 if none. */
 long tap_read_long(const char *path);
+
+/* A number from /proc/PID/status ("Threads", "Seccomp_filters"), or -1. */
+long tap_proc_status(pid_t pid, const char *key);
 
 #endif

@@ -170,6 +170,55 @@ TEST_T(between_cancelled_by_free, 30)
 	remove_table(f.path, f.dir);
 }
 
+/* This process's threads, once the count settles at want (or after 1 s). */
+static long
+threads_settle(long want)
+{
+	long n = -1;
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		n = tap_proc_status(getpid(), "Threads");
+		if (n == want)
+			break;
+		usleep(10000);
+	}
+	return n;
+}
+
+/*
+ * A successor starts its writer's thread in its head start: the next
+ * writer takes that thread (no new one), writes with it, and only once;
+ * a writer after it starts its own.
+ */
+TEST_T(prestarted_thread_taken_once, 30)
+{
+	long base = tap_proc_status(getpid(), "Threads");
+	struct fix f, g;
+
+	require(base >= 1, "thread count");
+	require(nswriter_prestart() == 0, "prestart");
+	check_eq(threads_settle(base + 1), base + 1);
+	check_eq(nswriter_prestart(), 0);	/* one waits already */
+	check_eq(threads_settle(base + 1), base + 1);
+	fix_init(&f);
+	check_eq(threads_settle(base + 1), base + 1);	/* it took that one */
+	require(nswriter_change(f.w, done_cb, &f) == 0, "change");
+	while (f.ndone < 1)
+		uv_run(&f.loop, UV_RUN_ONCE);
+	check_eq(f.done_err[0], 0);
+	check_eq(f.encoded, 1);
+	fix_init(&g);
+	check_eq(threads_settle(base + 2), base + 2);	/* none waited */
+	require(nswriter_change(g.w, done_cb, &g) == 0, "change");
+	while (g.ndone < 1)
+		uv_run(&g.loop, UV_RUN_ONCE);
+	check_eq(g.done_err[0], 0);
+	fix_fini(&g);
+	fix_fini(&f);
+	check_eq(threads_settle(base), base);	/* both joined */
+}
+
 /* A fork waits for the writer only where a library may sit in its calls. */
 TEST(fork_waits_only_where_interposed)
 {

@@ -158,6 +158,9 @@ child(const struct spawn_opts *o, char **envp, char *fds_var,
 			    sizeof(ksa.mask));
 	}
 
+	/* Lowering one's own priority needs no privilege. */
+	if (o->nice > 0)
+		(void)setpriority(PRIO_PROCESS, 0, o->nice);
 	if (o->pdeathsig > 0) {
 		if (prctl(PR_SET_PDEATHSIG, o->pdeathsig) < 0)
 			goto fail;

@@ -37,6 +37,7 @@ struct agentcmd_successor {
 	const char (*lnames)[LISTENFDS_NAME_MAX];
 	unsigned nl;
 	const char *const *env;		/* "K=V", NULL-terminated, may be NULL */
+	int nice;			/* > 0: spawned at that nice value */
 };
 
 /*

@@ -6,21 +6,48 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sandbox.h"
 #include "proto/frame.h"
 #include "proto/standby.h"
 #include "supervisor/agentlog.h"
 #include "supervisor/procwatch.h"
 #include "supervisor/standby.h"
 
+/*
+ * A standby starts (exec, dynamic loader, its seccomp filter: ~2.5 ms of
+ * CPU here) and waits at the helpers' nice value: right after a handoff
+ * it competes with the new incumbent's first requests for the CPU, and
+ * it has until the next upgrade.  Taking it gives it back the nice value
+ * it would have had, ours (0, or what systemd's Nice= set), before it is
+ * told to go (it has one thread then).  If that is refused (no
+ * CAP_SYS_NICE), the standby is dismissed and later ones start at ours.
+ * A supervisor already at the helpers' nice or above, or below 0 (the
+ * filter gives back 0..19 only), starts them at its own.
+ */
+static bool nice_refused;
+
+/* Our nice value (what a spawned agent inherits); -1 also if unknown. */
+static int
+own_nice(void)
+{
+	int v;
+
+	errno = 0;
+	v = getpriority(PRIO_PROCESS, 0);
+	return v == -1 && errno ? -1 : v;
+}
+
 struct standby {
 	pid_t pid;
 	int fd;				/* our end of its socketpair */
 	bool exited;
+	int nice;			/* ours, when started at the helpers' */
 	struct procwatch *watch;
 	struct stat st;			/* the binary, just before the spawn */
 	char binary[PATH_MAX];
@@ -91,6 +118,10 @@ standby_start(uv_loop_t *loop, const struct agentcmd_successor *p,
 		return r;
 	}
 	q.env = env;
+	s->nice = own_nice();
+	if (nice_refused || s->nice < 0 || s->nice >= SANDBOX_HELPER_NICE)
+		s->nice = -1;	/* not niced: it runs at ours */
+	q.nice = s->nice >= 0 ? SANDBOX_HELPER_NICE : 0;
 	pid = agentcmd_spawn_successor(loop, &q, &s->fd);
 	if (pid < 0) {
 		release(s);
@@ -172,6 +203,15 @@ standby_take(struct standby *s, uint64_t deadline_ms, pid_t *ret_pid,
 	    memcmp(ready, STANDBY_READY, sizeof(ready)) != 0) {
 		standby_dismiss(&s, "it has not said that it waits (still "
 		    "starting, or a build without standbys)");
+		return -EAGAIN;
+	}
+	if (s->nice >= 0 && setpriority(PRIO_PROCESS, s->pid, s->nice) < 0) {
+		log_warn("standby.renice", "cannot give the standby its nice "
+		    "value back; later standbys start at the supervisor's",
+		    "standby_pid=%d nice=%d error=\"%s\"", (int)s->pid,
+		    s->nice, strerror(errno));
+		nice_refused = true;
+		standby_dismiss(&s, "cannot give it back its nice value");
 		return -EAGAIN;
 	}
 	standby_go_put(go, deadline_ms);

@@ -18,6 +18,7 @@
 #include "common/json.h"
 #include "client/nsclient.h"
 #include "common/paths.h"
+#include "common/sandbox.h"
 #include "transport/wire.h"
 #include "crashpoints/crashpoint.h"
 #include "tests/lib/itcheck.h"
@@ -702,6 +703,72 @@ TEST_T(sigterm_stops_everything, 60)
 	finish(&t);
 }
 
+/*
+ * A supervisor that may not raise a priority (no CAP_SYS_NICE): the
+ * niced standby cannot be given nice 0 back, so it is dismissed, the
+ * upgrade spawns and commits, and the standbys after it start at 0 and
+ * are taken.
+ */
+/* The supervisor run through wrap, serving; its standby, waiting niced. */
+static pid_t
+start_niced_standby(struct itest *t, const char *const *wrap)
+{
+	pid_t sb;
+
+	it_setup(t);
+	require(it_start_supervisor_wrapped(t, NULL, wrap, NULL) > 0,
+	    "supervisor started");
+	require(it_wait_serving(t, SERVE_MS) > 0, "agent serving");
+	sb = it_wait_standby(t, 0, 5000);
+	require(sb > 0, "a standby waits");
+	check_eq(it_proc_nice_max(sb), SANDBOX_HELPER_NICE);
+	return sb;
+}
+
+TEST_T(standby_without_cap_sys_nice, 60)
+{
+	static const char *const wrap[] = { "nice", "-n", "3", "setpriv",
+	    "--bounding-set", "-sys_nice", NULL };
+	struct itest t;
+	char out[2048];
+	pid_t sb = start_niced_standby(&t, wrap), sb2, now;
+	int rc;
+
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
+	now = (pid_t)json_num(out, "new_pid");
+	check(rc == 0 && now > 0 && now != sb && strstr(out,
+	    "\"committed\":true"), "not renicable: a fresh successor "
+	    "commits: %s", out);
+	check_eq(it_log_max_since(&t, 0, "standby.renice", "standby_pid"),
+	    (uint64_t)sb);
+	check(wait_dead(sb, 5000), "the niced standby left");
+	check_eq(it_proc_nice_max(now), 3);	/* the supervisor's */
+	sb2 = it_wait_standby(&t, sb, 5000);
+	require(sb2 > 0, "a standby follows");
+	check_eq(it_proc_nice_max(sb2), 3);	/* at ours from now on */
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
+	check(rc == 0 && json_num(out, "new_pid") == sb2,
+	    "the standby at the supervisor's nice is taken: %s", out);
+	check_eq(it_proc_nice_max(sb2), 3);
+	finish(&t);
+}
+
+/* A supervisor run at nice 3 (systemd's Nice=3): a taken standby gets 3. */
+TEST_T(standby_gets_the_supervisors_nice, 60)
+{
+	static const char *const wrap[] = { "nice", "-n", "3", NULL };
+	struct itest t;
+	char out[2048];
+	pid_t sb = start_niced_standby(&t, wrap);
+	int rc;
+
+	rc = it_upgrade(&t, out, sizeof(out), NULL);
+	check(rc == 0 && json_num(out, "new_pid") == sb,
+	    "the standby took the upgrade: %s", out);
+	check_eq(it_proc_nice_max(sb), 3);
+	finish(&t);
+}
+
 /* Copy src to dst through a new inode (as a package manager replaces). */
 static bool
 replace_file(const char *src, const char *dst)
@@ -732,10 +799,14 @@ TEST_T(standby_takes_the_next_upgrade, 90)
 	require(sb > 0, "a standby waits after the cold start");
 	check(itc_count_agents(&t) == 1, "a standby is not counted as an "
 	    "agent");
+	/* It starts and waits at the helpers' nice, and serves at 0. */
+	check_eq(it_proc_nice_max(sb), SANDBOX_HELPER_NICE);
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0 && json_num(out, "new_pid") == sb,
 	    "the standby %d took the upgrade: %s", (int)sb, out);
 	check(it_proc_named(sb, "baton-agent"), "named baton-agent again");
+	check_eq(it_proc_nice_max(sb), 0);	/* every thread of it */
+	check(tap_proc_status(sb, "Threads") >= 2, "its writer thread runs");
 	sb2 = it_wait_standby(&t, sb, 5000);
 	check(sb2 > 0, "a new standby follows the handoff");
 

@@ -75,6 +75,11 @@ unsigned it_find_procs(const char *root, const char *comm, pid_t *pids,
  * waits and it is not `not`; 0 after ms milliseconds without.
  */
 pid_t it_wait_standby(struct itest *t, pid_t not, int ms);
+/*
+ * The highest nice value among a process's threads (/proc/PID/task/ * /stat),
+ * or -100 when it cannot be read.
+ */
+int it_proc_nice_max(pid_t pid);
 /* Number of fds / direct children of a process. */
 int it_count_fds(pid_t pid);
 int it_count_children(pid_t pid);

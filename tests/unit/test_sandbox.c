@@ -110,7 +110,7 @@ struct probe {
 	int seccomp_mode, filters;
 	int ptrace_err, bpf_err, keyctl_err, userns_err, clone3_err;
 	int execve_err, unix_err, inet_err, ioctl_err, getpid_ok, open_ok;
-	int nice_raise_err, nice_other_err, nice_ok_err;
+	int nice_raise_err, nice_other_err, nice_ok_err, nice_reset_err;
 	int alive;
 };
 
@@ -175,6 +175,8 @@ probe_main(int role, int child, int wfd, int logfd)
 	p.nice_other_err = err_of(setpriority(PRIO_PROCESS, 0, 3));
 	p.nice_ok_err = err_of(setpriority(PRIO_PROCESS, 0,
 	    SANDBOX_HELPER_NICE));
+	/* Back to 0: the supervisor does it to a standby it takes. */
+	p.nice_reset_err = err_of(setpriority(PRIO_PROCESS, 0, 0));
 sockets:
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	p.unix_err = err_of(fd);
@@ -252,6 +254,8 @@ TEST(agent_filter)
 	check_eq(p.unix_err, 0);
 	check_eq(p.inet_err, 0);
 	check_eq(p.ioctl_err, EPERM);
+	check_eq(p.nice_ok_err, 0);
+	check_eq(p.nice_reset_err, EPERM);	/* only the supervisor raises */
 	check(p.getpid_ok && p.open_ok, "allowed calls still work");
 	expect_denied_logged(log, "ptrace");
 	expect_denied_logged(log, "bpf");
@@ -274,6 +278,10 @@ TEST(supervisor_filter)
 	check_eq(p.keyctl_err, EPERM);
 	check_eq(p.userns_err, EPERM);
 	check_eq(p.execve_err, ENOENT);	/* allowed: the file is missing */
+	check_eq(p.nice_raise_err, EPERM);	/* never below 0 */
+	check_eq(p.nice_other_err, 0);	/* a standby's nice back: 0..19 */
+	check_eq(p.nice_ok_err, 0);
+	check_eq(p.nice_reset_err, 0);
 	check(p.getpid_ok && p.open_ok, "allowed calls still work");
 	expect_denied_logged(log, "ptrace");
 }
@@ -298,6 +306,7 @@ helper_filter(bool prep)
 	check_eq(p.nice_raise_err, EPERM);
 	check_eq(p.nice_other_err, EPERM);
 	check_eq(p.nice_ok_err, 0);	/* the helper lowers its priority */
+	check_eq(p.nice_reset_err, EPERM);	/* and never raises it */
 	check(p.getpid_ok && p.open_ok, "allowed calls still work");
 	expect_denied_logged(log, "socket");
 	check(strstr(log, "role=nshelper") != NULL, "log names the helper");

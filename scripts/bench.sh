@@ -24,7 +24,8 @@
 # PAUSE_MS (20) between upgrades, WARM_S (3) and COOL_S (2) seconds of load
 # before and after, SCALE ("0 100 1000 10000") allocation counts, SCALE_K
 # (10) upgrades per count, MOVE ("0 100 1000") connections held open and
-# MOVE_K (20) upgrades each, OUT (BUILD_DIR/bench) for the results.
+# MOVE_K (20) upgrades each, OUT (BUILD_DIR/bench) for the results,
+# BENCH_SUP_ARGS extra supervisor arguments (e.g. "--no-standby").
 set -eu
 
 bin=$(cd "${1:-build}" && pwd)
@@ -77,6 +78,7 @@ json_num() { sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"; }
 
 # start_supervisor NAME [SUPERVISOR-ARG...]: a fresh root, the supervisor
 # under baton-reap.
+# shellcheck disable=SC2086
 start_supervisor() {
 	sname=$1
 	shift
@@ -84,7 +86,8 @@ start_supervisor() {
 	mkdir -p "$root/var/lib/pact/uenv"
 	"$bin/baton-reap" --out "$OUT/$sname.reap" --pidfile "$root/sup.pid" \
 	    --max-seconds 1800 -- "$bin/baton-supervisor" --root "$root" \
-	    --agent "$bin/baton-agent" "$@" 2>"$OUT/$sname.log" &
+	    --agent "$bin/baton-agent" ${BENCH_SUP_ARGS:-} "$@" \
+	    2>"$OUT/$sname.log" &
 	reap_pid=$!
 	i=0
 	until "$bin/batonctl" --root "$root" status >/dev/null 2>&1; do

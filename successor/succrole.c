@@ -182,7 +182,8 @@ do_begin(struct agent *a)
 	const struct bin *want = &m->u.BEGIN.state_digest;
 	bool promoted = want->len == 0;
 	bool match;
-	uint64_t seq, start_us, t_begin = clock_mono_us(), t_lock, t_open, t_start;
+	uint64_t seq, start_us, t_lock, t_open, t_serve;
+	uint64_t t_begin = clock_mono_us();
 	pid_t holder = 0;
 	unsigned i;
 	int rc;
@@ -241,7 +242,7 @@ do_begin(struct agent *a)
 		return successor_fail(a, "could not start serving");
 	}
 	nsserver_set_ready(a->ns, true);
-	t_start = clock_mono_us();
+	t_serve = clock_mono_us();
 	if (rename(a->ctl_tmp, a->cfg->paths.agent_socket) < 0 ||
 	    agent_start_control(a) < 0) {
 		log_error("successor.control", strerror(errno), "path=%s",
@@ -262,9 +263,10 @@ do_begin(struct agent *a)
 	log_info("agent.serving", promoted ? "successor promoted" :
 	    "successor took over", "handoff_id=%s allocations=%u "
 	    "state_seq=%" PRIu64 " accept_start_us=%" PRIu64 " begin_us=%"
-	    PRIu64 " lock_us=%" PRIu64 " open_us=%" PRIu64 " serve_us=%" PRIu64,
-	    a->hid, nsserver_count(a->ns), seq, start_us,
-	    start_us - t_begin, t_lock - t_begin, t_open - t_lock, t_start - t_open);
+	    PRIu64 " lock_us=%" PRIu64 " open_us=%" PRIu64 " serve_us=%"
+	    PRIu64, a->hid, nsserver_count(a->ns), seq, start_us,
+	    start_us - t_begin, t_lock - t_begin, t_open - t_lock,
+	    t_serve - t_open);
 	CRASHPOINT(n_after_ready_sent);
 	return NST_OFF;
 }

@@ -703,12 +703,6 @@ TEST_T(sigterm_stops_everything, 60)
 	finish(&t);
 }
 
-/*
- * A supervisor that may not raise a priority (no CAP_SYS_NICE): the
- * niced standby cannot be given nice 0 back, so it is dismissed, the
- * upgrade spawns and commits, and the standbys after it start at 0 and
- * are taken.
- */
 /* The supervisor run through wrap, serving; its standby, waiting niced. */
 static pid_t
 start_niced_standby(struct itest *t, const char *const *wrap)
@@ -725,6 +719,12 @@ start_niced_standby(struct itest *t, const char *const *wrap)
 	return sb;
 }
 
+/*
+ * A supervisor at nice 3 that may not raise a priority (no
+ * CAP_SYS_NICE): the niced standby cannot be given 3 back, so it is
+ * dismissed, the upgrade spawns and commits, and the standbys after it
+ * start at 3 and are taken.
+ */
 TEST_T(standby_without_cap_sys_nice, 60)
 {
 	static const char *const wrap[] = { "nice", "-n", "3", "setpriv",

@@ -432,30 +432,22 @@ it_find_procs(const char *root, const char *comm, pid_t *pids, unsigned max)
 int
 it_proc_nice_max(pid_t pid)
 {
-	char path[320], buf[1024], *p;
+	char id[16], path[300], buf[1024], *p;
 	struct dirent *e;
 	int max = -100, nice, i;
-	ssize_t n;
 	DIR *d;
-	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	snprintf(id, sizeof(id), "%d", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%s/task", id);
 	d = opendir(path);
 	if (!d)
 		return -100;
 	while ((e = readdir(d))) {
 		if (e->d_name[0] < '1' || e->d_name[0] > '9')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid,
-		    e->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		snprintf(path, sizeof(path), "task/%s/stat", e->d_name);
+		if (read_proc(id, path, buf, sizeof(buf)) < 0)
 			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
 		/* After the comm's ")": state is field 3, nice field 19. */
 		p = strrchr(buf, ')');
 		for (i = 2; p && i < 19; i++)

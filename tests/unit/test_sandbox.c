@@ -114,25 +114,6 @@ struct probe {
 	int alive;
 };
 
-static void
-read_status(struct probe *p)
-{
-	char buf[4096], *s;
-	ssize_t n;
-	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-
-	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	if ((s = strstr(buf, "Seccomp:")))
-		p->seccomp_mode = atoi(s + 8);
-	if ((s = strstr(buf, "Seccomp_filters:")))
-		p->filters = atoi(s + 16);
-}
-
 static int
 err_of(long rc)
 {
@@ -160,7 +141,8 @@ probe_main(int role, int child, int wfd, int logfd)
 		_exit(6);
 	if (child >= 0 && sandbox_enter_child((enum sandbox_role)child) < 0)
 		_exit(4);
-	read_status(&p);
+	p.seccomp_mode = (int)tap_proc_status(getpid(), "Seccomp");
+	p.filters = (int)tap_proc_status(getpid(), "Seccomp_filters");
 	errno = 0;
 	if (role < 0)	/* unfiltered: TRACEME would really trace us */
 		goto sockets;

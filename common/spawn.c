@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -158,9 +159,10 @@ child(const struct spawn_opts *o, char **envp, char *fds_var,
 			    sizeof(ksa.mask));
 	}
 
-	/* Lowering one's own priority needs no privilege. */
-	if (o->nice > 0)
-		(void)setpriority(PRIO_PROCESS, 0, o->nice);
+	/* Entering SCHED_IDLE needs no privilege (standby.c leaves it). */
+	if (o->idle)
+		(void)sched_setscheduler(0, SCHED_IDLE,
+		    &(struct sched_param){ .sched_priority = 0 });
 	if (o->pdeathsig > 0) {
 		if (prctl(PR_SET_PDEATHSIG, o->pdeathsig) < 0)
 			goto fail;

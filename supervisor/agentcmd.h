@@ -6,6 +6,7 @@
 #ifndef BATON_AGENTCMD_H
 #define BATON_AGENTCMD_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -37,7 +38,7 @@ struct agentcmd_successor {
 	const char (*lnames)[LISTENFDS_NAME_MAX];
 	unsigned nl;
 	const char *const *env;		/* "K=V", NULL-terminated, may be NULL */
-	int nice;			/* > 0: spawned at that nice value */
+	bool idle;			/* spawned under SCHED_IDLE */
 };
 
 /*

@@ -159,10 +159,6 @@ child(const struct spawn_opts *o, char **envp, char *fds_var,
 			    sizeof(ksa.mask));
 	}
 
-	/* Entering SCHED_IDLE needs no privilege (standby.c leaves it). */
-	if (o->idle)
-		(void)sched_setscheduler(0, SCHED_IDLE,
-		    &(struct sched_param){ .sched_priority = 0 });
 	if (o->pdeathsig > 0) {
 		if (prctl(PR_SET_PDEATHSIG, o->pdeathsig) < 0)
 			goto fail;
@@ -256,7 +252,15 @@ spawn_agent(const struct spawn_opts *o)
 		rd = read(pipefd[0], &err, sizeof(err));
 	while (rd < 0 && errno == EINTR);
 	if (rd == 0) {
-		r = pid;	/* exec closed the pipe */
+		/*
+		 * Exec closed the pipe.  Only now SCHED_IDLE: we wait for the
+		 * exec above, and a child that had it before would keep us
+		 * waiting for as long as anything else wants the CPU.
+		 */
+		if (o->idle)
+			(void)sched_setscheduler(pid, SCHED_IDLE,
+			    &(struct sched_param){ .sched_priority = 0 });
+		r = pid;
 		goto out;
 	}
 	/* The child failed before or at exec: reap it, report why. */

@@ -21,7 +21,7 @@ struct spawn_opts {
 	const char *extra_fd_env;	/* e.g. "HANDOFF_SOCK_FD", or NULL */
 	int pdeathsig;			/* 0 or a signal sent if we die */
 	int stderr_fd;			/* > 2: the child's stderr; else ours */
-	bool idle;			/* the child runs under SCHED_IDLE */
+	bool idle;			/* SCHED_IDLE once it has exec'd */
 };
 
 /*

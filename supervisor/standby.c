@@ -19,17 +19,18 @@
 #include "supervisor/standby.h"
 
 /*
- * A standby starts (exec, dynamic loader, its seccomp filter: ~2.5 ms of
- * CPU here) and waits under SCHED_IDLE: it runs only on a CPU that
- * nothing else wants, so the agent that serves never waits for it (at
- * nice 10 it still took its share: BENCH.md, ninth session), and it has
- * until the next upgrade; one still starting then is dismissed and the
- * upgrade spawns as usual.  Its nice value is ours throughout.  Taking it
- * puts it back under SCHED_OTHER before it is told to go (it has one
- * thread then, and every thread it starts after inherits the policy).
- * Leaving SCHED_IDLE needs CAP_SYS_NICE (or an RLIMIT_NICE that covers
- * our nice value): refused, the standby is dismissed and later ones start
- * under SCHED_OTHER.  A supervisor under another policy (SCHED_BATCH, or
+ * A standby starts (dynamic loader, its seccomp filter: ~2 ms of CPU
+ * here) and waits under SCHED_IDLE, set once it has exec'd (spawn.c):
+ * it runs only on a CPU that nothing else wants, so the agent that
+ * serves never waits for it (at nice 10 it still took its share:
+ * BENCH.md, ninth session), and it has until the next upgrade; one still
+ * starting then is dismissed (back under SCHED_OTHER first, so that its
+ * exit is not held up) and the upgrade spawns as usual.  Its nice value
+ * is ours throughout.  Taking it puts it back under SCHED_OTHER before it
+ * is told to go (it has one thread then, and every thread it starts after
+ * inherits the policy).  Leaving SCHED_IDLE needs CAP_SYS_NICE (or an
+ * RLIMIT_NICE that covers our nice value): refused, the standby is
+ * dismissed and later ones start under SCHED_OTHER.  A supervisor under another policy (SCHED_BATCH, or
  * real-time from systemd's CPUSchedulingPolicy=) starts them under its
  * own, which they inherit.
  */
@@ -241,7 +242,12 @@ standby_dismiss(struct standby **sp, const char *why)
 	*sp = NULL;
 	if (!s)
 		return;
-	if (!s->exited)
+	if (!s->exited) {
 		log_info("standby.dismissed", why, "pid=%d", (int)s->pid);
+		/* Its exit (at EOF on its socket) not held up by SCHED_IDLE. */
+		if (s->idle)
+			(void)sched_setscheduler(s->pid, SCHED_OTHER,
+			    &(struct sched_param){ .sched_priority = 0 });
+	}
 	release(s);
 }

@@ -287,13 +287,12 @@ spawn_sleep(bool idle, int pdeathsig)
 	return spawn_agent(&o);
 }
 
-/* idle: the program runs under SCHED_IDLE from its first instruction. */
+/* idle: the program runs under SCHED_IDLE once it has exec'd. */
 TEST(idle_child_runs_under_sched_idle)
 {
 	pid_t pid = spawn_sleep(true, 0);
 
 	require(pid > 0, "spawn: %d", (int)pid);
-	/* Returned once exec succeeded: the policy was set before it. */
 	check_eq(sched_getscheduler(pid), SCHED_IDLE);
 	check_eq(sched_getscheduler(0), SCHED_OTHER);	/* ours unchanged */
 	kill(pid, SIGKILL);

@@ -19,7 +19,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -159,6 +158,9 @@ child(const struct spawn_opts *o, char **envp, char *fds_var,
 			    sizeof(ksa.mask));
 	}
 
+	/* Lowering one's own priority needs no privilege. */
+	if (o->nice > 0)
+		(void)setpriority(PRIO_PROCESS, 0, o->nice);
 	if (o->pdeathsig > 0) {
 		if (prctl(PR_SET_PDEATHSIG, o->pdeathsig) < 0)
 			goto fail;
@@ -252,15 +254,7 @@ spawn_agent(const struct spawn_opts *o)
 		rd = read(pipefd[0], &err, sizeof(err));
 	while (rd < 0 && errno == EINTR);
 	if (rd == 0) {
-		/*
-		 * Exec closed the pipe.  Only now SCHED_IDLE: we wait for the
-		 * exec above, and a child that had it before would keep us
-		 * waiting for as long as anything else wants the CPU.
-		 */
-		if (o->idle)
-			(void)sched_setscheduler(pid, SCHED_IDLE,
-			    &(struct sched_param){ .sched_priority = 0 });
-		r = pid;
+		r = pid;	/* exec closed the pipe */
 		goto out;
 	}
 	/* The child failed before or at exec: reap it, report why. */

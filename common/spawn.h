@@ -6,7 +6,6 @@
 #ifndef BATON_SPAWN_H
 #define BATON_SPAWN_H
 
-#include <stdbool.h>
 #include <sys/types.h>
 
 struct spawn_opts {
@@ -21,7 +20,7 @@ struct spawn_opts {
 	const char *extra_fd_env;	/* e.g. "HANDOFF_SOCK_FD", or NULL */
 	int pdeathsig;			/* 0 or a signal sent if we die */
 	int stderr_fd;			/* > 2: the child's stderr; else ours */
-	bool idle;			/* SCHED_IDLE once it has exec'd */
+	int nice;			/* > 0: the child's nice value at exec */
 };
 
 /*

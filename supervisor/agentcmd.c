@@ -69,7 +69,7 @@ agentcmd_spawn_successor(uv_loop_t *loop,
 		.extra_fd = sp[1],
 		.extra_fd_env = "HANDOFF_SOCK_FD",
 		.pdeathsig = SIGKILL,
-		.idle = p->idle,
+		.nice = p->nice,
 	});
 	close(sp[1]);
 	if (pid < 0) {

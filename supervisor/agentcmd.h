@@ -6,7 +6,6 @@
 #ifndef BATON_AGENTCMD_H
 #define BATON_AGENTCMD_H
 
-#include <stdbool.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -38,7 +37,7 @@ struct agentcmd_successor {
 	const char (*lnames)[LISTENFDS_NAME_MAX];
 	unsigned nl;
 	const char *const *env;		/* "K=V", NULL-terminated, may be NULL */
-	bool idle;			/* spawned under SCHED_IDLE */
+	int nice;			/* > 0: spawned at that nice value */
 };
 
 /*

@@ -3,15 +3,16 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sandbox.h"
 #include "proto/frame.h"
 #include "proto/standby.h"
 #include "supervisor/agentlog.h"
@@ -19,38 +20,34 @@
 #include "supervisor/standby.h"
 
 /*
- * A standby starts (dynamic loader, its seccomp filter: ~2 ms of CPU
- * here) and waits under SCHED_IDLE, set once it has exec'd (spawn.c):
- * it runs only on a CPU that nothing else wants, so the agent that
- * serves never waits for it (at nice 10 it still took its share:
- * BENCH.md, ninth session), and it has until the next upgrade; one still
- * starting then is dismissed (back under SCHED_OTHER first, so that its
- * exit is not held up) and the upgrade spawns as usual.  Its nice value
- * is ours throughout.  Taking it puts it back under SCHED_OTHER before it
- * is told to go (it has one thread then, and every thread it starts after
- * inherits the policy).  Leaving SCHED_IDLE needs CAP_SYS_NICE (or an
- * RLIMIT_NICE that covers our nice value): refused, the standby is
- * dismissed and later ones start under SCHED_OTHER.  A supervisor under another policy (SCHED_BATCH, or
- * real-time from systemd's CPUSchedulingPolicy=) starts them under its
- * own, which they inherit.
+ * A standby starts (exec, dynamic loader, its seccomp filter: ~2.5 ms of
+ * CPU here) and waits at the helpers' nice value: right after a handoff
+ * it competes with the new incumbent's first requests for the CPU, and
+ * it has until the next upgrade.  Taking it gives it back the nice value
+ * it would have had, ours (0, or what systemd's Nice= set), before it is
+ * told to go (it has one thread then).  If that is refused (no
+ * CAP_SYS_NICE), the standby is dismissed and later ones start at ours.
+ * A supervisor already at the helpers' nice or above, or below 0 (the
+ * filter gives back 0..19 only), starts them at its own.
  */
-static bool idle_refused;
+static bool nice_refused;
 
-/* Whether a standby may wait under SCHED_IDLE: we run under SCHED_OTHER. */
-static bool
-may_idle(void)
+/* Our nice value (what a spawned agent inherits); -1 also if unknown. */
+static int
+own_nice(void)
 {
-	int p = sched_getscheduler(0);
+	int v;
 
-	return !idle_refused && p >= 0 &&
-	    (p & ~SCHED_RESET_ON_FORK) == SCHED_OTHER;
+	errno = 0;
+	v = getpriority(PRIO_PROCESS, 0);
+	return v == -1 && errno ? -1 : v;
 }
 
 struct standby {
 	pid_t pid;
 	int fd;				/* our end of its socketpair */
 	bool exited;
-	bool idle;			/* started under SCHED_IDLE */
+	int nice;			/* ours, when started at the helpers' */
 	struct procwatch *watch;
 	struct stat st;			/* the binary, just before the spawn */
 	char binary[PATH_MAX];
@@ -121,7 +118,10 @@ standby_start(uv_loop_t *loop, const struct agentcmd_successor *p,
 		return r;
 	}
 	q.env = env;
-	s->idle = q.idle = may_idle();
+	s->nice = own_nice();
+	if (nice_refused || s->nice < 0 || s->nice >= SANDBOX_HELPER_NICE)
+		s->nice = -1;	/* not niced: it runs at ours */
+	q.nice = s->nice >= 0 ? SANDBOX_HELPER_NICE : 0;
 	pid = agentcmd_spawn_successor(loop, &q, &s->fd);
 	if (pid < 0) {
 		release(s);
@@ -205,14 +205,13 @@ standby_take(struct standby *s, uint64_t deadline_ms, pid_t *ret_pid,
 		    "starting, or a build without standbys)");
 		return -EAGAIN;
 	}
-	if (s->idle && sched_setscheduler(s->pid, SCHED_OTHER,
-	    &(struct sched_param){ .sched_priority = 0 }) < 0) {
-		log_warn("standby.sched", "cannot move the standby out of "
-		    "SCHED_IDLE; later standbys start under SCHED_OTHER",
-		    "standby_pid=%d error=\"%s\"", (int)s->pid,
-		    strerror(errno));
-		idle_refused = true;
-		standby_dismiss(&s, "cannot give it back SCHED_OTHER");
+	if (s->nice >= 0 && setpriority(PRIO_PROCESS, s->pid, s->nice) < 0) {
+		log_warn("standby.renice", "cannot give the standby its nice "
+		    "value back; later standbys start at the supervisor's",
+		    "standby_pid=%d nice=%d error=\"%s\"", (int)s->pid,
+		    s->nice, strerror(errno));
+		nice_refused = true;
+		standby_dismiss(&s, "cannot give it back its nice value");
 		return -EAGAIN;
 	}
 	standby_go_put(go, deadline_ms);
@@ -242,12 +241,7 @@ standby_dismiss(struct standby **sp, const char *why)
 	*sp = NULL;
 	if (!s)
 		return;
-	if (!s->exited) {
+	if (!s->exited)
 		log_info("standby.dismissed", why, "pid=%d", (int)s->pid);
-		/* Its exit (at EOF on its socket) not held up by SCHED_IDLE. */
-		if (s->idle)
-			(void)sched_setscheduler(s->pid, SCHED_OTHER,
-			    &(struct sched_param){ .sched_priority = 0 });
-	}
 	release(s);
 }

@@ -4,7 +4,6 @@
  * supervisor failure the issue names, concurrent requests, and shutdown.
  */
 #include <errno.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include "common/json.h"
 #include "client/nsclient.h"
 #include "common/paths.h"
+#include "common/sandbox.h"
 #include "transport/wire.h"
 #include "crashpoints/crashpoint.h"
 #include "tests/lib/itcheck.h"
@@ -703,12 +703,9 @@ TEST_T(sigterm_stops_everything, 60)
 	finish(&t);
 }
 
-/*
- * The supervisor run through wrap, serving; its standby, waiting under
- * SCHED_IDLE at the supervisor's nice value.
- */
+/* The supervisor run through wrap, serving; its standby, waiting niced. */
 static pid_t
-start_idle_standby(struct itest *t, const char *const *wrap, int nice)
+start_niced_standby(struct itest *t, const char *const *wrap)
 {
 	pid_t sb;
 
@@ -718,89 +715,57 @@ start_idle_standby(struct itest *t, const char *const *wrap, int nice)
 	require(it_wait_serving(t, SERVE_MS) > 0, "agent serving");
 	sb = it_wait_standby(t, 0, 5000);
 	require(sb > 0, "a standby waits");
-	check_eq(it_proc_policy(sb), SCHED_IDLE);
-	check_eq(it_proc_nice_max(sb), nice);
+	check_eq(it_proc_nice_max(sb), SANDBOX_HELPER_NICE);
 	return sb;
 }
 
 /*
  * A supervisor at nice 3 that may not raise a priority (no
- * CAP_SYS_NICE, RLIMIT_NICE 0): its standby cannot leave SCHED_IDLE, so
- * it is dismissed, the upgrade spawns and commits, and the standbys after
- * it start under SCHED_OTHER and are taken.
+ * CAP_SYS_NICE): the niced standby cannot be given 3 back, so it is
+ * dismissed, the upgrade spawns and commits, and the standbys after it
+ * start at 3 and are taken.
  */
 TEST_T(standby_without_cap_sys_nice, 60)
 {
-	static const char *const wrap[] = { "nice", "-n", "3", "prlimit",
-	    "--nice=0", "setpriv", "--bounding-set", "-sys_nice", NULL };
+	static const char *const wrap[] = { "nice", "-n", "3", "setpriv",
+	    "--bounding-set", "-sys_nice", NULL };
 	struct itest t;
 	char out[2048];
-	pid_t sb = start_idle_standby(&t, wrap, 3), sb2, now;
+	pid_t sb = start_niced_standby(&t, wrap), sb2, now;
 	int rc;
 
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	now = (pid_t)json_num(out, "new_pid");
 	check(rc == 0 && now > 0 && now != sb && strstr(out,
-	    "\"committed\":true"), "stuck in SCHED_IDLE: a fresh successor "
+	    "\"committed\":true"), "not renicable: a fresh successor "
 	    "commits: %s", out);
-	check_eq(it_log_max_since(&t, 0, "standby.sched", "standby_pid"),
+	check_eq(it_log_max_since(&t, 0, "standby.renice", "standby_pid"),
 	    (uint64_t)sb);
-	check(wait_dead(sb, 5000), "the idle standby left");
-	check_eq(it_proc_policy(now), SCHED_OTHER);
+	check(wait_dead(sb, 5000), "the niced standby left");
 	check_eq(it_proc_nice_max(now), 3);	/* the supervisor's */
 	sb2 = it_wait_standby(&t, sb, 5000);
 	require(sb2 > 0, "a standby follows");
-	check_eq(it_proc_policy(sb2), SCHED_OTHER);	/* from now on */
+	check_eq(it_proc_nice_max(sb2), 3);	/* at ours from now on */
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0 && json_num(out, "new_pid") == sb2,
-	    "the standby under SCHED_OTHER is taken: %s", out);
+	    "the standby at the supervisor's nice is taken: %s", out);
 	check_eq(it_proc_nice_max(sb2), 3);
 	finish(&t);
 }
 
-/*
- * A supervisor run at nice 3 (systemd's Nice=3): its standby waits at 3
- * under SCHED_IDLE and serves at 3 under SCHED_OTHER.
- */
+/* A supervisor run at nice 3 (systemd's Nice=3): a taken standby gets 3. */
 TEST_T(standby_gets_the_supervisors_nice, 60)
 {
 	static const char *const wrap[] = { "nice", "-n", "3", NULL };
 	struct itest t;
 	char out[2048];
-	pid_t sb = start_idle_standby(&t, wrap, 3);
+	pid_t sb = start_niced_standby(&t, wrap);
 	int rc;
 
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0 && json_num(out, "new_pid") == sb,
 	    "the standby took the upgrade: %s", out);
-	check_eq(it_proc_policy(sb), SCHED_OTHER);
 	check_eq(it_proc_nice_max(sb), 3);
-	finish(&t);
-}
-
-/*
- * A supervisor under SCHED_BATCH (systemd's CPUSchedulingPolicy=batch):
- * its standbys run under that, never SCHED_IDLE, and are taken.
- */
-TEST_T(standby_under_the_supervisors_policy, 60)
-{
-	static const char *const wrap[] = { "chrt", "--batch", "0", NULL };
-	struct itest t;
-	char out[2048];
-	pid_t sb;
-	int rc;
-
-	it_setup(&t);
-	require(it_start_supervisor_wrapped(&t, NULL, wrap, NULL) > 0,
-	    "supervisor started");
-	require(it_wait_serving(&t, SERVE_MS) > 0, "agent serving");
-	sb = it_wait_standby(&t, 0, 5000);
-	require(sb > 0, "a standby waits");
-	check_eq(it_proc_policy(sb), SCHED_BATCH);
-	rc = it_upgrade(&t, out, sizeof(out), NULL);
-	check(rc == 0 && json_num(out, "new_pid") == sb,
-	    "the standby took the upgrade: %s", out);
-	check_eq(it_proc_policy(sb), SCHED_BATCH);
 	finish(&t);
 }
 
@@ -834,14 +799,13 @@ TEST_T(standby_takes_the_next_upgrade, 90)
 	require(sb > 0, "a standby waits after the cold start");
 	check(itc_count_agents(&t) == 1, "a standby is not counted as an "
 	    "agent");
-	/* It starts and waits under SCHED_IDLE, and serves out of it. */
-	check_eq(it_proc_policy(sb), SCHED_IDLE);
+	/* It starts and waits at the helpers' nice, and serves at 0. */
+	check_eq(it_proc_nice_max(sb), SANDBOX_HELPER_NICE);
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0 && json_num(out, "new_pid") == sb,
 	    "the standby %d took the upgrade: %s", (int)sb, out);
 	check(it_proc_named(sb, "baton-agent"), "named baton-agent again");
-	check_eq(it_proc_policy(sb), SCHED_OTHER);	/* every thread */
-	check_eq(it_proc_nice_max(sb), 0);
+	check_eq(it_proc_nice_max(sb), 0);	/* every thread of it */
 	check(tap_proc_status(sb, "Threads") >= 2, "its writer thread runs");
 	sb2 = it_wait_standby(&t, sb, 5000);
 	check(sb2 > 0, "a new standby follows the handoff");

@@ -6,9 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,41 +269,9 @@ TEST(bad_arguments)
 	check_eq(spawn_agent(NULL), -EINVAL);
 }
 
-/* `sleep 30` with no listeners. */
-static pid_t
-spawn_sleep(bool idle, int pdeathsig)
-{
-	static const char *const argv[] = { "sleep", "30", NULL };
-	struct spawn_opts o;
-
-	memset(&o, 0, sizeof(o));
-	o.path = "/bin/sleep";
-	o.argv = argv;
-	o.extra_fd = -1;
-	o.idle = idle;
-	o.pdeathsig = pdeathsig;
-	return spawn_agent(&o);
-}
-
-/* idle: the program runs under SCHED_IDLE once it has exec'd. */
-TEST(idle_child_runs_under_sched_idle)
-{
-	pid_t pid = spawn_sleep(true, 0);
-
-	require(pid > 0, "spawn: %d", (int)pid);
-	check_eq(sched_getscheduler(pid), SCHED_IDLE);
-	check_eq(sched_getscheduler(0), SCHED_OTHER);	/* ours unchanged */
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	pid = spawn_sleep(false, 0);
-	require(pid > 0, "spawn: %d", (int)pid);
-	check_eq(sched_getscheduler(pid), SCHED_OTHER);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-}
-
 TEST(pdeathsig_kills_orphan)
 {
+	static const char *const argv[] = { "sleep", "30", NULL };
 	int p[2], status;
 	pid_t mid, agent = 0;
 
@@ -316,8 +282,15 @@ TEST(pdeathsig_kills_orphan)
 	mid = fork();
 	require(mid >= 0, "fork");
 	if (mid == 0) {
-		pid_t pid = spawn_sleep(false, SIGKILL);
+		struct spawn_opts o;
+		pid_t pid;
 
+		memset(&o, 0, sizeof(o));
+		o.path = "/bin/sleep";
+		o.argv = argv;
+		o.extra_fd = -1;
+		o.pdeathsig = SIGKILL;
+		pid = spawn_agent(&o);
 		if (write(p[1], &pid, sizeof(pid)) != sizeof(pid))
 			_exit(2);
 		_exit(pid > 0 ? 0 : 1);

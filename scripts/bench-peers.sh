@@ -124,6 +124,10 @@ peer_scenario() {
 SCALE="" NS_K=0 OUT="$OUT" "$here/scripts/bench.sh" "$bin" |
     sed -n '/^== summary/q;p'
 results="$OUT/baton.json"
+echo "== baton: requests by their start after a successor began serving" \
+    "(bench/after_serving.py, latency in us)"
+python3 "$here/bench/after_serving.py" "$OUT/baton.trace" "$OUT/baton.log" \
+    20 | sed 's/^/  /'
 
 for p in $PEERS; do
 	dir=$(mktemp -d /tmp/baton-peer.XXXXXX)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -269,9 +270,42 @@ TEST(bad_arguments)
 	check_eq(spawn_agent(NULL), -EINVAL);
 }
 
-TEST(pdeathsig_kills_orphan)
+/* `sleep 30` with no listeners. */
+static pid_t
+spawn_sleep(int nice, int pdeathsig)
 {
 	static const char *const argv[] = { "sleep", "30", NULL };
+	struct spawn_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.path = "/bin/sleep";
+	o.argv = argv;
+	o.extra_fd = -1;
+	o.nice = nice;
+	o.pdeathsig = pdeathsig;
+	return spawn_agent(&o);
+}
+
+/* nice: the program runs at that value once it has exec'd; we do not. */
+TEST(nice_set_once_execd)
+{
+	int ours = getpriority(PRIO_PROCESS, 0);
+	pid_t pid = spawn_sleep(10, 0);
+
+	require(pid > 0, "spawn: %d", (int)pid);
+	check_eq(getpriority(PRIO_PROCESS, (id_t)pid), 10);
+	check_eq(getpriority(PRIO_PROCESS, 0), ours);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	pid = spawn_sleep(0, 0);	/* 0: it keeps ours */
+	require(pid > 0, "spawn: %d", (int)pid);
+	check_eq(getpriority(PRIO_PROCESS, (id_t)pid), ours);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+TEST(pdeathsig_kills_orphan)
+{
 	int p[2], status;
 	pid_t mid, agent = 0;
 
@@ -282,15 +316,8 @@ TEST(pdeathsig_kills_orphan)
 	mid = fork();
 	require(mid >= 0, "fork");
 	if (mid == 0) {
-		struct spawn_opts o;
-		pid_t pid;
+		pid_t pid = spawn_sleep(0, SIGKILL);
 
-		memset(&o, 0, sizeof(o));
-		o.path = "/bin/sleep";
-		o.argv = argv;
-		o.extra_fd = -1;
-		o.pdeathsig = SIGKILL;
-		pid = spawn_agent(&o);
 		if (write(p[1], &pid, sizeof(pid)) != sizeof(pid))
 			_exit(2);
 		_exit(pid > 0 ? 0 : 1);

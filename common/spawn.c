@@ -158,6 +158,9 @@ child(const struct spawn_opts *o, char **envp, char *fds_var,
 			    sizeof(ksa.mask));
 	}
 
+	/* Lowering one's own priority needs no privilege. */
+	if (o->nice > 0)
+		(void)setpriority(PRIO_PROCESS, 0, o->nice);
 	if (o->pdeathsig > 0) {
 		if (prctl(PR_SET_PDEATHSIG, o->pdeathsig) < 0)
 			goto fail;
@@ -251,14 +254,7 @@ spawn_agent(const struct spawn_opts *o)
 		rd = read(pipefd[0], &err, sizeof(err));
 	while (rd < 0 && errno == EINTR);
 	if (rd == 0) {
-		/*
-		 * Exec closed the pipe.  Only now the nice value: we wait for
-		 * the exec above, and a child niced before it kept us waiting
-		 * on a busy machine (up to 19 ms with 4 busy loops on 2 CPUs).
-		 */
-		if (o->nice > 0)
-			(void)setpriority(PRIO_PROCESS, pid, o->nice);
-		r = pid;
+		r = pid;	/* exec closed the pipe */
 		goto out;
 	}
 	/* The child failed before or at exec: reap it, report why. */

@@ -20,7 +20,7 @@ struct spawn_opts {
 	const char *extra_fd_env;	/* e.g. "HANDOFF_SOCK_FD", or NULL */
 	int pdeathsig;			/* 0 or a signal sent if we die */
 	int stderr_fd;			/* > 2: the child's stderr; else ours */
-	int nice;			/* > 0: its nice value once exec'd */
+	int nice;			/* > 0: the child's nice value at exec */
 };
 
 /*

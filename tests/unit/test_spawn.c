@@ -286,8 +286,8 @@ spawn_sleep(int nice, int pdeathsig)
 	return spawn_agent(&o);
 }
 
-/* nice: the program runs at that value once it has exec'd; we do not. */
-TEST(nice_set_once_execd)
+/* nice: the program runs at that value; we keep ours. */
+TEST(child_runs_at_its_nice_value)
 {
 	int ours = getpriority(PRIO_PROCESS, 0);
 	pid_t pid = spawn_sleep(10, 0);

@@ -8,17 +8,15 @@ CLOCK_MONOTONIC); LOG is the supervisor's log, whose agent.serving lines
 carry accept_start_us on the same clock.  Each request between the second
 and the last handoff is put in the bin of its start after the last
 accept_start_us before it.  Prints, per bin: the count and the p50, p90,
-p99 and p99.9 latency in us.  Shows what the requests just after a
-handoff see against those a while later (docs/BENCH.md, ninth session).
+p99 and p99.9 latency in us (benchstat's trace reader and percentile
+rule).  Shows what the requests just after a handoff see against those a
+while later (docs/BENCH.md, ninth session).
 """
 import bisect
 import re
 import sys
 
-
-def pct(v, q):
-    return v[min(len(v) - 1, int(q * len(v)))]
-
+from benchstat import pct, read_trace
 
 trace, log = sys.argv[1], sys.argv[2]
 width = int(sys.argv[3]) if len(sys.argv) > 3 else 5
@@ -29,11 +27,7 @@ starts = sorted(int(m.group(1)) for m in
 if len(starts) < 3:
     sys.exit('after_serving: fewer than 3 handoffs in %s' % log)
 bins = {}
-for line in open(trace):
-    if line.startswith('#'):
-        continue
-    f = line.split(None, 2)
-    s, e = int(f[0]), int(f[1])
+for s, e, _, _ in read_trace(trace):
     if s < starts[1] or s >= starts[-1]:
         continue
     last = starts[bisect.bisect_right(starts, s) - 1]

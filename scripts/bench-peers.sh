@@ -16,6 +16,8 @@
 # A reload is timed by baton-peerctl, which returns when the old
 # generation is gone, as batonctl upgrade returns when the handoff
 # committed.  Missing peers (scripts/deps.sh --peers) are skipped.
+# SERVER_CPUS and LOAD_CPUS (taskset CPU lists; unset: no pinning) run
+# every server tree and every load on CPUs of their own, alike for all.
 #
 #   scripts/bench-peers.sh BUILD_DIR
 set -eu
@@ -30,6 +32,9 @@ COOL_S=${COOL_S:-2}
 OUT=${OUT:-$bin/bench}
 PEERS=${PEERS:-"haproxy nginx tableflip"}
 stat="python3 $here/bench/benchstat.py"
+srv_pin="" load_pin=""
+[ -n "${SERVER_CPUS:-}" ] && srv_pin="taskset -c $SERVER_CPUS"
+[ -n "${LOAD_CPUS:-}" ] && load_pin="taskset -c $LOAD_CPUS"
 export K WORKERS PAUSE_MS WARM_S COOL_S
 
 mkdir -p "$OUT"
@@ -84,8 +89,8 @@ stop_server() {
 peer_scenario() {
 	name=$1 port=$2 kind=$3
 	shift 4
-	"$bin/baton-reap" --out "$OUT/$name.reap" --max-seconds 1800 -- "$@" \
-	    >"$OUT/$name.log" 2>&1 &
+	$srv_pin "$bin/baton-reap" --out "$OUT/$name.reap" \
+	    --max-seconds 1800 -- "$@" >"$OUT/$name.log" 2>&1 &
 	reap_pid=$!
 	if ! wait_http "$port"; then
 		echo "bench-peers: $name did not answer on 127.0.0.1:$port;" \
@@ -96,8 +101,8 @@ peer_scenario() {
 	fi
 	sleep 0.2
 	rb=$(tree_sum rss) fb=$(tree_sum fds)
-	"$bin/baton-load" --http "127.0.0.1:$port" --workers "$WORKERS" \
-	    --seconds 900 --trace "$OUT/$name.trace" --json \
+	$load_pin "$bin/baton-load" --http "127.0.0.1:$port" \
+	    --workers "$WORKERS" --seconds 900 --trace "$OUT/$name.trace" --json \
 	    >"$OUT/$name.load.json" &
 	load_pid=$!
 	sleep "$WARM_S"

@@ -25,7 +25,9 @@
 # before and after, SCALE ("0 100 1000 10000") allocation counts, SCALE_K
 # (10) upgrades per count, MOVE ("0 100 1000") connections held open and
 # MOVE_K (20) upgrades each, OUT (BUILD_DIR/bench) for the results,
-# BENCH_SUP_ARGS extra supervisor arguments (e.g. "--no-standby").
+# BENCH_SUP_ARGS extra supervisor arguments (e.g. "--no-standby"),
+# SERVER_CPUS and LOAD_CPUS (taskset CPU lists; unset: no pinning) to run
+# the server tree and the load clients on CPUs of their own.
 set -eu
 
 bin=$(cd "${1:-build}" && pwd)
@@ -42,6 +44,9 @@ MOVE=${MOVE-"0 100 1000"}
 MOVE_K=${MOVE_K:-20}
 OUT=${OUT:-$bin/bench}
 stat="python3 $here/bench/benchstat.py"
+srv_pin="" load_pin=""
+[ -n "${SERVER_CPUS:-}" ] && srv_pin="taskset -c $SERVER_CPUS"
+[ -n "${LOAD_CPUS:-}" ] && load_pin="taskset -c $LOAD_CPUS"
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -84,7 +89,8 @@ start_supervisor() {
 	shift
 	root=$(mktemp -d /tmp/baton-bench.XXXXXX)
 	mkdir -p "$root/var/lib/pact/uenv"
-	"$bin/baton-reap" --out "$OUT/$sname.reap" --pidfile "$root/sup.pid" \
+	$srv_pin "$bin/baton-reap" --out "$OUT/$sname.reap" \
+	    --pidfile "$root/sup.pid" \
 	    --max-seconds 1800 -- "$bin/baton-supervisor" --root "$root" \
 	    --agent "$bin/baton-agent" ${BENCH_SUP_ARGS:-} "$@" \
 	    2>"$OUT/$sname.log" &
@@ -137,7 +143,7 @@ handoff_scenario() {
 	shift 2
 	start_supervisor "$name"
 	before=$(proc_snapshot before)
-	"$bin/baton-load" --socket "$root/run/pact/handoff.sock" \
+	$load_pin "$bin/baton-load" --socket "$root/run/pact/handoff.sock" \
 	    --workers "$WORKERS" --seconds 900 --trace "$OUT/$name.trace" \
 	    --json "$@" >"$OUT/$name.load.json" &
 	load_pid=$!
@@ -161,6 +167,8 @@ handoff_scenario() {
 
 echo "baton bench: $(uname -srm), $(nproc) cores, $("$bin/baton-agent" --version)," \
     "K=$K, $WORKERS clients, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+[ -n "$srv_pin$load_pin" ] &&
+    echo "pinned: server tree on CPUs ${SERVER_CPUS:-any}, load on ${LOAD_CPUS:-any}"
 echo "results in $OUT"
 echo
 
@@ -209,8 +217,8 @@ fi
 
 # create N CLIENTS PREFIX: NS_REQUEST{net} without release.
 create() {
-	"$bin/baton-load" --socket "$root/run/pact/handoff.sock" --mix create \
-	    --count "$1" --workers "$2" --id-prefix "$3" --seconds 600 \
+	$load_pin "$bin/baton-load" --socket "$root/run/pact/handoff.sock" \
+	    --mix create --count "$1" --workers "$2" --id-prefix "$3" --seconds 600 \
 	    --json >"$OUT/create-$3.json" || true
 }
 field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$OUT/create-$1.json"; }
@@ -229,8 +237,9 @@ if [ -n "$MOVE" ]; then
 	    "max ms" "phases p50 ms: spawn drain seal begin commit" |
 	    tee "$OUT/move.txt"
 	for n in $MOVE; do
-		"$bin/baton-load" --socket "$root/run/pact/handoff.sock" \
-		    --persistent --workers 2 --hold "$n" --seconds 0 --json \
+		$load_pin "$bin/baton-load" \
+		    --socket "$root/run/pact/handoff.sock" --persistent \
+		    --workers 2 --hold "$n" --seconds 0 --json \
 		    >"$OUT/move-$n.json" 2>"$OUT/move-$n.err" &
 		load_pid=$!
 		sleep 1

@@ -72,6 +72,7 @@ enum cond {
 	C_PRCTL_HELPER,	/* PR_SET_NAME, PR_SET_PDEATHSIG */
 	C_NICE_SELF,	/* setpriority(PRIO_PROCESS, 0, SANDBOX_HELPER_NICE) */
 	C_NICE_RESET,	/* setpriority(PRIO_PROCESS, any, 0..19): a standby's */
+	C_SCHED_STANDBY, /* sched_setscheduler(any, SCHED_OTHER or SCHED_IDLE) */
 };
 
 struct rule {
@@ -190,6 +191,8 @@ static const struct rule supervisor_rules[] = {
 	A(execve), A(connect), A(socketpair), A(setpgid),
 	C(setpriority, C_NICE_RESET),	/* a standby taken (standby.c) */
 	A(getpriority),
+	/* A standby into SCHED_IDLE and back (standby.c). */
+	C(sched_setscheduler, C_SCHED_STANDBY), A(sched_getscheduler),
 	A(arch_prctl), A(set_tid_address), A(vfork), A(fork),
 	/* Harmless calls of a wrapper script (sh, cat, sleep) around it. */
 	A(fadvise64), A(umask), A(chdir), A(fchdir), A(getpgid), A(getsid),
@@ -402,6 +405,12 @@ add_cond(scmp_filter_ctx f, int nr, enum cond c, enum sandbox_role role)
 		return seccomp_rule_add(f, ok, nr, 2,
 		    SCMP_A0_32(SCMP_CMP_EQ, PRIO_PROCESS),
 		    SCMP_A2_32(SCMP_CMP_LE, 19));
+	case C_SCHED_STANDBY:
+		/* Never a real-time policy, whatever the caps. */
+		r = seccomp_rule_add(f, ok, nr, 1,
+		    SCMP_A1_32(SCMP_CMP_EQ, SCHED_OTHER));
+		return r < 0 ? r : seccomp_rule_add(f, ok, nr, 1,
+		    SCMP_A1_32(SCMP_CMP_EQ, SCHED_IDLE));
 	}
 	(void)role;
 	return -EINVAL;

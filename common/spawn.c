@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -254,7 +255,15 @@ spawn_agent(const struct spawn_opts *o)
 		rd = read(pipefd[0], &err, sizeof(err));
 	while (rd < 0 && errno == EINTR);
 	if (rd == 0) {
-		r = pid;	/* exec closed the pipe */
+		/*
+		 * Exec closed the pipe.  Only now SCHED_IDLE: we wait for the
+		 * exec above, and a child that had it before would keep us
+		 * waiting for as long as anything else wants the CPU.
+		 */
+		if (o->idle)
+			(void)sched_setscheduler(pid, SCHED_IDLE,
+			    &(struct sched_param){ .sched_priority = 0 });
+		r = pid;
 		goto out;
 	}
 	/* The child failed before or at exec: reap it, report why. */

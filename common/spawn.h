@@ -6,6 +6,7 @@
 #ifndef BATON_SPAWN_H
 #define BATON_SPAWN_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct spawn_opts {
@@ -21,6 +22,7 @@ struct spawn_opts {
 	int pdeathsig;			/* 0 or a signal sent if we die */
 	int stderr_fd;			/* > 2: the child's stderr; else ours */
 	int nice;			/* > 0: the child's nice value at exec */
+	bool idle;			/* SCHED_IDLE once it has exec'd */
 };
 
 /*

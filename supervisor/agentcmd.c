@@ -70,6 +70,7 @@ agentcmd_spawn_successor(uv_loop_t *loop,
 		.extra_fd_env = "HANDOFF_SOCK_FD",
 		.pdeathsig = SIGKILL,
 		.nice = p->nice,
+		.idle = p->idle,
 	});
 	close(sp[1]);
 	if (pid < 0) {

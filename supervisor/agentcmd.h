@@ -6,6 +6,7 @@
 #ifndef BATON_AGENTCMD_H
 #define BATON_AGENTCMD_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -38,6 +39,7 @@ struct agentcmd_successor {
 	unsigned nl;
 	const char *const *env;		/* "K=V", NULL-terminated, may be NULL */
 	int nice;			/* > 0: spawned at that nice value */
+	bool idle;			/* under SCHED_IDLE once exec'd */
 };
 
 /*

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,16 +22,54 @@
 
 /*
  * A standby starts (exec, dynamic loader, its seccomp filter: ~2.5 ms of
- * CPU here) and waits at the helpers' nice value: right after a handoff
- * it competes with the new incumbent's first requests for the CPU, and
- * it has until the next upgrade.  Taking it gives it back the nice value
- * it would have had, ours (0, or what systemd's Nice= set), before it is
- * told to go (it has one thread then).  If that is refused (no
- * CAP_SYS_NICE), the standby is dismissed and later ones start at ours.
- * A supervisor already at the helpers' nice or above, or below 0 (the
- * filter gives back 0..19 only), starts them at its own.
+ * CPU here) right after a handoff, when it competes with the new
+ * incumbent's first requests for the CPU, and it has until the next
+ * upgrade.  So it starts at the helpers' nice value and, once it has
+ * exec'd, under SCHED_IDLE: it runs only on a CPU that nothing else
+ * wants.  Where no CPU is idle it would not start at all, so if it has
+ * not said that it waits BATON_STANDBY_IDLE_MS after the spawn it is
+ * moved to SCHED_OTHER, still at nice 10, and gets its share.  Taking it
+ * gives it back SCHED_OTHER and the nice value it would have had, ours
+ * (0, or what systemd's Nice= set), before it is told to go (it has one
+ * thread then, and every thread it starts inherits both).  Leaving
+ * SCHED_IDLE and lowering the nice value need CAP_SYS_NICE (or an
+ * RLIMIT_NICE that covers it): refused, the standby is dismissed and
+ * later ones start at ours, under our policy.  A supervisor under
+ * another policy than SCHED_OTHER starts them under its own; one at the
+ * helpers' nice or above, or below 0 (the filter gives back 0..19 only),
+ * at its own nice value.
  */
-static bool nice_refused;
+static bool raise_refused;
+
+#define STANDBY_IDLE_MS_DEFAULT 20
+#define STANDBY_IDLE_MS_MAX 60000
+
+/* How long a standby may wait for an idle CPU; 0: never SCHED_IDLE. */
+static unsigned
+idle_ms(void)
+{
+	const char *e = getenv("BATON_STANDBY_IDLE_MS");
+	unsigned long v;
+	char *end;
+
+	if (!e || !*e)
+		return STANDBY_IDLE_MS_DEFAULT;
+	errno = 0;
+	v = strtoul(e, &end, 10);
+	if (errno || *end || e[0] == '-')
+		return STANDBY_IDLE_MS_DEFAULT;
+	return v > STANDBY_IDLE_MS_MAX ? STANDBY_IDLE_MS_MAX : (unsigned)v;
+}
+
+/* Whether a standby may start under SCHED_IDLE: we run under SCHED_OTHER. */
+static bool
+may_idle(void)
+{
+	int p = sched_getscheduler(0);
+
+	return !raise_refused && idle_ms() > 0 && p >= 0 &&
+	    (p & ~SCHED_RESET_ON_FORK) == SCHED_OTHER;
+}
 
 /* Our nice value (what a spawned agent inherits); -1 also if unknown. */
 static int
@@ -48,6 +87,8 @@ struct standby {
 	int fd;				/* our end of its socketpair */
 	bool exited;
 	int nice;			/* ours, when started at the helpers' */
+	bool idle;			/* under SCHED_IDLE */
+	uv_timer_t *promote;		/* out of SCHED_IDLE if still starting */
 	struct procwatch *watch;
 	struct stat st;			/* the binary, just before the spawn */
 	char binary[PATH_MAX];
@@ -56,16 +97,78 @@ struct standby {
 };
 
 static void
+free_handle(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void
 release(struct standby *s)
 {
 	unsigned i;
 
+	if (s->promote) {
+		uv_timer_stop(s->promote);
+		uv_close((uv_handle_t *)s->promote, free_handle);
+	}
 	procwatch_stop(s->watch);
 	if (s->fd >= 0)
 		close(s->fd);
 	for (i = 0; i < s->nargs; i++)
 		free(s->args[i]);
 	free(s);
+}
+
+/*
+ * Under SCHED_OTHER again; 0, or -errno (logged: then later standbys
+ * start at our policy and nice value).
+ */
+static int
+leave_idle(struct standby *s)
+{
+	int r;
+
+	if (!s->idle)
+		return 0;
+	if (sched_setscheduler(s->pid, SCHED_OTHER,
+	    &(struct sched_param){ .sched_priority = 0 }) == 0) {
+		s->idle = false;
+		return 0;
+	}
+	r = -errno;
+	log_warn("standby.sched", "cannot move the standby out of "
+	    "SCHED_IDLE; later standbys start at the supervisor's policy "
+	    "and nice value", "standby_pid=%d error=\"%s\"", (int)s->pid,
+	    strerror(-r));
+	raise_refused = true;
+	return r;
+}
+
+/* Whether its word that it waits is there, unread. */
+static bool
+said_it_waits(const struct standby *s)
+{
+	char ready[STANDBY_READY_LEN];
+	ssize_t n;
+
+	do
+		n = recv(s->fd, ready, sizeof(ready), MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)sizeof(ready) &&
+	    memcmp(ready, STANDBY_READY, sizeof(ready)) == 0;
+}
+
+/* BATON_STANDBY_IDLE_MS after the spawn: no idle CPU let it start. */
+static void
+promote_cb(uv_timer_t *t)
+{
+	struct standby *s = t->data;
+
+	if (s->exited || said_it_waits(s))
+		return;
+	if (leave_idle(s) == 0)
+		log_debug("standby.promoted", "no idle CPU: starting at its "
+		    "nice value", "pid=%d", (int)s->pid);
 }
 
 static void
@@ -119,15 +222,28 @@ standby_start(uv_loop_t *loop, const struct agentcmd_successor *p,
 	}
 	q.env = env;
 	s->nice = own_nice();
-	if (nice_refused || s->nice < 0 || s->nice >= SANDBOX_HELPER_NICE)
+	if (raise_refused || s->nice < 0 || s->nice >= SANDBOX_HELPER_NICE)
 		s->nice = -1;	/* not niced: it runs at ours */
 	q.nice = s->nice >= 0 ? SANDBOX_HELPER_NICE : 0;
+	s->idle = q.idle = may_idle();
+	if (s->idle) {
+		s->promote = malloc(sizeof(*s->promote));
+		if (!s->promote || uv_timer_init(loop, s->promote) < 0) {
+			free(s->promote);
+			s->promote = NULL;
+			s->idle = q.idle = false;
+		} else {
+			s->promote->data = s;
+		}
+	}
 	pid = agentcmd_spawn_successor(loop, &q, &s->fd);
 	if (pid < 0) {
 		release(s);
 		return (int)pid;
 	}
 	s->pid = pid;
+	if (s->promote)
+		uv_timer_start(s->promote, promote_cb, idle_ms(), 0);
 	r = procwatch_start(loop, pid, exit_cb, s, &s->watch);
 	if (r < 0) {
 		/* Unwatched, it could not be told dead from alive: not kept. */
@@ -205,12 +321,16 @@ standby_take(struct standby *s, uint64_t deadline_ms, pid_t *ret_pid,
 		    "starting, or a build without standbys)");
 		return -EAGAIN;
 	}
+	if (leave_idle(s) < 0) {
+		standby_dismiss(&s, "cannot give it back SCHED_OTHER");
+		return -EAGAIN;
+	}
 	if (s->nice >= 0 && setpriority(PRIO_PROCESS, s->pid, s->nice) < 0) {
 		log_warn("standby.renice", "cannot give the standby its nice "
 		    "value back; later standbys start at the supervisor's",
 		    "standby_pid=%d nice=%d error=\"%s\"", (int)s->pid,
 		    s->nice, strerror(errno));
-		nice_refused = true;
+		raise_refused = true;
 		standby_dismiss(&s, "cannot give it back its nice value");
 		return -EAGAIN;
 	}
@@ -241,7 +361,12 @@ standby_dismiss(struct standby **sp, const char *why)
 	*sp = NULL;
 	if (!s)
 		return;
-	if (!s->exited)
+	if (!s->exited) {
 		log_info("standby.dismissed", why, "pid=%d", (int)s->pid);
+		/* Its exit (at EOF on its socket) not held up by SCHED_IDLE. */
+		if (s->idle)
+			(void)sched_setscheduler(s->pid, SCHED_OTHER,
+			    &(struct sched_param){ .sched_priority = 0 });
+	}
 	release(s);
 }

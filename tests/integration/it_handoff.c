@@ -4,6 +4,7 @@
  * supervisor failure the issue names, concurrent requests, and shutdown.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -703,27 +704,55 @@ TEST_T(sigterm_stops_everything, 60)
 	finish(&t);
 }
 
-/* The supervisor run through wrap, serving; its standby, waiting niced. */
+/*
+ * The supervisor run through wrap with env, serving; its standby,
+ * waiting niced (under policy: SCHED_IDLE unless promoted or the
+ * supervisor's own policy is another).
+ */
 static pid_t
-start_niced_standby(struct itest *t, const char *const *wrap)
+start_niced_standby(struct itest *t, const char *const *wrap,
+    const char *const *env, int policy)
 {
 	pid_t sb;
 
 	it_setup(t);
-	require(it_start_supervisor_wrapped(t, NULL, wrap, NULL) > 0,
+	require(it_start_supervisor_wrapped(t, env, wrap, NULL) > 0,
 	    "supervisor started");
 	require(it_wait_serving(t, SERVE_MS) > 0, "agent serving");
 	sb = it_wait_standby(t, 0, 5000);
 	require(sb > 0, "a standby waits");
 	check_eq(it_proc_nice_max(sb), SANDBOX_HELPER_NICE);
+	check_eq(it_proc_policy(sb), policy);
 	return sb;
 }
 
 /*
+ * The next upgrade takes the standby sb, which then serves under policy
+ * at nice; the test ends.
+ */
+static void
+standby_serves(struct itest *t, pid_t sb, int policy, int nice)
+{
+	char out[2048];
+	int rc;
+
+	rc = it_upgrade(t, out, sizeof(out), NULL);
+	check(rc == 0 && json_num(out, "new_pid") == sb,
+	    "the standby %d took the upgrade: %s", (int)sb, out);
+	check_eq(it_proc_policy(sb), policy);
+	check_eq(it_proc_nice_max(sb), nice);
+	finish(t);
+}
+
+/* Long enough for any build's standby to say it waits while idle. */
+static const char *const stay_idle[] = { "BATON_STANDBY_IDLE_MS=60000",
+    NULL };
+
+/*
  * A supervisor at nice 3 that may not raise a priority (no
- * CAP_SYS_NICE): the niced standby cannot be given 3 back, so it is
- * dismissed, the upgrade spawns and commits, and the standbys after it
- * start at 3 and are taken.
+ * CAP_SYS_NICE): its standby cannot leave SCHED_IDLE nor be given 3
+ * back, so it is dismissed, the upgrade spawns and commits, and the
+ * standbys after it start at 3 under SCHED_OTHER and are taken.
  */
 TEST_T(standby_without_cap_sys_nice, 60)
 {
@@ -731,21 +760,24 @@ TEST_T(standby_without_cap_sys_nice, 60)
 	    "--bounding-set", "-sys_nice", NULL };
 	struct itest t;
 	char out[2048];
-	pid_t sb = start_niced_standby(&t, wrap), sb2, now;
+	pid_t sb = start_niced_standby(&t, wrap, stay_idle, SCHED_IDLE), sb2,
+	    now;
 	int rc;
 
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	now = (pid_t)json_num(out, "new_pid");
 	check(rc == 0 && now > 0 && now != sb && strstr(out,
-	    "\"committed\":true"), "not renicable: a fresh successor "
+	    "\"committed\":true"), "stuck in SCHED_IDLE: a fresh successor "
 	    "commits: %s", out);
-	check_eq(it_log_max_since(&t, 0, "standby.renice", "standby_pid"),
+	check_eq(it_log_max_since(&t, 0, "standby.sched", "standby_pid"),
 	    (uint64_t)sb);
-	check(wait_dead(sb, 5000), "the niced standby left");
+	check(wait_dead(sb, 5000), "the idle standby left");
+	check_eq(it_proc_policy(now), SCHED_OTHER);
 	check_eq(it_proc_nice_max(now), 3);	/* the supervisor's */
 	sb2 = it_wait_standby(&t, sb, 5000);
 	require(sb2 > 0, "a standby follows");
-	check_eq(it_proc_nice_max(sb2), 3);	/* at ours from now on */
+	check_eq(it_proc_policy(sb2), SCHED_OTHER);	/* from now on */
+	check_eq(it_proc_nice_max(sb2), 3);	/* at ours */
 	rc = it_upgrade(&t, out, sizeof(out), NULL);
 	check(rc == 0 && json_num(out, "new_pid") == sb2,
 	    "the standby at the supervisor's nice is taken: %s", out);
@@ -753,20 +785,44 @@ TEST_T(standby_without_cap_sys_nice, 60)
 	finish(&t);
 }
 
-/* A supervisor run at nice 3 (systemd's Nice=3): a taken standby gets 3. */
+/*
+ * A supervisor run at nice 3 (systemd's Nice=3): its standby waits at
+ * nice 10 under SCHED_IDLE and serves at 3 under SCHED_OTHER.
+ */
 TEST_T(standby_gets_the_supervisors_nice, 60)
 {
 	static const char *const wrap[] = { "nice", "-n", "3", NULL };
 	struct itest t;
-	char out[2048];
-	pid_t sb = start_niced_standby(&t, wrap);
-	int rc;
+	pid_t sb = start_niced_standby(&t, wrap, stay_idle, SCHED_IDLE);
 
-	rc = it_upgrade(&t, out, sizeof(out), NULL);
-	check(rc == 0 && json_num(out, "new_pid") == sb,
-	    "the standby took the upgrade: %s", out);
-	check_eq(it_proc_nice_max(sb), 3);
-	finish(&t);
+	standby_serves(&t, sb, SCHED_OTHER, 3);
+}
+
+/*
+ * A standby that has not said it waits BATON_STANDBY_IDLE_MS after its
+ * spawn (here 1 ms: no build starts that fast) is moved to SCHED_OTHER
+ * at nice 10, as where no CPU is idle; taken, it serves at 0.
+ */
+TEST_T(standby_still_starting_leaves_sched_idle, 60)
+{
+	static const char *const env[] = { "BATON_STANDBY_IDLE_MS=1", NULL };
+	struct itest t;
+	pid_t sb = start_niced_standby(&t, NULL, env, SCHED_OTHER);
+
+	standby_serves(&t, sb, SCHED_OTHER, 0);
+}
+
+/*
+ * A supervisor under SCHED_BATCH (systemd's CPUSchedulingPolicy=batch):
+ * its standbys wait under that, never SCHED_IDLE, and serve under it.
+ */
+TEST_T(standby_under_the_supervisors_policy, 60)
+{
+	static const char *const wrap[] = { "chrt", "--batch", "0", NULL };
+	struct itest t;
+	pid_t sb = start_niced_standby(&t, wrap, stay_idle, SCHED_BATCH);
+
+	standby_serves(&t, sb, SCHED_BATCH, 0);
 }
 
 /* Copy src to dst through a new inode (as a package manager replaces). */
@@ -806,6 +862,7 @@ TEST_T(standby_takes_the_next_upgrade, 90)
 	    "the standby %d took the upgrade: %s", (int)sb, out);
 	check(it_proc_named(sb, "baton-agent"), "named baton-agent again");
 	check_eq(it_proc_nice_max(sb), 0);	/* every thread of it */
+	check_eq(it_proc_policy(sb), SCHED_OTHER);
 	check(tap_proc_status(sb, "Threads") >= 2, "its writer thread runs");
 	sb2 = it_wait_standby(&t, sb, 5000);
 	check(sb2 > 0, "a new standby follows the handoff");

@@ -429,34 +429,62 @@ it_find_procs(const char *root, const char *comm, pid_t *pids, unsigned max)
 	return n;
 }
 
-int
-it_proc_nice_max(pid_t pid)
+/*
+ * The smallest and largest value of field (1-based, as in proc(5)) of
+ * /proc/PID/task/ * /stat over the process's threads; false if none read.
+ */
+static bool
+task_stat_range(pid_t pid, int field, long *min, long *max)
 {
 	char id[16], path[300], buf[1024], *p;
 	struct dirent *e;
-	int max = -100, nice, i;
+	bool any = false;
+	long v;
+	int i;
 	DIR *d;
 
 	snprintf(id, sizeof(id), "%d", (int)pid);
 	snprintf(path, sizeof(path), "/proc/%s/task", id);
 	d = opendir(path);
 	if (!d)
-		return -100;
+		return false;
 	while ((e = readdir(d))) {
 		if (e->d_name[0] < '1' || e->d_name[0] > '9')
 			continue;
 		snprintf(path, sizeof(path), "task/%s/stat", e->d_name);
 		if (read_proc(id, path, buf, sizeof(buf)) < 0)
 			continue;
-		/* After the comm's ")": state is field 3, nice field 19. */
+		/* After the comm's ")" comes field 3, the state. */
 		p = strrchr(buf, ')');
-		for (i = 2; p && i < 19; i++)
+		for (i = 2; p && i < field; i++)
 			p = strchr(p + 1, ' ');
-		if (p && sscanf(p + 1, "%d", &nice) == 1 && nice > max)
-			max = nice;
+		if (!p || sscanf(p + 1, "%ld", &v) != 1)
+			continue;
+		if (!any || v < *min)
+			*min = v;
+		if (!any || v > *max)
+			*max = v;
+		any = true;
 	}
 	closedir(d);
-	return max;
+	return any;
+}
+
+int
+it_proc_nice_max(pid_t pid)
+{
+	long min, max;
+
+	return task_stat_range(pid, 19, &min, &max) ? (int)max : -100;
+}
+
+int
+it_proc_policy(pid_t pid)
+{
+	long min, max;
+
+	return task_stat_range(pid, 41, &min, &max) && min == max ?
+	    (int)min : -1;
 }
 
 pid_t

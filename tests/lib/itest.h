@@ -80,6 +80,11 @@ pid_t it_wait_standby(struct itest *t, pid_t not, int ms);
  * or -100 when it cannot be read.
  */
 int it_proc_nice_max(pid_t pid);
+/*
+ * The scheduling policy every thread of a process runs under (SCHED_*,
+ * field 41 of their stat files), or -1 if they differ or none was read.
+ */
+int it_proc_policy(pid_t pid);
 /* Number of fds / direct children of a process. */
 int it_count_fds(pid_t pid);
 int it_count_children(pid_t pid);

@@ -111,6 +111,7 @@ struct probe {
 	int ptrace_err, bpf_err, keyctl_err, userns_err, clone3_err;
 	int execve_err, unix_err, inet_err, ioctl_err, getpid_ok, open_ok;
 	int nice_raise_err, nice_other_err, nice_ok_err, nice_reset_err;
+	int sched_fifo_err, sched_batch_err, sched_idle_err, sched_other_err;
 	int alive;
 };
 
@@ -159,6 +160,15 @@ probe_main(int role, int child, int wfd, int logfd)
 	    SANDBOX_HELPER_NICE));
 	/* Back to 0: the supervisor does it to a standby it takes. */
 	p.nice_reset_err = err_of(setpriority(PRIO_PROCESS, 0, 0));
+	/* A standby's policy: into SCHED_IDLE and back, never real-time. */
+	p.sched_fifo_err = err_of(sched_setscheduler(0, SCHED_FIFO,
+	    &(struct sched_param){ .sched_priority = 1 }));
+	p.sched_batch_err = err_of(sched_setscheduler(0, SCHED_BATCH,
+	    &(struct sched_param){ .sched_priority = 0 }));
+	p.sched_idle_err = err_of(sched_setscheduler(0, SCHED_IDLE,
+	    &(struct sched_param){ .sched_priority = 0 }));
+	p.sched_other_err = err_of(sched_setscheduler(0, SCHED_OTHER,
+	    &(struct sched_param){ .sched_priority = 0 }));
 sockets:
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	p.unix_err = err_of(fd);
@@ -238,6 +248,9 @@ TEST(agent_filter)
 	check_eq(p.ioctl_err, EPERM);
 	check_eq(p.nice_ok_err, 0);
 	check_eq(p.nice_reset_err, EPERM);	/* only the supervisor raises */
+	check_eq(p.sched_fifo_err, EPERM);
+	check_eq(p.sched_idle_err, EPERM);	/* only the supervisor's */
+	check_eq(p.sched_other_err, EPERM);
 	check(p.getpid_ok && p.open_ok, "allowed calls still work");
 	expect_denied_logged(log, "ptrace");
 	expect_denied_logged(log, "bpf");
@@ -264,8 +277,13 @@ TEST(supervisor_filter)
 	check_eq(p.nice_other_err, 0);	/* a standby's nice back: 0..19 */
 	check_eq(p.nice_ok_err, 0);
 	check_eq(p.nice_reset_err, 0);
+	check_eq(p.sched_fifo_err, EPERM);	/* root could: the filter */
+	check_eq(p.sched_batch_err, EPERM);
+	check_eq(p.sched_idle_err, 0);	/* a standby starts under it */
+	check_eq(p.sched_other_err, 0);	/* and is taken out of it */
 	check(p.getpid_ok && p.open_ok, "allowed calls still work");
 	expect_denied_logged(log, "ptrace");
+	expect_denied_logged(log, "sched_setscheduler");
 }
 
 /* The helper's filter, built after the fork or prepared before it. */
@@ -289,6 +307,8 @@ helper_filter(bool prep)
 	check_eq(p.nice_other_err, EPERM);
 	check_eq(p.nice_ok_err, 0);	/* the helper lowers its priority */
 	check_eq(p.nice_reset_err, EPERM);	/* and never raises it */
+	check_eq(p.sched_fifo_err, EPERM);
+	check_eq(p.sched_idle_err, EPERM);
 	check(p.getpid_ok && p.open_ok, "allowed calls still work");
 	expect_denied_logged(log, "socket");
 	check(strstr(log, "role=nshelper") != NULL, "log names the helper");

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,7 +273,7 @@ TEST(bad_arguments)
 
 /* `sleep 30` with no listeners. */
 static pid_t
-spawn_sleep(int nice, int pdeathsig)
+spawn_sleep(int nice, bool idle, int pdeathsig)
 {
 	static const char *const argv[] = { "sleep", "30", NULL };
 	struct spawn_opts o;
@@ -282,6 +283,7 @@ spawn_sleep(int nice, int pdeathsig)
 	o.argv = argv;
 	o.extra_fd = -1;
 	o.nice = nice;
+	o.idle = idle;
 	o.pdeathsig = pdeathsig;
 	return spawn_agent(&o);
 }
@@ -290,16 +292,34 @@ spawn_sleep(int nice, int pdeathsig)
 TEST(child_runs_at_its_nice_value)
 {
 	int ours = getpriority(PRIO_PROCESS, 0);
-	pid_t pid = spawn_sleep(10, 0);
+	pid_t pid = spawn_sleep(10, false, 0);
 
 	require(pid > 0, "spawn: %d", (int)pid);
 	check_eq(getpriority(PRIO_PROCESS, (id_t)pid), 10);
 	check_eq(getpriority(PRIO_PROCESS, 0), ours);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	pid = spawn_sleep(0, 0);	/* 0: it keeps ours */
+	pid = spawn_sleep(0, false, 0);	/* 0: it keeps ours */
 	require(pid > 0, "spawn: %d", (int)pid);
 	check_eq(getpriority(PRIO_PROCESS, (id_t)pid), ours);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* idle: the program runs under SCHED_IDLE once it has exec'd. */
+TEST(idle_child_runs_under_sched_idle)
+{
+	pid_t pid = spawn_sleep(10, true, 0);
+
+	require(pid > 0, "spawn: %d", (int)pid);
+	check_eq(sched_getscheduler(pid), SCHED_IDLE);
+	check_eq(getpriority(PRIO_PROCESS, (id_t)pid), 10);
+	check_eq(sched_getscheduler(0), SCHED_OTHER);	/* ours unchanged */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	pid = spawn_sleep(0, false, 0);
+	require(pid > 0, "spawn: %d", (int)pid);
+	check_eq(sched_getscheduler(pid), SCHED_OTHER);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 }
@@ -316,7 +336,7 @@ TEST(pdeathsig_kills_orphan)
 	mid = fork();
 	require(mid >= 0, "fork");
 	if (mid == 0) {
-		pid_t pid = spawn_sleep(0, SIGKILL);
+		pid_t pid = spawn_sleep(0, false, SIGKILL);
 
 		if (write(p[1], &pid, sizeof(pid)) != sizeof(pid))
 			_exit(2);

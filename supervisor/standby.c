@@ -61,13 +61,16 @@ idle_ms(void)
 	return v > STANDBY_IDLE_MS_MAX ? STANDBY_IDLE_MS_MAX : (unsigned)v;
 }
 
-/* Whether a standby may start under SCHED_IDLE: we run under SCHED_OTHER. */
+/*
+ * Whether a standby may start under SCHED_IDLE, for ms (idle_ms()): we
+ * run under SCHED_OTHER.
+ */
 static bool
-may_idle(void)
+may_idle(unsigned ms)
 {
 	int p = sched_getscheduler(0);
 
-	return !raise_refused && idle_ms() > 0 && p >= 0 &&
+	return !raise_refused && ms > 0 && p >= 0 &&
 	    (p & ~SCHED_RESET_ON_FORK) == SCHED_OTHER;
 }
 
@@ -119,6 +122,13 @@ release(struct standby *s)
 	free(s);
 }
 
+static int
+to_sched_other(pid_t pid)
+{
+	return sched_setscheduler(pid, SCHED_OTHER,
+	    &(struct sched_param){ .sched_priority = 0 }) < 0 ? -errno : 0;
+}
+
 /*
  * Under SCHED_OTHER again; 0, or -errno (logged: then later standbys
  * start at our policy and nice value).
@@ -130,12 +140,11 @@ leave_idle(struct standby *s)
 
 	if (!s->idle)
 		return 0;
-	if (sched_setscheduler(s->pid, SCHED_OTHER,
-	    &(struct sched_param){ .sched_priority = 0 }) == 0) {
+	r = to_sched_other(s->pid);
+	if (r == 0) {
 		s->idle = false;
 		return 0;
 	}
-	r = -errno;
 	log_warn("standby.sched", "cannot move the standby out of "
 	    "SCHED_IDLE; later standbys start at the supervisor's policy "
 	    "and nice value", "standby_pid=%d error=\"%s\"", (int)s->pid,
@@ -144,15 +153,19 @@ leave_idle(struct standby *s)
 	return r;
 }
 
-/* Whether its word that it waits is there, unread. */
+/*
+ * Whether its word that it waits is there (else still starting, or a
+ * build without standbys: its HELLO would be there); flags: MSG_PEEK
+ * leaves it unread.
+ */
 static bool
-said_it_waits(const struct standby *s)
+said_it_waits(const struct standby *s, int flags)
 {
 	char ready[STANDBY_READY_LEN];
 	ssize_t n;
 
 	do
-		n = recv(s->fd, ready, sizeof(ready), MSG_PEEK | MSG_DONTWAIT);
+		n = recv(s->fd, ready, sizeof(ready), flags | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	return n == (ssize_t)sizeof(ready) &&
 	    memcmp(ready, STANDBY_READY, sizeof(ready)) == 0;
@@ -164,7 +177,7 @@ promote_cb(uv_timer_t *t)
 {
 	struct standby *s = t->data;
 
-	if (s->exited || said_it_waits(s))
+	if (s->exited || said_it_waits(s, MSG_PEEK))
 		return;
 	if (leave_idle(s) == 0)
 		log_debug("standby.promoted", "no idle CPU: starting at its "
@@ -192,7 +205,7 @@ standby_start(uv_loop_t *loop, const struct agentcmd_successor *p,
 	static const char *const env[] = { "HANDOFF_STANDBY=1", NULL };
 	struct agentcmd_successor q = *p;
 	struct standby *s;
-	unsigned i;
+	unsigned i, ms;
 	pid_t pid;
 	int r;
 
@@ -225,7 +238,8 @@ standby_start(uv_loop_t *loop, const struct agentcmd_successor *p,
 	if (raise_refused || s->nice < 0 || s->nice >= SANDBOX_HELPER_NICE)
 		s->nice = -1;	/* not niced: it runs at ours */
 	q.nice = s->nice >= 0 ? SANDBOX_HELPER_NICE : 0;
-	s->idle = q.idle = may_idle();
+	ms = idle_ms();
+	s->idle = q.idle = may_idle(ms);
 	if (s->idle) {
 		s->promote = malloc(sizeof(*s->promote));
 		if (!s->promote || uv_timer_init(loop, s->promote) < 0) {
@@ -243,7 +257,7 @@ standby_start(uv_loop_t *loop, const struct agentcmd_successor *p,
 	}
 	s->pid = pid;
 	if (s->promote)
-		uv_timer_start(s->promote, promote_cb, idle_ms(), 0);
+		uv_timer_start(s->promote, promote_cb, ms, 0);
 	r = procwatch_start(loop, pid, exit_cb, s, &s->watch);
 	if (r < 0) {
 		/* Unwatched, it could not be told dead from alive: not kept. */
@@ -303,20 +317,14 @@ standby_take(struct standby *s, uint64_t deadline_ms, pid_t *ret_pid,
     int *ret_fd)
 {
 	uint8_t go[STANDBY_GO_LEN];
-	char ready[STANDBY_READY_LEN];
 	ssize_t n;
 
 	if (s->exited) {
 		standby_dismiss(&s, NULL);
 		return -ESRCH;
 	}
-	/* Its word that it waits: else still starting, or a build without
-	 * standbys (its HELLO would be here), and not taken. */
-	do
-		n = recv(s->fd, ready, sizeof(ready), MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(ready) ||
-	    memcmp(ready, STANDBY_READY, sizeof(ready)) != 0) {
+	/* Its word that it waits, read: else not taken. */
+	if (!said_it_waits(s, 0)) {
 		standby_dismiss(&s, "it has not said that it waits (still "
 		    "starting, or a build without standbys)");
 		return -EAGAIN;
@@ -365,8 +373,7 @@ standby_dismiss(struct standby **sp, const char *why)
 		log_info("standby.dismissed", why, "pid=%d", (int)s->pid);
 		/* Its exit (at EOF on its socket) not held up by SCHED_IDLE. */
 		if (s->idle)
-			(void)sched_setscheduler(s->pid, SCHED_OTHER,
-			    &(struct sched_param){ .sched_priority = 0 });
+			(void)to_sched_other(s->pid);
 	}
 	release(s);
 }
